@@ -1,0 +1,136 @@
+"""Augmentation recipes as data, one per paper.
+
+A :class:`Recipe` lists the parameters of the standard contrastive augmentation chain, in this
+order: random resized crop → horizontal flip → colour jitter (with probability, the four ops
+in random order) → random grayscale → gaussian blur → solarize → normalise. Both the CPU path
+(:mod:`contrast.views.cpu`) and the batched path (:mod:`contrast.views.batched`) build from it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MNIST_MEAN = (0.1307,)
+MNIST_STD = (0.3081,)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Parameters of one view's augmentation chain.
+
+    Attributes:
+        size: output side in pixels (square).
+        crop_scale: range of the crop's area as a fraction of the image (RandomResizedCrop).
+        crop_ratio: range of the crop's aspect ratio w/h, sampled log-uniformly.
+        flip_p: probability of a horizontal flip.
+        jitter: (brightness, contrast, saturation, hue) strengths; factors are drawn from
+            [max(0, 1-s), 1+s] for the first three and [-hue, hue] for hue, as torchvision.
+        jitter_p: probability of applying the colour jitter.
+        grayscale_p: probability of converting to grayscale (kept as 3 channels).
+        blur_p: probability of gaussian blur; blur_sigma the σ range; blur_kernel the kernel side.
+        solarize_p: probability of solarizing; pixels >= solarize_threshold (in [0, 1]) are inverted.
+        mean, std: normalisation statistics per channel.
+    """
+
+    size: int
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+    jitter_p: float = 0.8
+    grayscale_p: float = 0.2
+    blur_p: float = 0.0
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    blur_kernel: int = 0
+    solarize_p: float = 0.0
+    solarize_threshold: float = 0.5
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    name: str = field(default="custom", compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
+            raise ValueError(f"size must be a positive int, got {self.size!r}")
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}")
+        lo, hi = self.crop_ratio
+        if not 0 < lo <= hi:
+            raise ValueError(f"crop_ratio must satisfy 0 < min <= max, got {self.crop_ratio}")
+        for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
+        if len(self.jitter) != 4 or any(s < 0 for s in self.jitter) or self.jitter[3] > 0.5:
+            raise ValueError(
+                f"jitter must be 4 strengths (brightness, contrast, saturation, hue) >= 0 with hue <= 0.5, "
+                f"got {self.jitter}"
+            )
+        if self.blur_p > 0:
+            if self.blur_kernel < 1 or self.blur_kernel % 2 == 0:
+                raise ValueError(f"blur_kernel must be a positive odd int when blur_p > 0, got {self.blur_kernel}")
+            if not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
+                raise ValueError(f"blur_sigma must satisfy 0 < min <= max, got {self.blur_sigma}")
+        if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
+            raise ValueError(f"mean and std need one value per channel and std > 0, got {self.mean}, {self.std}")
+
+    @property
+    def channels(self) -> int:
+        return len(self.mean)
+
+    def with_(self, **changes) -> Recipe:
+        """A copy with some fields changed, e.g. ``SIMCLR_CIFAR10.with_(size=64)``."""
+        return replace(self, **changes)
+
+
+def blur_kernel_for(size: int) -> int:
+    """SimCLR's kernel side: 10% of the image side, made odd (23 at 224)."""
+    return 2 * math.floor(0.1 * size / 2) + 1
+
+
+# SimCLR (Chen et al. 2020), appendix B.9 (CIFAR-10): colour distortion strength s = 0.5, no blur.
+SIMCLR_CIFAR10 = Recipe(
+    size=32, jitter=(0.4, 0.4, 0.4, 0.1), mean=CIFAR10_MEAN, std=CIFAR10_STD, name="simclr_cifar10"
+)
+# SimCLR, appendix A: strength s = 1.0 (0.8s, 0.8s, 0.8s, 0.2s), blur p=0.5, σ ∈ [0.1, 2], kernel 10%.
+SIMCLR_IMAGENET = Recipe(
+    size=224, jitter=(0.8, 0.8, 0.8, 0.2), blur_p=0.5, blur_kernel=blur_kernel_for(224), name="simclr_imagenet"
+)
+# MoCo v2 (Chen et al. 2020, "Improved Baselines"): crop scale (0.2, 1), jitter (0.4, 0.4, 0.4, 0.1) p=0.8,
+# grayscale 0.2, blur p=0.5 σ ∈ [0.1, 2].
+MOCO_V2 = Recipe(size=224, crop_scale=(0.2, 1.0), blur_p=0.5, blur_kernel=blur_kernel_for(224), name="moco_v2")
+# MoCo v2 on CIFAR-10 (the official CIFAR demo): the same chain at 32 px, without blur.
+MOCO_V2_CIFAR10 = Recipe(size=32, crop_scale=(0.2, 1.0), mean=CIFAR10_MEAN, std=CIFAR10_STD, name="moco_v2_cifar10")
+# BYOL (Grill et al. 2020), table 6, used by MoCo v3 (Chen et al. 2021): asymmetric views.
+# Jitter (0.4, 0.4, 0.2, 0.1) p=0.8, grayscale 0.2, blur 1.0 / 0.1, solarize 0.0 / 0.2.
+MOCO_V3_Q = Recipe(
+    size=224, jitter=(0.4, 0.4, 0.2, 0.1), blur_p=1.0, blur_kernel=blur_kernel_for(224), solarize_p=0.0,
+    name="moco_v3_q",
+)
+MOCO_V3_K = MOCO_V3_Q.with_(blur_p=0.1, solarize_p=0.2, name="moco_v3_k")
+# MoCo v3 / BYOL on CIFAR-10 (as solo-learn's CIFAR configs): 32 px, no blur, solarize 0.0 / 0.2.
+MOCO_V3_CIFAR10_Q = MOCO_V3_Q.with_(size=32, blur_p=0.0, blur_kernel=0, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+                                    name="moco_v3_cifar10_q")
+MOCO_V3_CIFAR10_K = MOCO_V3_CIFAR10_Q.with_(solarize_p=0.2, name="moco_v3_cifar10_k")
+
+# Name -> recipe, for configuration files.
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        SIMCLR_CIFAR10, SIMCLR_IMAGENET, MOCO_V2, MOCO_V2_CIFAR10, MOCO_V3_Q, MOCO_V3_K,
+        MOCO_V3_CIFAR10_Q, MOCO_V3_CIFAR10_K,
+    )
+}
+
+
+def get_recipe(recipe: str | Recipe) -> Recipe:
+    if isinstance(recipe, Recipe):
+        return recipe
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)} or pass a Recipe")
+    return RECIPES[recipe]
