@@ -82,8 +82,13 @@ def main() -> None:
 
     rows = []
     for label, recipe, pil, batch, lightly_kwargs in (
-        ("SimCLR CIFAR-10, 32 px", "simclr_cifar10", pil_small, small[: args.batch],
-         dict(input_size=32, gaussian_blur=0.0)),
+        (
+            "SimCLR CIFAR-10, 32 px",
+            "simclr_cifar10",
+            pil_small,
+            small[: args.batch],
+            dict(input_size=32, gaussian_blur=0.0),
+        ),
         ("SimCLR ImageNet, 224 px", "simclr_imagenet", pil_large, large[: args.batch_224], dict(input_size=224)),
     ):
         results = {}
@@ -108,7 +113,9 @@ def main() -> None:
     print(table)
     if not args.no_append:
         append_results(
-            "Two-view augmentation throughput", args.device, table,
+            "Two-view augmentation throughput",
+            args.device,
+            table,
             f"Batched path batch sizes: {args.batch} (32 px), {args.batch_224} (224 px, from 256×256 inputs). "
             "Per-sample paths take PIL images, one thread; the batched path takes a uint8 batch.",
         )

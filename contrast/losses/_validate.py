@@ -20,8 +20,7 @@ def check_embeddings(x: object, name: str, *, check_finite: bool = True) -> Tens
         raise ValueError(f"{name} must be non-empty, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise ValueError(
-            f"{name} must be a floating-point tensor of embeddings, got dtype {x.dtype}; "
-            f"convert with {name}.float()"
+            f"{name} must be a floating-point tensor of embeddings, got dtype {x.dtype}; convert with {name}.float()"
         )
     # One reduction and one host sync; the training loop can turn it off with validate=False.
     if check_finite and not bool(torch.isfinite(x).all()):

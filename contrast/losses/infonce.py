@@ -162,9 +162,7 @@ def _nt_xent_rows(
     local = torch.arange(offset, offset + n, device=rows.device)
     self_index = torch.cat([local, local + total])
     targets = torch.cat([local + total, local])
-    return contrastive_cross_entropy(
-        rows, columns, tau, targets, self_index if exclude_self else None, chunk_size
-    )
+    return contrastive_cross_entropy(rows, columns, tau, targets, self_index if exclude_self else None, chunk_size)
 
 
 class _ContrastiveLoss(nn.Module):
@@ -254,8 +252,14 @@ class NTXent(_ContrastiveLoss):
     def forward(self, q: Tensor, k: Tensor) -> Tensor:
         if not (self.gather_distributed and distributed.is_distributed()):
             return nt_xent(
-                q, k, self.tau(), normalize=self.normalize, exclude_self=self.exclude_self,
-                reduction=self.reduction, chunk_size=self.chunk_size, validate=self.validate,
+                q,
+                k,
+                self.tau(),
+                normalize=self.normalize,
+                exclude_self=self.exclude_self,
+                reduction=self.reduction,
+                chunk_size=self.chunk_size,
+                validate=self.validate,
             )
         check_pair(q, k, min_rows=1, check_finite=self.validate)
         tau = check_temperature(self.tau())

@@ -94,9 +94,7 @@ def blur_kernel_for(size: int) -> int:
 
 
 # SimCLR (Chen et al. 2020), appendix B.9 (CIFAR-10): colour distortion strength s = 0.5, no blur.
-SIMCLR_CIFAR10 = Recipe(
-    size=32, jitter=(0.4, 0.4, 0.4, 0.1), mean=CIFAR10_MEAN, std=CIFAR10_STD, name="simclr_cifar10"
-)
+SIMCLR_CIFAR10 = Recipe(size=32, jitter=(0.4, 0.4, 0.4, 0.1), mean=CIFAR10_MEAN, std=CIFAR10_STD, name="simclr_cifar10")
 # SimCLR, appendix A: strength s = 1.0 (0.8s, 0.8s, 0.8s, 0.2s), blur p=0.5, σ ∈ [0.1, 2], kernel 10%.
 SIMCLR_IMAGENET = Recipe(
     size=224, jitter=(0.8, 0.8, 0.8, 0.2), blur_p=0.5, blur_kernel=blur_kernel_for(224), name="simclr_imagenet"
@@ -109,21 +107,50 @@ MOCO_V2_CIFAR10 = Recipe(size=32, crop_scale=(0.2, 1.0), mean=CIFAR10_MEAN, std=
 # BYOL (Grill et al. 2020), table 6, used by MoCo v3 (Chen et al. 2021): asymmetric views.
 # Jitter (0.4, 0.4, 0.2, 0.1) p=0.8, grayscale 0.2, blur 1.0 / 0.1, solarize 0.0 / 0.2.
 MOCO_V3_Q = Recipe(
-    size=224, jitter=(0.4, 0.4, 0.2, 0.1), blur_p=1.0, blur_kernel=blur_kernel_for(224), solarize_p=0.0,
+    size=224,
+    jitter=(0.4, 0.4, 0.2, 0.1),
+    blur_p=1.0,
+    blur_kernel=blur_kernel_for(224),
+    solarize_p=0.0,
     name="moco_v3_q",
 )
 MOCO_V3_K = MOCO_V3_Q.with_(blur_p=0.1, solarize_p=0.2, name="moco_v3_k")
 # MoCo v3 / BYOL on CIFAR-10 (as solo-learn's CIFAR configs): 32 px, no blur, solarize 0.0 / 0.2.
-MOCO_V3_CIFAR10_Q = MOCO_V3_Q.with_(size=32, blur_p=0.0, blur_kernel=0, mean=CIFAR10_MEAN, std=CIFAR10_STD,
-                                    name="moco_v3_cifar10_q")
+MOCO_V3_CIFAR10_Q = MOCO_V3_Q.with_(
+    size=32, blur_p=0.0, blur_kernel=0, mean=CIFAR10_MEAN, std=CIFAR10_STD, name="moco_v3_cifar10_q"
+)
 MOCO_V3_CIFAR10_K = MOCO_V3_CIFAR10_Q.with_(solarize_p=0.2, name="moco_v3_cifar10_k")
+
+# The quickstart (Shapes-10, generated in code): SimCLR's CIFAR chain with crops of at least a
+# quarter of the image, so that a crop still shows the shape.
+QUICKSTART = SIMCLR_CIFAR10.with_(
+    crop_scale=(0.25, 1.0), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), name="quickstart"
+)
+# MNIST / Fashion-MNIST (1 channel, 28 px): crops, flips and brightness/contrast jitter only.
+MNIST = Recipe(
+    size=28,
+    crop_scale=(0.3, 1.0),
+    jitter=(0.4, 0.4, 0.0, 0.0),
+    grayscale_p=0.0,
+    mean=MNIST_MEAN,
+    std=MNIST_STD,
+    name="mnist",
+)
 
 # Name -> recipe, for configuration files.
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
-        SIMCLR_CIFAR10, SIMCLR_IMAGENET, MOCO_V2, MOCO_V2_CIFAR10, MOCO_V3_Q, MOCO_V3_K,
-        MOCO_V3_CIFAR10_Q, MOCO_V3_CIFAR10_K,
+        SIMCLR_CIFAR10,
+        SIMCLR_IMAGENET,
+        MOCO_V2,
+        MOCO_V2_CIFAR10,
+        MOCO_V3_Q,
+        MOCO_V3_K,
+        MOCO_V3_CIFAR10_Q,
+        MOCO_V3_CIFAR10_K,
+        QUICKSTART,
+        MNIST,
     )
 }
 

@@ -117,9 +117,7 @@ def test_hinge_embedding_equals_torch_on_distances(shift, p, margin):
     q, k = _pair(seed=5)
     ours = hinge_embedding(q, k, margin, p=p, shift=shift)
     j = [(i + shift) % 7 for i in range(7)]
-    distances = torch.cat(
-        [nn.functional.pairwise_distance(q, k, p=p), nn.functional.pairwise_distance(q, k[j], p=p)]
-    )
+    distances = torch.cat([nn.functional.pairwise_distance(q, k, p=p), nn.functional.pairwise_distance(q, k[j], p=p)])
     y = torch.cat([torch.ones(7), -torch.ones(7)])
     ref = nn.HingeEmbeddingLoss(margin=margin)(distances, y)
     _assert_same_value_and_grads(ours, ref, (q, k))

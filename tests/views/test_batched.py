@@ -143,8 +143,11 @@ def test_crop_distribution_matches_torchvision(draws):
     torch.manual_seed(0)
     image = torch.zeros(3, 48, 64)
     ref = torch.tensor(
-        [T1.RandomResizedCrop.get_params(image, list(recipe.crop_scale), list(recipe.crop_ratio))
-         for _ in range(N_DRAWS)], dtype=torch.float,
+        [
+            T1.RandomResizedCrop.get_params(image, list(recipe.crop_scale), list(recipe.crop_ratio))
+            for _ in range(N_DRAWS)
+        ],
+        dtype=torch.float,
     )
     for column, name in ((0, "top"), (1, "left")):
         assert _ks_2samp(p.boxes[:, column], ref[:, column]) > P_MIN, name

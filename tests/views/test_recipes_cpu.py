@@ -31,8 +31,15 @@ def _ops(compose):
 
 def test_cpu_transform_builds_the_chain_in_order():
     assert _ops(cpu_transform("moco_v3_k")) == [
-        "RandomResizedCrop", "RandomHorizontalFlip", "ColorJitter", "RandomGrayscale",
-        "GaussianBlur", "ToImage", "ToDtype", "RandomSolarize", "Normalize",
+        "RandomResizedCrop",
+        "RandomHorizontalFlip",
+        "ColorJitter",
+        "RandomGrayscale",
+        "GaussianBlur",
+        "ToImage",
+        "ToDtype",
+        "RandomSolarize",
+        "Normalize",
     ]
     assert "GaussianBlur" not in _ops(cpu_transform("simclr_cifar10"))
 

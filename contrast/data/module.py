@@ -1,0 +1,256 @@
+"""The LightningDataModule: two-view training batches, plain labelled splits for evaluation.
+
+Two augmentation paths, chosen by ``views``:
+
+* ``"cpu"``: each sample's two views are made in the DataLoader workers with torchvision v2
+  (:class:`contrast.views.TwoViews`);
+* ``"batched"``: the loader yields uint8 image batches and the views are made on the training
+  device after the transfer, for the whole batch at once (:class:`contrast.views.BatchedTwoViews`).
+
+Both are deterministic given ``seed``: the CPU path seeds each sample's augmentation from
+(seed, epoch, index) and the batched path each batch's from (seed, step), so a resumed run
+draws exactly the views an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from contrast.data.sources import load_split
+from contrast.views import BatchedTwoViews, Recipe, TwoViews, get_recipe
+
+VIEW_PATHS = ("cpu", "batched")
+
+
+class EpochShuffle(Sampler[int]):
+    """Shuffles with a permutation that depends only on (seed, epoch), and yields ``epoch·N + i``
+    so that the dataset can seed each sample's augmentation from the index alone.
+
+    ``skip`` (called with the epoch when iteration starts) returns how many samples of this epoch
+    were already trained on: 0 normally, more when a run resumes from a mid-epoch checkpoint, so
+    the resumed run sees exactly the samples the uninterrupted run would have.
+    """
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True, skip=None) -> None:
+        self.size, self.seed, self.shuffle, self.epoch, self.skip = size, seed, shuffle, 0, skip
+
+    def set_epoch(self, epoch: int) -> None:  # called by Lightning at the start of every epoch
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        order = torch.arange(self.size)
+        if self.shuffle:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
+        start = self.skip(self.epoch) if self.skip is not None else 0
+        return iter((order[start:] + self.epoch * self.size).tolist())
+
+
+class TwoViewDataset(Dataset):
+    """((q, k), label) with per-sample views; index ``epoch·N + i`` seeds sample i's augmentation."""
+
+    def __init__(self, base: Dataset, views: TwoViews | None, seed: int) -> None:
+        self.base, self.views, self.seed = base, views, seed
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        image, label = self.base[index % len(self.base)]
+        if self.views is None:  # batched path: views are made on the device
+            return image, label
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1_000_003 + index)
+            return self.views(image), label
+
+
+class EvalDataset(Dataset):
+    """(image, label) with the deterministic evaluation transform: resize to the recipe's size
+    (shorter side, centre crop) and normalise."""
+
+    def __init__(self, base: Dataset, recipe: Recipe) -> None:
+        from torchvision.transforms import v2
+
+        self.base = base
+        self.transform = v2.Compose(
+            [
+                v2.Resize(recipe.size, antialias=True),
+                v2.CenterCrop(recipe.size),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(recipe.mean, recipe.std),
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        image, label = self.base[index]
+        return self.transform(image), label
+
+
+class ContrastiveData(L.LightningDataModule):
+    """Two-view training data and labelled evaluation splits for one dataset.
+
+    Args:
+        dataset: shapes10 (generated, the default: no download), mnist, fashion_mnist, cifar10,
+            cifar100, stl10, cifar10_jpeg, imagefolder.
+        root: folder holding the data; default ``$CONTRAST_DATA_DIR``, else ``./data``.
+        recipe_q, recipe_k: augmentation recipes (names in ``contrast.views.RECIPES``);
+            ``recipe_k`` defaults to ``recipe_q``.
+        views: "cpu" (DataLoader workers) or "batched" (on the training device).
+        batch_size: per-device training batch size; eval_batch_size: for feature extraction.
+        num_workers: DataLoader worker processes.
+        train_subset / eval_subset: use only n samples, spread evenly over the split (quick runs, tests).
+        image_size: resize ImageFolder images to this side (needed by the batched path).
+        download: let torchvision download CIFAR / STL-10 when online.
+        seed: seeds the shuffling and the augmentation.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "shapes10",
+        root: str | None = None,
+        recipe_q: str = "quickstart",
+        recipe_k: str | None = None,
+        views: str = "cpu",
+        batch_size: int = 256,
+        eval_batch_size: int = 512,
+        num_workers: int = 0,
+        train_subset: int | None = None,
+        eval_subset: int | None = None,
+        image_size: int | None = None,
+        download: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if views not in VIEW_PATHS:
+            raise ValueError(f"views must be one of {VIEW_PATHS}, got {views!r}")
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if not isinstance(value, int) or value < 2:
+                raise ValueError(f"{name} must be an int >= 2 (contrastive losses need negatives), got {value!r}")
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+        for name, value in (("train_subset", train_subset), ("eval_subset", eval_subset)):
+            if value is not None and (not isinstance(value, int) or value < 2):
+                raise ValueError(f"{name} must be None or an int >= 2, got {value!r}")
+        self.save_hyperparameters()
+        self.dataset, self.root, self.views, self.download = dataset, root, views, download
+        self.recipe_q = get_recipe(recipe_q)
+        self.recipe_k = self.recipe_q if recipe_k is None else get_recipe(recipe_k)
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.train_subset, self.eval_subset, self.image_size, self.seed = train_subset, eval_subset, image_size, seed
+        self._splits: dict[bool, Dataset] = {}
+        self.batched_views = BatchedTwoViews(self.recipe_q, self.recipe_k) if views == "batched" else None
+
+    # ------------------------------------------------------------------ data
+    def split(self, train: bool) -> Dataset:
+        if train not in self._splits:
+            size = self.image_size if self.dataset in ("imagefolder", "cifar10_jpeg") else None
+            base = load_split(self.dataset, self.root, train, download=self.download, image_size=size)
+            limit = self.train_subset if train else self.eval_subset
+            if limit is not None and limit < len(base):
+                base = _Subset(base, limit)
+            if len(base) == 0:
+                raise ValueError(f"dataset {self.dataset!r} ({'train' if train else 'test'}) is empty")
+            self._splits[train] = base
+        return self._splits[train]
+
+    @property
+    def num_classes(self) -> int:
+        base = self.split(True)
+        classes = getattr(base, "classes", None)
+        return len(classes) if classes else int(base.labels.max()) + 1
+
+    @property
+    def in_channels(self) -> int:
+        return self.recipe_q.channels
+
+    def setup(self, stage: str | None = None) -> None:
+        channels = int(self.split(True)[0][0].shape[0])
+        if channels != self.recipe_q.channels:
+            raise ValueError(
+                f"dataset {self.dataset!r} has {channels}-channel images but recipe {self.recipe_q.name!r} "
+                f"expects {self.recipe_q.channels}; choose a recipe for {channels}-channel images"
+            )
+
+    def _loader(self, dataset: Dataset, batch_size: int, sampler=None, drop_last: bool = False) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        base = self.split(True)
+        if len(base) < self.batch_size:
+            raise ValueError(
+                f"the training set has {len(base)} images, fewer than batch_size={self.batch_size}; "
+                "lower --data.batch_size"
+            )
+        views = None if self.views == "batched" else TwoViews(self.recipe_q, self.recipe_k)
+        # drop_last: every step has the full number of negatives (and the MoCo queue stays aligned).
+        sampler = EpochShuffle(len(base), self.seed, skip=self._samples_done)
+        return self._loader(TwoViewDataset(base, views, self.seed), self.batch_size, sampler, True)
+
+    def _samples_done(self, epoch: int) -> int:
+        """Samples of ``epoch`` the trainer has already stepped on (non-zero only when resuming mid-epoch)."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0
+        steps_per_epoch = len(self.split(True)) // self.batch_size
+        batches = trainer.global_step * trainer.accumulate_grad_batches - epoch * steps_per_epoch
+        return min(max(batches, 0), steps_per_epoch) * self.batch_size
+
+    def eval_dataloader(self, train: bool) -> DataLoader:
+        """Labelled, un-augmented images (train or test split) for kNN and linear evaluation."""
+        return self._loader(EvalDataset(self.split(train), self.recipe_q), self.eval_batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.eval_dataloader(False)
+
+    # ------------------------------------------------------------------ batched views on the device
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        trainer = self.trainer
+        if self.batched_views is None or trainer is None or not trainer.training:
+            return batch
+        images, labels = batch
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + trainer.global_step * 7919 + _rank())
+        return self.batched_views(images, generator), labels
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))
+
+
+class _Subset(Dataset):
+    """n samples spread evenly over ``base`` (datasets stored class by class keep every class)."""
+
+    def __init__(self, base: Dataset, n: int) -> None:
+        self.base = base
+        self.indices = torch.linspace(0, len(base) - 1, n).round().long()
+        self.labels = base.labels[self.indices]
+        self.classes = getattr(base, "classes", None)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int):
+        return self.base[int(self.indices[index])]
+
+
+def batch_views(batch) -> tuple[Tensor, Tensor, Tensor]:
+    """(q, k, labels) from a training batch of either path."""
+    (q, k), labels = batch
+    return q, k, labels

@@ -1,0 +1,188 @@
+"""Where images come from: every source gives (C, H, W) uint8 tensors and integer labels.
+
+In-memory sources (Shapes-10, MNIST, Fashion-MNIST, CIFAR-10/100, STL-10) hold one uint8 tensor;
+:class:`FolderImages` reads an ImageFolder tree lazily. Data is looked for under ``root``, else
+``$CONTRAST_DATA_DIR``; nothing is downloaded unless ``download=True``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from contrast.data.shapes import generate_shapes
+
+SHAPES_TRAIN, SHAPES_TEST = 5000, 1000
+
+
+class DataNotFoundError(FileNotFoundError):
+    """Raised with a message that says where data was looked for and how to point at it."""
+
+
+def data_root(root: str | os.PathLike | None) -> Path:
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get("CONTRAST_DATA_DIR")
+    return Path(env).expanduser() if env else Path("data")
+
+
+def _not_found(what: str, looked: list[Path], extra: str = "") -> DataNotFoundError:
+    places = "\n  ".join(str(p) for p in looked)
+    return DataNotFoundError(
+        f"{what} not found. Looked in:\n  {places}\n"
+        "Point at the folder that holds it with CONTRAST_DATA_DIR=/path/to/data or --data.root /path/to/data"
+        + (f"\n{extra}" if extra else "")
+    )
+
+
+class TensorImages(Dataset):
+    """Images held in memory as one (N, C, H, W) uint8 tensor, with (N,) labels."""
+
+    def __init__(self, images: Tensor, labels: Tensor, classes: list[str] | tuple[str, ...]) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be (N, C, H, W) uint8, got {tuple(images.shape)} {images.dtype}")
+        if len(images) == 0:
+            raise ValueError("the dataset is empty")
+        self.images, self.labels, self.classes = images, labels.long(), list(classes)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.images[index], int(self.labels[index])
+
+
+class FolderImages(Dataset):
+    """An ImageFolder tree (``<root>/<class>/<image>``) read lazily as uint8 tensors.
+
+    ``image_size`` resizes every image (shorter side, then centre crop) so that batches stack;
+    a corrupt or unreadable image raises an error naming its path.
+    """
+
+    EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+
+    def __init__(self, root: str | os.PathLike, image_size: int | None = None) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise _not_found(f"image folder {self.root}", [self.root])
+        self.classes = sorted(d.name for d in self.root.iterdir() if d.is_dir())
+        self.samples = [
+            (path, label)
+            for label, name in enumerate(self.classes)
+            for path in sorted((self.root / name).iterdir())
+            if path.suffix.lower() in self.EXTENSIONS
+        ]
+        if not self.samples:
+            raise _not_found(
+                f"images ({', '.join(self.EXTENSIONS)}) in class sub-folders of {self.root}",
+                [self.root / "<class>"],
+                "An ImageFolder tree has one sub-folder per class holding that class's images.",
+            )
+        self.labels = torch.tensor([label for _, label in self.samples])
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        from torchvision.io import ImageReadMode, decode_image
+        from torchvision.transforms.v2 import functional as TF
+
+        path, label = self.samples[index]
+        try:
+            image = decode_image(str(path), mode=ImageReadMode.RGB)
+        except Exception as error:  # torchvision raises RuntimeError for corrupt files
+            raise RuntimeError(f"could not decode image {path}: {error}") from error
+        if self.image_size is not None and tuple(image.shape[1:]) != (self.image_size, self.image_size):
+            image = TF.center_crop(TF.resize(image, self.image_size, antialias=True), self.image_size)
+        return image, label
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (MNIST format), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    dims = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def _mnist_like(root: Path, folder: str, aliases: tuple[str, ...], train: bool, what: str) -> TensorImages:
+    prefix = "train" if train else "t10k"
+    candidates = [root / folder / "raw"] + [root / alias / folder / "raw" for alias in aliases]
+    for raw in candidates:
+        files = {}
+        for kind, ndim in (("images", 3), ("labels", 1)):
+            name = f"{prefix}-{kind}-idx{ndim}-ubyte"
+            found = [p for p in (raw / name, raw / f"{name}.gz") if p.is_file()]
+            if found:
+                files[kind] = found[0]
+        if len(files) == 2:
+            images = torch.from_numpy(_read_idx(files["images"]).copy())[:, None]
+            labels = torch.from_numpy(_read_idx(files["labels"]).astype(np.int64))
+            return TensorImages(images, labels, [str(i) for i in range(10)])
+    raise _not_found(f"{what} ({prefix}-images-idx3-ubyte[.gz])", candidates)
+
+
+def _torchvision(name: str, root: Path, train: bool, download: bool) -> TensorImages:
+    import torchvision.datasets as tvd
+
+    cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "stl10": tvd.STL10}[name]
+    kwargs = {"split": "train" if train else "test"} if name == "stl10" else {"train": train}
+    try:
+        dataset = cls(str(root), download=download, **kwargs)
+    except RuntimeError as error:  # torchvision: "Dataset not found or corrupted"
+        raise _not_found(
+            f"{name} (torchvision's files)",
+            [root],
+            f"torchvision said: {error}. Pass --data.download true when online.",
+        ) from error
+    except OSError as error:  # no network while downloading
+        raise DataNotFoundError(f"{name}: download failed ({error}); place the files under {root} instead") from error
+    images = torch.from_numpy(np.asarray(dataset.data))
+    if images.shape[-1] == 3:  # CIFAR: (N, H, W, C)
+        images = images.permute(0, 3, 1, 2)
+    labels = torch.as_tensor(np.asarray(dataset.targets if hasattr(dataset, "targets") else dataset.labels))
+    return TensorImages(images.contiguous(), labels, list(getattr(dataset, "classes", [])))
+
+
+def load_split(
+    dataset: str, root: str | os.PathLike | None, train: bool, *, download: bool = False, image_size: int | None = None
+) -> Dataset:
+    """The train (``train=True``) or test split of a named dataset.
+
+    Names: ``shapes10`` (generated, no files), ``mnist``, ``fashion_mnist``, ``cifar10``,
+    ``cifar100``, ``stl10`` (torchvision's files), ``cifar10_jpeg`` (``<root>/cifar10-jpeg``), and
+    ``imagefolder`` (``<root>/train`` and ``<root>/test`` or ``<root>/val``).
+    """
+    if dataset == "shapes10":
+        n, seed = (SHAPES_TRAIN, 0) if train else (SHAPES_TEST, 1)
+        images, labels = generate_shapes(n, seed=seed)
+        from contrast.data.shapes import CLASSES
+
+        return TensorImages(images, labels, CLASSES)
+    base = data_root(root)
+    if dataset == "mnist":
+        return _mnist_like(base, "MNIST", ("mnist",), train, "MNIST")
+    if dataset == "fashion_mnist":
+        return _mnist_like(base, "FashionMNIST", ("fashion-mnist", "fashion_mnist"), train, "Fashion-MNIST")
+    if dataset in ("cifar10", "cifar100", "stl10"):
+        return _torchvision(dataset, base, train, download)
+    if dataset in ("cifar10_jpeg", "imagefolder"):
+        folder = base / "cifar10-jpeg" if dataset == "cifar10_jpeg" and (base / "cifar10-jpeg").is_dir() else base
+        splits = ["train"] if train else ["test", "val"]
+        for split in splits:
+            if (folder / split).is_dir():
+                return FolderImages(folder / split, image_size)
+        raise _not_found(f"{dataset} split {'/'.join(splits)}", [folder / s for s in splits])
+    raise ValueError(
+        f"unknown dataset {dataset!r}; choose one of shapes10, mnist, fashion_mnist, cifar10, cifar100, stl10, "
+        "cifar10_jpeg, imagefolder"
+    )

@@ -1,0 +1,77 @@
+"""kNN evaluation during training, as a Lightning callback."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from contrast.eval.features import extract_features
+from contrast.eval.knn import KNNEvaluator
+
+
+class KNNCallback(L.Callback):
+    """Every ``every_n_epochs`` epochs (and after the last), extract backbone features of the data
+    module's labelled train and test splits and log weighted-kNN ``knn/top1`` and ``knn/top5``.
+
+    ``baseline=True`` also scores the untrained encoder once at the start (``knn/top1_init``), so
+    the gain from pretraining is visible. Features are extracted under ``no_grad`` (bf16 autocast
+    on CUDA). Under DDP every rank extracts its shard and the features are gathered.
+    """
+
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        k: int = 200,
+        temperature: float = 0.1,
+        backend: str = "auto",
+        baseline: bool = False,
+    ) -> None:
+        if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be a positive int, got {every_n_epochs!r}")
+        self.every_n_epochs, self.baseline = every_n_epochs, baseline
+        self.knn = KNNEvaluator(k=k, temperature=temperature, backend=backend)  # validates the arguments
+        self.results: dict[str, float] = {}
+
+    def evaluate(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, float]:
+        data = trainer.datamodule
+        if data is None or not hasattr(data, "eval_dataloader"):
+            raise ValueError("KNNCallback needs a ContrastiveData data module (with eval_dataloader)")
+        from contrast import distributed
+
+        train_x, train_y = extract_features(module.backbone, data.eval_dataloader(True), module.device)
+        test_x, test_y = extract_features(module.backbone, data.eval_dataloader(False), module.device)
+        if distributed.is_distributed():  # the loaders are not sharded: every rank holds all features
+            pass
+        knn = KNNEvaluator(
+            k=self.knn.k, temperature=self.knn.temperature, backend=self.knn.backend, weighting=self.knn.weighting
+        )
+        return knn.fit(train_x, train_y).score(test_x, test_y)
+
+    def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.baseline:
+            result = self.evaluate(trainer, module)
+            self.results["top1_init"] = result["top1"]
+            rank_zero_info(f"kNN top-1 of the untrained encoder: {result['top1']:.2f}%")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        last = trainer.max_epochs is not None and epoch >= trainer.max_epochs
+        if epoch % self.every_n_epochs and not last:
+            return
+        with torch.no_grad():
+            result = self.evaluate(trainer, module)
+        self.results.update(result)
+        module.log("knn/top1", result["top1"], rank_zero_only=True)
+        module.log("knn/top5", result["top5"], rank_zero_only=True)
+        if "top1_init" in self.results:
+            module.log("knn/top1_init", self.results["top1_init"], rank_zero_only=True)
+        rank_zero_info(f"epoch {epoch}: kNN top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%")
+
+    def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if "top1" in self.results:
+            line = f"kNN accuracy (k={self.knn.k}, τ={self.knn.temperature}): top-1 {self.results['top1']:.2f}%"
+            if "top1_init" in self.results:
+                line += f" (untrained encoder: {self.results['top1_init']:.2f}%)"
+            if trainer.is_global_zero:
+                print(line, flush=True)

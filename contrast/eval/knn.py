@@ -1,0 +1,180 @@
+"""Weighted k-nearest-neighbour classifier on frozen features (Wu et al. 2018).
+
+For each query q (L2-normalised, as every train feature): take its k most similar training
+features by cosine similarity s_i; each neighbour votes for its class with weight
+``exp(s_i / τ)`` ("weighted", the protocol of Wu et al. 2018, "Unsupervised Feature Learning via
+Non-Parametric Instance Discrimination", used by InstDisc, MoCo, SimCLR-style CIFAR reports)
+or with weight 1 ("majority"). Classes are ranked by their summed votes; top-1 / top-5 accuracy.
+
+Conventions (both backends give identical predictions):
+* class-score ties go to the lower class index (stable sort);
+* ``k`` larger than the training set is clamped to its size (with a warning);
+* the weights are computed as ``exp((s_i - max_j s_j) / τ)``: the same ranking without overflow.
+
+τ = 0.07 is the ImageNet protocol; the CIFAR convention is τ = 0.1.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+BACKENDS = ("faiss", "torch", "auto")
+WEIGHTINGS = ("weighted", "majority")
+
+
+def _faiss_available() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class KNNEvaluator:
+    """Fit on (train features, labels), then score or predict queries.
+
+        knn = KNNEvaluator(k=200, temperature=0.1).fit(train_features, train_labels)
+        accuracy = knn.score(test_features, test_labels)   # {"top1": ..., "top5": ...} in percent
+
+    Args:
+        k: neighbours per query.
+        temperature: τ of the exp(s/τ) vote weights (ignored by majority vote).
+        weighting: "weighted" (Wu et al.) or "majority".
+        backend: "faiss" (IndexFlatIP, exact, CPU), "torch" (matmul + top-k on the features'
+            device, for GPUs), or "auto" (faiss for CPU tensors when installed, else torch).
+        normalize: L2-normalise features (cosine similarity). False uses raw inner products.
+        batch_size: queries per search batch (bounds memory: batch × N_train similarities).
+    """
+
+    def __init__(
+        self,
+        k: int = 200,
+        temperature: float = 0.07,
+        weighting: str = "weighted",
+        backend: str = "auto",
+        normalize: bool = True,
+        batch_size: int = 4096,
+    ) -> None:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "faiss" and not _faiss_available():
+            raise ValueError("backend='faiss' needs faiss (pip install faiss-cpu); or use backend='torch'")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.k, self.temperature, self.weighting = k, float(temperature), weighting
+        self.backend, self.normalize, self.batch_size = backend, normalize, batch_size
+        self.train_features: Tensor | None = None
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, features: Tensor, labels: Tensor) -> KNNEvaluator:
+        features, labels = self._check(features, "features"), labels
+        if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.shape[0] != features.shape[0]:
+            raise ValueError(
+                f"labels must be a 1-D tensor with one label per feature row ({features.shape[0]}), "
+                f"got {getattr(labels, 'shape', type(labels).__name__)}"
+            )
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}")
+        if bool((labels < 0).any()):
+            raise ValueError("labels must be non-negative class ids")
+        self.train_features = self._prepare(features)
+        self.train_labels = labels.long().to(features.device)
+        self.num_classes = int(labels.max()) + 1
+        self._backend = self.backend
+        if self._backend == "auto":
+            self._backend = "faiss" if features.device.type == "cpu" and _faiss_available() else "torch"
+        self._index = None
+        if self._backend == "faiss":
+            import faiss
+
+            self._index = faiss.IndexFlatIP(features.shape[1])
+            self._index.add(self.train_features.cpu().contiguous().numpy())
+        return self
+
+    def _check(self, features: Tensor, name: str) -> Tensor:
+        if not isinstance(features, Tensor) or features.dim() != 2 or features.shape[0] == 0:
+            raise ValueError(
+                f"{name} must be a non-empty 2-D (N, D) tensor, "
+                f"got {getattr(features, 'shape', type(features).__name__)}"
+            )
+        if not features.is_floating_point():
+            raise ValueError(f"{name} must be floating point, got {features.dtype}")
+        if not bool(torch.isfinite(features).all()):
+            raise ValueError(f"{name} contains NaN or Inf values")
+        return features
+
+    def _prepare(self, features: Tensor) -> Tensor:
+        features = features.float()
+        return F.normalize(features, dim=1) if self.normalize else features.contiguous()
+
+    # ------------------------------------------------------------------ neighbours and votes
+    def neighbours(self, queries: Tensor) -> tuple[Tensor, Tensor]:
+        """(N, k) similarities and train indices of each query's nearest neighbours, most similar first."""
+        if self.train_features is None:
+            raise RuntimeError("call fit(train_features, train_labels) before predicting")
+        queries = self._prepare(self._check(queries, "queries"))
+        if queries.shape[1] != self.train_features.shape[1]:
+            raise ValueError(
+                f"queries have dimension {queries.shape[1]} but the train features {self.train_features.shape[1]}"
+            )
+        k = self.effective_k
+        if self._backend == "faiss":
+            sims, index = self._index.search(queries.cpu().contiguous().numpy(), k)
+            return torch.from_numpy(sims), torch.from_numpy(index).long()
+        train = self.train_features.to(queries.device)
+        sims, index = [], []
+        for start in range(0, queries.shape[0], self.batch_size):
+            s, i = (queries[start : start + self.batch_size] @ train.T).topk(k, dim=1)
+            sims.append(s)
+            index.append(i)
+        return torch.cat(sims), torch.cat(index)
+
+    @property
+    def effective_k(self) -> int:
+        n = self.train_features.shape[0]
+        if self.k > n:
+            warnings.warn(f"k={self.k} is larger than the training set ({n}); using k={n}", stacklevel=3)
+        return min(self.k, n)
+
+    def class_scores(self, queries: Tensor) -> Tensor:
+        """(N, C) summed votes per class."""
+        sims, index = self.neighbours(queries)
+        labels = self.train_labels.to(index.device)[index]
+        if self.weighting == "weighted":
+            weights = torch.exp((sims - sims[:, :1]) / self.temperature)  # sims[:, 0] is the row max
+        else:
+            weights = torch.ones_like(sims)
+        scores = torch.zeros(sims.shape[0], self.num_classes, device=sims.device, dtype=sims.dtype)
+        return scores.scatter_add_(1, labels, weights)
+
+    def predict(self, queries: Tensor, top: int = 1) -> Tensor:
+        """(N, top) class ids, best first; ties go to the lower class id."""
+        order = torch.sort(self.class_scores(queries), dim=1, descending=True, stable=True).indices
+        return order[:, :top]
+
+    def score(self, queries: Tensor, labels: Tensor) -> dict[str, float]:
+        """Top-1 and top-5 accuracy in percent."""
+        if labels.shape[0] != queries.shape[0]:
+            raise ValueError(f"labels ({labels.shape[0]}) and queries ({queries.shape[0]}) differ in length")
+        top = min(5, self.num_classes)
+        predictions = self.predict(queries, top).cpu()
+        hits = predictions == labels.long().cpu()[:, None]
+        return {"top1": 100.0 * hits[:, 0].float().mean().item(), "top5": 100.0 * hits.any(dim=1).float().mean().item()}
+
+
+def knn_accuracy(
+    train_features: Tensor, train_labels: Tensor, test_features: Tensor, test_labels: Tensor, **kwargs
+) -> dict[str, float]:
+    """One call: fit a :class:`KNNEvaluator` with ``kwargs`` and score the test set."""
+    return KNNEvaluator(**kwargs).fit(train_features, train_labels).score(test_features, test_labels)

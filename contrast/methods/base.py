@@ -1,0 +1,153 @@
+"""The base LightningModule every method builds on.
+
+``ContrastiveModule`` owns what all methods share: the backbone, the optimizer (SGD, AdamW or
+LARS; no weight decay on biases and norms) with linear warmup and cosine decay per step, bf16 /
+channels-last / ``torch.compile`` options, logging, and an online linear probe trained on
+*detached* backbone features (it measures progress and never shapes the representation).
+A method subclass states only ``contrastive_step``: how the two views become a loss.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from contrast.data.module import batch_views
+from contrast.methods.lars import LARS
+from contrast.models import build_backbone
+
+OPTIMIZERS = ("sgd", "adamw", "lars")
+
+
+class ContrastiveModule(L.LightningModule):
+    """Args shared by all methods:
+
+    backbone: torchvision model name or "tiny_cnn"; cifar_stem: 3×3 stem for 32 px images;
+    in_channels: image channels (linked from the data); channels_last: channels-last memory format;
+    optimizer: "sgd" | "adamw" | "lars"; lr: peak learning rate (for the batch size you run; scale
+    it yourself, e.g. lr = base_lr × batch / 256); weight_decay; sgd_momentum; warmup_epochs:
+    linear warmup length (fractional epochs allowed); num_classes: classes of the online probe
+    (linked from the data); probe_lr: its learning rate; compile: ``torch.compile`` the backbone.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        cifar_stem: bool = False,
+        in_channels: int = 3,
+        channels_last: bool = False,
+        optimizer: str = "sgd",
+        lr: float = 0.06,
+        weight_decay: float = 5e-4,
+        sgd_momentum: float = 0.9,
+        warmup_epochs: float = 0.0,
+        num_classes: int = 10,
+        probe_lr: float = 0.1,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        for name, value in (("lr", lr), ("probe_lr", probe_lr)):
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs!r}")
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        self.save_hyperparameters()
+        self.backbone = build_backbone(
+            backbone, cifar_stem=cifar_stem, in_channels=in_channels, channels_last=channels_last
+        )
+        self.feature_dim = self.backbone.feature_dim
+        self.probe = nn.Linear(self.feature_dim, num_classes)
+        self._encode = torch.compile(self.backbone) if compile else self.backbone
+
+    # ------------------------------------------------------------------ what methods define
+    def contrastive_step(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        """Return (loss, backbone features of the q view) for one batch of views."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ shared
+    def encode(self, images: Tensor) -> Tensor:
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self._encode(images)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Backbone features of images (what evaluation and export use)."""
+        return self.encode(images)
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        q, k, labels = batch_views(batch)
+        loss, features = self.contrastive_step(q, k)
+        probe_logits = self.probe(features.detach().float())
+        probe_loss = F.cross_entropy(probe_logits, labels)
+        batch_size = q.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("probe/train_loss", probe_loss, batch_size=batch_size)
+        self.log("probe/train_top1", (probe_logits.argmax(1) == labels).float().mean() * 100, batch_size=batch_size)
+        return loss + probe_loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        images, labels = batch
+        logits = self.probe(self.encode(images).float())
+        self.log(
+            "val/probe_top1",
+            (logits.argmax(1) == labels).float().mean() * 100,
+            prog_bar=True,
+            batch_size=images.shape[0],
+            sync_dist=True,
+        )
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        decay, no_decay = [], []
+        for name, param in self.named_parameters():
+            if not param.requires_grad or name.startswith("probe."):
+                continue
+            (no_decay if param.ndim <= 1 else decay).append(param)
+        groups = [
+            {"params": decay, "weight_decay": hp.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True},
+            {"params": list(self.probe.parameters()), "weight_decay": 0.0, "lars_exclude": True, "lr": hp.probe_lr},
+        ]
+        if hp.optimizer == "sgd":
+            for g in groups:
+                g.pop("lars_exclude", None)
+            optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.sgd_momentum)
+        elif hp.optimizer == "adamw":
+            for g in groups:
+                g.pop("lars_exclude", None)
+            optimizer = torch.optim.AdamW(groups, lr=hp.lr)
+        else:
+            optimizer = LARS(groups, lr=hp.lr, momentum=hp.sgd_momentum)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        steps_per_epoch = total / max(1, self.trainer.max_epochs or 1) if self.trainer.max_epochs else total
+        warmup = int(round(hp.warmup_epochs * steps_per_epoch))
+        schedule = WarmupCosine(warmup, total)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    @property
+    def total_steps(self) -> int:
+        return max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
+
+
+class WarmupCosine:
+    """Learning-rate factor: linear from 0 to 1 over ``warmup`` steps, then cosine to 0 at ``total``."""
+
+    def __init__(self, warmup: int, total: int) -> None:
+        self.warmup, self.total = warmup, total
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        progress = (step - self.warmup) / max(1, self.total - self.warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))

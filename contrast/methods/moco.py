@@ -1,0 +1,139 @@
+"""MoCo v2 and MoCo v3: an online encoder, a momentum (EMA) copy of it for the keys.
+
+* MoCo v2 (Chen et al. 2020, "Improved Baselines with Momentum Contrastive Learning"): 2-layer MLP
+  head, single-view InfoNCE of each query against its key and a queue of K past keys; the keys of
+  the step (of all ranks) are then enqueued. ``symmetric=True`` adds the swapped loss, as the
+  official CIFAR-10 demo does.
+* MoCo v3 (Chen et al. 2021, "An Empirical Study of Training Self-Supervised Vision
+  Transformers"): 3-layer projector, a predictor on the online branch, no queue; symmetric loss
+  ctr(q1, k2) + ctr(q2, k1) with in-batch negatives, each scaled by 2τ as in the reference code.
+
+The momentum m follows a cosine schedule from ``base_momentum`` to 1 (``momentum_schedule="cosine"``,
+BYOL / MoCo v3) or stays constant (MoCo v2's 0.999 / 0.99 with ``"constant"``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from contrast import distributed
+from contrast.losses import InfoNCE
+from contrast.methods.base import ContrastiveModule
+from contrast.models import Queue, cosine_momentum, ema_update, mlp, momentum_copy
+
+SCHEDULES = ("cosine", "constant")
+
+
+class _MomentumMethod(ContrastiveModule):
+    def __init__(self, base_momentum: float, momentum_schedule: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not 0 <= base_momentum < 1:
+            raise ValueError(f"base_momentum must lie in [0, 1), got {base_momentum}")
+        if momentum_schedule not in SCHEDULES:
+            raise ValueError(f"momentum_schedule must be one of {SCHEDULES}, got {momentum_schedule!r}")
+
+    def build_momentum_branch(self, online: nn.Module) -> None:
+        # backbone + projector, the branch that gets gradients; not registered as a submodule so
+        # that the checkpoint holds the backbone's weights once.
+        object.__setattr__(self, "online", online)
+        self.momentum_encoder = momentum_copy(online)
+
+    def current_momentum(self) -> float:
+        hp = self.hparams
+        if hp.momentum_schedule == "constant":
+            return hp.base_momentum
+        return cosine_momentum(hp.base_momentum, self.global_step, self.total_steps)
+
+    def update_momentum_encoder(self) -> None:
+        m = self.current_momentum()
+        ema_update(self.online, self.momentum_encoder, m)
+        if self._trainer is not None:
+            self.log("train/momentum", m)
+
+    @torch.no_grad()
+    def keys(self, images: Tensor) -> Tensor:
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.momentum_encoder(images)
+
+
+class _Online(nn.Sequential):
+    """backbone → projector, returning both the features and the projection."""
+
+    def forward(self, images: Tensor) -> Tensor:  # type: ignore[override]
+        return self[1](self[0](images))
+
+
+class MoCoV2(_MomentumMethod):
+    """Args: projector_hidden / projector_dim (2048 / 128); queue_size K (65536 ImageNet, 4096 CIFAR
+    demo; a multiple of the global batch size); temperature τ (0.2 ImageNet, 0.1 CIFAR demo);
+    base_momentum m (0.999 ImageNet, 0.99 CIFAR demo); momentum_schedule; symmetric loss."""
+
+    def __init__(
+        self,
+        projector_hidden: int = 2048,
+        projector_dim: int = 128,
+        queue_size: int = 4096,
+        temperature: float = 0.1,
+        base_momentum: float = 0.99,
+        momentum_schedule: str = "constant",
+        symmetric: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(base_momentum, momentum_schedule, **kwargs)
+        self.projector = mlp(self.feature_dim, projector_hidden, projector_dim, batch_norm=False)
+        self.build_momentum_branch(_Online(self.backbone, self.projector))
+        self.queue = Queue(queue_size, projector_dim)
+        self.criterion = InfoNCE(temperature, validate=False)
+
+    def contrastive_step(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        self.update_momentum_encoder()
+        features = self.encode(q)
+        query = F.normalize(self.projector(features), dim=1)
+        key = F.normalize(self.keys(k), dim=1)
+        negatives = self.queue.negatives()
+        loss = self.criterion(query, key, negatives)
+        keys = [key]
+        if self.hparams.symmetric:
+            features_k = self.encode(k)
+            query_k = F.normalize(self.projector(features_k), dim=1)
+            key_q = F.normalize(self.keys(q), dim=1)
+            loss = loss + self.criterion(query_k, key_q, negatives)
+            keys.append(key_q)
+        for batch_keys in keys:
+            self.queue.push(distributed.gather_no_grad(batch_keys))
+        return loss, features
+
+
+class MoCoV3(_MomentumMethod):
+    """Args: projector_hidden / projector_dim (4096 / 256), predictor_hidden (4096); temperature τ
+    (0.2; 1.0 for ResNet-50 on ImageNet); base_momentum (0.99 at the CIFAR scale, 0.996 ImageNet)
+    with a cosine schedule to 1."""
+
+    def __init__(
+        self,
+        projector_hidden: int = 4096,
+        projector_dim: int = 256,
+        predictor_hidden: int = 4096,
+        temperature: float = 0.2,
+        base_momentum: float = 0.99,
+        momentum_schedule: str = "cosine",
+        **kwargs,
+    ) -> None:
+        super().__init__(base_momentum, momentum_schedule, **kwargs)
+        self.projector = mlp(self.feature_dim, projector_hidden, projector_dim, num_layers=3, last_bn=True)
+        self.predictor = mlp(projector_dim, predictor_hidden, projector_dim, num_layers=2)
+        self.build_momentum_branch(_Online(self.backbone, self.projector))
+        self.criterion = InfoNCE(temperature, validate=False)
+
+    def contrastive_step(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        self.update_momentum_encoder()
+        n = q.shape[0]
+        features = self.encode(torch.cat([q, k]))
+        predictions = self.predictor(self.projector(features))
+        keys = self.keys(torch.cat([q, k]))
+        scale = 2.0 * self.hparams.temperature
+        loss = scale * (self.criterion(predictions[:n], keys[n:]) + self.criterion(predictions[n:], keys[:n]))
+        return loss, features[:n]

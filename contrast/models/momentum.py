@@ -1,0 +1,68 @@
+"""MoCo's momentum (EMA) encoder, its schedule, and the queue of negatives."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def momentum_copy(module: nn.Module) -> nn.Module:
+    """A frozen deep copy of ``module`` for the momentum branch: no gradients, ever."""
+    target = copy.deepcopy(module)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def ema_update(online: nn.Module, target: nn.Module, momentum: float) -> None:
+    """θ_target ← m·θ_target + (1 − m)·θ_online for every parameter; buffers (BN statistics) are copied."""
+    online_params = [p.detach() for p in online.parameters()]
+    target_params = list(target.parameters())
+    torch._foreach_mul_(target_params, momentum)
+    torch._foreach_add_(target_params, online_params, alpha=1.0 - momentum)
+    for b_online, b_target in zip(online.buffers(), target.buffers()):
+        b_target.copy_(b_online)
+
+
+def cosine_momentum(base: float, step: int, total_steps: int) -> float:
+    """BYOL / MoCo v3 schedule: m rises from ``base`` to 1 along a half cosine over training."""
+    if total_steps <= 0:
+        return base
+    progress = min(step / total_steps, 1.0)
+    return 1.0 - (1.0 - base) * (math.cos(math.pi * progress) + 1.0) / 2.0
+
+
+class Queue(nn.Module):
+    """A FIFO bank of the last ``size`` keys (MoCo v2), kept in the module's state (checkpointed).
+
+    ``push(keys)`` writes the batch at the pointer and advances it modulo ``size``; ``size`` must
+    be a multiple of the (global) batch size, as in MoCo, so a batch never wraps.
+    ``negatives()`` returns the (size, dim) bank; the oldest keys are overwritten first.
+    """
+
+    def __init__(self, size: int, dim: int) -> None:
+        super().__init__()
+        if size < 1 or dim < 1:
+            raise ValueError(f"queue size and dim must be positive, got size={size}, dim={dim}")
+        self.size = size
+        bank = nn.functional.normalize(torch.randn(size, dim), dim=1)
+        self.register_buffer("bank", bank)
+        self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def push(self, keys: Tensor) -> None:
+        n = keys.shape[0]
+        if self.size % n != 0:
+            raise ValueError(
+                f"queue size {self.size} must be a multiple of the global batch size {n} (MoCo's convention)"
+            )
+        start = int(self.pointer)
+        self.bank[start : start + n] = keys.detach().to(self.bank.dtype)
+        self.pointer.fill_((start + n) % self.size)
+
+    def negatives(self) -> Tensor:
+        return self.bank.clone().detach()

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from contrast.data import ContrastiveData, DataNotFoundError, generate_shapes, load_split
+from contrast.data.module import EpochShuffle
+from contrast.data.sources import FolderImages
+
+
+def test_shapes_are_deterministic_balanced_and_labelled():
+    images, labels = generate_shapes(1000, seed=0)
+    again, labels_again = generate_shapes(1000, seed=0)
+    assert torch.equal(images, again) and torch.equal(labels, labels_again)
+    assert images.shape == (1000, 3, 32, 32) and images.dtype == torch.uint8
+    assert torch.bincount(labels).tolist() == [100] * 10
+    # Class structure: a nearest-class-mean classifier on the binarised shape beats chance by far.
+    mask = (images.float().mean(1) > images.float().mean((1, 2, 3))[:, None, None]).float()
+    polarity = (mask.mean((1, 2)) > 0.5).float()[:, None, None]
+    mask = (mask - polarity).abs().flatten(1)  # shape pixels = 1 whatever the contrast polarity
+    means = torch.stack([mask[labels == c].mean(0) for c in range(10)])
+    accuracy = ((torch.cdist(mask, means).argmin(1) == labels).float().mean()).item()
+    assert accuracy > 0.3  # chance is 0.1
+
+
+def test_epoch_shuffle_depends_on_seed_and_epoch_and_skips_on_resume():
+    sampler = EpochShuffle(10, seed=1)
+    first = list(sampler)
+    assert sorted(first) == list(range(10)) and list(EpochShuffle(10, seed=1)) == first
+    sampler.set_epoch(2)
+    second = list(sampler)
+    assert sorted(i - 20 for i in second) == list(range(10)) and [i - 20 for i in second] != first
+    resumed = EpochShuffle(10, seed=1, skip=lambda epoch: 4)
+    resumed.set_epoch(2)
+    assert list(resumed) == second[4:]
+
+
+@pytest.mark.parametrize("views", ["cpu", "batched"])
+def test_two_view_batches_and_eval_batches(views):
+    data = ContrastiveData(batch_size=8, train_subset=32, eval_subset=16, views=views)
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    if views == "cpu":
+        (q, k), labels = batch
+        assert q.shape == k.shape == (8, 3, 32, 32) and q.dtype == torch.float32
+    else:
+        images, labels = batch
+        assert images.shape == (8, 3, 32, 32) and images.dtype == torch.uint8
+    images, labels = next(iter(data.eval_dataloader(False)))
+    assert images.dtype == torch.float32 and labels.shape == (16,)
+    assert data.num_classes == 10 and data.in_channels == 3
+
+
+def test_real_mnist_and_cifar10_jpeg(data_dir):
+    mnist = load_split("mnist", data_dir, True)
+    assert len(mnist) == 60000 and mnist[0][0].shape == (1, 28, 28)
+    assert torch.bincount(mnist.labels).tolist()[:3] == [5923, 6742, 5958]
+    fashion = load_split("fashion_mnist", data_dir, False)
+    assert len(fashion) == 10000 and torch.bincount(fashion.labels).tolist() == [1000] * 10
+    cifar = load_split("cifar10_jpeg", data_dir, False)
+    assert len(cifar) == 10000 and cifar.classes[0] == "airplane" and cifar[0][0].shape == (3, 32, 32)
+
+
+def test_missing_and_empty_data_directories_say_where_and_how(tmp_path):
+    with pytest.raises(DataNotFoundError, match="CONTRAST_DATA_DIR=.*--data.root"):
+        load_split("mnist", tmp_path, True)
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    with pytest.raises(DataNotFoundError, match="class sub-folders"):
+        load_split("imagefolder", tmp_path, True)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_split("imagenet22k", tmp_path, True)
+
+
+def test_corrupt_image_is_reported_with_its_path(tmp_path):
+    (tmp_path / "cat").mkdir()
+    bad = tmp_path / "cat" / "broken.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    with pytest.raises(RuntimeError, match="broken.jpg"):
+        FolderImages(tmp_path)[0]
+
+
+def test_recipe_channels_must_match_the_data():
+    data = ContrastiveData(dataset="shapes10", recipe_q="mnist", train_subset=16)
+    with pytest.raises(ValueError, match="3-channel images but recipe 'mnist' expects 1"):
+        data.setup("fit")

@@ -1,0 +1,179 @@
+"""The methods learn, keep their invariants, and resume exactly."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+from contrast.data import ContrastiveData
+from contrast.methods import MoCoV2, MoCoV3, SimCLR
+from contrast.methods.base import WarmupCosine
+from contrast.methods.lars import LARS
+from contrast.views import BatchedTwoViews
+
+SMALL = {
+    SimCLR: dict(projector_hidden=64, projector_dim=32),
+    MoCoV2: dict(projector_hidden=64, projector_dim=32, queue_size=64),
+    MoCoV3: dict(projector_hidden=64, projector_dim=32, predictor_hidden=64),
+}
+
+
+def _views(n=32, seed=0):
+    from contrast.data.shapes import generate_shapes
+
+    images, labels = generate_shapes(n, seed=seed)
+    q, k = BatchedTwoViews("quickstart")(images, torch.Generator().manual_seed(seed))
+    return q, k, labels
+
+
+@pytest.mark.parametrize("cls", [SimCLR, MoCoV2, MoCoV3])
+def test_a_few_steps_lower_the_loss(cls):
+    torch.manual_seed(0)
+    model = cls(backbone="tiny_cnn", num_classes=10, **SMALL[cls])
+    q, k, _ = _views()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05, momentum=0.9)
+    losses = []
+    for _ in range(15):
+        loss, features = model.contrastive_step(q, k)
+        assert features.shape == (32, model.feature_dim)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    # From the second step: MoCo v2's first step sees a queue of random vectors (easy negatives);
+    # from then on the queue holds real keys.
+    assert losses[-1] < losses[1] - 0.1, losses
+
+
+@pytest.mark.parametrize("cls", [MoCoV2, MoCoV3])
+def test_momentum_encoder_gets_no_gradient_and_follows_ema(cls):
+    torch.manual_seed(0)
+    model = cls(backbone="tiny_cnn", num_classes=10, base_momentum=0.9, momentum_schedule="constant", **SMALL[cls])
+    q, k, _ = _views(16)
+    online_before = [p.detach().clone() for p in model.online.parameters()]
+    target_before = [p.detach().clone() for p in model.momentum_encoder.parameters()]
+    loss, _ = model.contrastive_step(q, k)
+    loss.backward()
+    assert all(p.grad is None for p in model.momentum_encoder.parameters())
+    assert any(p.grad is not None for p in model.backbone.parameters())
+    for t, t0, o0 in zip(model.momentum_encoder.parameters(), target_before, online_before):
+        torch.testing.assert_close(t, 0.9 * t0 + 0.1 * o0)
+    names = [n for n, _ in model.state_dict().items()]
+    assert not any(n.startswith("online.") for n in names)  # the backbone is stored once
+
+
+def test_moco_v2_enqueues_the_keys_of_each_step():
+    torch.manual_seed(0)
+    model = MoCoV2(backbone="tiny_cnn", num_classes=10, symmetric=False, **SMALL[MoCoV2])
+    q, k, _ = _views(16)
+    model.contrastive_step(q, k)
+    expected = torch.nn.functional.normalize(model.momentum_encoder(k), dim=1)
+    torch.testing.assert_close(model.queue.bank[:16], expected)
+    assert int(model.queue.pointer) == 16
+
+
+def test_online_probe_sends_no_gradient_into_the_backbone():
+    torch.manual_seed(0)
+    model = SimCLR(backbone="tiny_cnn", num_classes=10, **SMALL[SimCLR])
+    q, k, labels = _views(16)
+    _, features = model.contrastive_step(q, k)
+    probe_loss = torch.nn.functional.cross_entropy(model.probe(features.detach()), labels)
+    probe_loss.backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert model.probe.weight.grad is not None and model.probe.weight.grad.abs().sum() > 0
+
+
+def test_warmup_cosine_schedule():
+    schedule = WarmupCosine(warmup=10, total=110)
+    assert schedule(0) == pytest.approx(0.1) and schedule(9) == pytest.approx(1.0)
+    assert schedule(10) == pytest.approx(1.0) and schedule(60) == pytest.approx(0.5) and schedule(110) == 0.0
+
+
+def test_lars_matches_its_formula():
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(5, 3))
+    b = torch.nn.Parameter(torch.randn(3))
+    opt = LARS(
+        [{"params": [w]}, {"params": [b], "lars_exclude": True}],
+        lr=0.1,
+        weight_decay=0.01,
+        trust_coefficient=0.02,
+        momentum=0.9,
+    )
+    w.grad, b.grad = torch.randn(5, 3), torch.randn(3)
+    w0, b0, gw, gb = w.detach().clone(), b.detach().clone(), w.grad.clone(), b.grad.clone()
+    opt.step()
+    update = gw + 0.01 * w0
+    update = update * 0.02 * w0.norm() / update.norm()
+    torch.testing.assert_close(w.detach(), w0 - 0.1 * update)
+    torch.testing.assert_close(b.detach(), b0 - 0.1 * gb)
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: SimCLR(optimizer="adam"), "optimizer must be one of"),
+        (lambda: SimCLR(lr=0.0), "lr must be"),
+        (lambda: SimCLR(temperature=-0.5), "temperature"),
+        (lambda: SimCLR(num_classes=1), "num_classes"),
+        (lambda: MoCoV2(base_momentum=1.0), "base_momentum"),
+        (lambda: MoCoV3(momentum_schedule="linear"), "momentum_schedule"),
+        (lambda: ContrastiveData(views="gpu"), "views must be one of"),
+        (lambda: ContrastiveData(batch_size=1), "batch_size must be an int >= 2"),
+    ],
+)
+def test_bad_configuration_values(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _CrashAt(L.Callback):
+    """Simulates a killed run: raises before step ``step`` (after the checkpoint of step ``step``)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise _Interrupt
+
+
+def _fit(root, cls, views, max_steps, every, crash_at=None, ckpt_path=None):
+    from contrast.checkpoint import AtomicCheckpointIO
+
+    L.seed_everything(0)
+    data = ContrastiveData(batch_size=16, train_subset=64, eval_subset=32, views=views, seed=3)  # 4 steps / epoch
+    model = cls(backbone="tiny_cnn", num_classes=10, lr=0.05, warmup_epochs=1, **SMALL[cls])
+    callbacks = [L.pytorch.callbacks.ModelCheckpoint(dirpath=root, save_last=True, every_n_train_steps=every)]
+    if crash_at is not None:
+        callbacks.append(_CrashAt(crash_at))
+    trainer = L.Trainer(
+        max_steps=max_steps,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+        default_root_dir=root,
+        limit_val_batches=0,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+    )
+    trainer.fit(model, data, ckpt_path=ckpt_path)
+    return model, trainer
+
+
+@pytest.mark.parametrize("cls,views", [(SimCLR, "cpu"), (SimCLR, "batched"), (MoCoV2, "batched"), (MoCoV3, "cpu")])
+@pytest.mark.parametrize("s", [4, 6])  # interrupted at an epoch boundary, and mid-epoch
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, cls, views, s):
+    straight, _ = _fit(tmp_path / "a", cls, views, max_steps=2 * s, every=s)
+    with pytest.raises(_Interrupt):
+        _fit(tmp_path / "b", cls, views, max_steps=2 * s, every=s, crash_at=s)
+    resumed, trainer = _fit(tmp_path / "b", cls, views, max_steps=2 * s, every=s, ckpt_path="last")
+    assert trainer.global_step == 2 * s
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name

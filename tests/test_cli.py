@@ -1,0 +1,122 @@
+"""The `contrast` command end to end: every config, export / load_backbone, knn, bad values."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from contrast.cli import _wandb_offline_unless_reachable, main
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = [
+    "--trainer.fast_dev_run",
+    "2",
+    "--trainer.accelerator",
+    "cpu",
+    "--trainer.precision",
+    "32",
+    "--data.num_workers",
+    "0",
+    "--data.train_subset",
+    "64",
+    "--data.eval_subset",
+    "64",
+    "--data.batch_size",
+    "32",
+]
+
+
+def test_quickstart_config_fast_dev_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--config", str(ROOT / "configs/quickstart.yaml"), *FAST]) == 0
+
+
+@pytest.mark.parametrize("config", ["simclr_cifar10", "moco_v2_cifar10", "moco_v3_cifar10"])
+def test_cifar10_configs_run_a_few_steps_on_the_real_data(config, data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--config", str(ROOT / f"configs/{config}.yaml"), *FAST, "--data.root", str(data_dir)]) == 0
+
+
+def test_bad_configuration_value_gives_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        main(["fit", "--config", str(ROOT / "configs/quickstart.yaml"), *FAST, "--model.init_args.optimizer", "adam"])
+
+
+def test_missing_data_directory_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from contrast.data import DataNotFoundError
+
+    with pytest.raises(DataNotFoundError, match="CONTRAST_DATA_DIR"):
+        main(
+            [
+                "fit",
+                "--config",
+                str(ROOT / "configs/quickstart.yaml"),
+                *FAST,
+                "--data.dataset",
+                "mnist",
+                "--data.root",
+                str(tmp_path / "nowhere"),
+                "--data.recipe_q",
+                "mnist",
+            ]
+        )
+
+
+def test_fit_export_load_backbone_and_knn(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "fit",
+        "--config",
+        str(ROOT / "configs/quickstart.yaml"),
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        "3",
+        "--trainer.limit_val_batches",
+        "1",
+        "--data.train_subset",
+        "256",
+        "--data.eval_subset",
+        "128",
+        "--data.batch_size",
+        "32",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+    ]
+    assert main(args) == 0
+    checkpoints = sorted(tmp_path.rglob("last.ckpt"))
+    assert checkpoints, list(tmp_path.rglob("*"))
+    ckpt = checkpoints[0]
+    assert not list(ckpt.parent.glob(".*.tmp"))  # atomic writes leave no temporary files
+    assert main(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "exported")]) == 0
+    import contrast
+
+    backbone = contrast.load_backbone(tmp_path / "exported").eval()
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    for name, value in backbone.state_dict().items():
+        assert torch.equal(value, state[f"backbone.{name}"]), name
+    assert main(["knn", "--ckpt", str(ckpt), "--k", "20"]) == 0
+    assert "top-1" in capsys.readouterr().out
+
+
+def test_wandb_goes_offline_without_a_key(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _wandb_offline_unless_reachable(["fit", "--trainer.logger", "WandbLogger"])
+    assert os.environ["WANDB_MODE"] == "offline"
+    monkeypatch.delenv("WANDB_MODE")
+    _wandb_offline_unless_reachable(["fit", "--trainer.logger", "CSVLogger"])
+    assert "WANDB_MODE" not in os.environ
+
+
+def test_console_entry_point_prints_help():
+    out = subprocess.run([sys.executable, "-m", "contrast.cli", "--help"], capture_output=True, text=True, check=True)
+    assert "contrast fit --config" in out.stdout
