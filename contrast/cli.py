@@ -87,18 +87,19 @@ def lightning_cli(argv: list[str], run: bool = True):
     )
 
 
-def _knn(args: argparse.Namespace) -> int:
+def _checkpoint_features(args: argparse.Namespace):
+    """(data module, (train features, labels), (test features, labels)) of a checkpoint's backbone."""
+    import inspect
+
     import torch
 
     from contrast.data import ContrastiveData
-    from contrast.eval import KNNEvaluator, extract_features
+    from contrast.eval import extract_features
     from contrast.export import load_checkpoint
     from contrast.models import build_backbone
 
     checkpoint = load_checkpoint(args.ckpt)
     hp = checkpoint["hyper_parameters"]
-    import inspect
-
     accepted = inspect.signature(ContrastiveData.__init__).parameters
     data_hp = {k: v for k, v in checkpoint.get("datamodule_hyper_parameters", {}).items() if k in accepted}
     for key in ("dataset", "root"):
@@ -114,6 +115,13 @@ def _knn(args: argparse.Namespace) -> int:
     backbone.to(device)
     train = extract_features(backbone, data.eval_dataloader(True), device, progress=True)
     test = extract_features(backbone, data.eval_dataloader(False), device, progress=True)
+    return data, train, test
+
+
+def _knn(args: argparse.Namespace) -> int:
+    from contrast.eval import KNNEvaluator
+
+    data, train, test = _checkpoint_features(args)
     knn = KNNEvaluator(k=args.k, temperature=args.temperature, backend=args.backend, weighting=args.weighting)
     result = knn.fit(*train).score(*test)
     print(
@@ -121,6 +129,26 @@ def _knn(args: argparse.Namespace) -> int:
         f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%"
     )
     return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from contrast.eval.linear import linear_probe
+
+    data, train, test = _checkpoint_features(args)
+    result = linear_probe(*train, *test)
+    print(
+        f"linear probe on {data.dataset}: top-1 {result.top1:.2f}% (weight decay {result.weight_decay:g}, "
+        f"chosen on a held-out tenth of the training set)"
+    )
+    return 0
+
+
+def _sweep(args: argparse.Namespace, overrides: list[str]) -> int:
+    from contrast.eval.ablation import parse_taus, run_sweep
+
+    rows = run_sweep(args.config, parse_taus(args.tau), args.out, overrides)
+    print((Path(args.out) / "sweep.md").read_text())
+    return 0 if rows else 1
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -145,10 +173,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--ckpt", required=True, help="a checkpoint written by contrast fit")
         parser.add_argument("--out", required=True, help="output folder for backbone.pt and backbone.json")
         return _export(parser.parse_args(rest))
-    if command == "knn":
+    if command == "sweep":
+        parser.add_argument("--config", required=True, help="a fit config, e.g. configs/quickstart.yaml")
+        parser.add_argument("--tau", required=True, help="comma-separated temperatures, e.g. 0.05,0.1,0.2,0.5,1.0")
+        parser.add_argument("--out", default="sweep", help="output folder (reruns skip finished τ values)")
+        args, overrides = parser.parse_known_args(rest)  # the rest are fit overrides, e.g. --trainer.max_epochs 5
+        return _sweep(args, overrides)
+    if command in ("knn", "probe"):
         parser.add_argument("--ckpt", required=True, help="a checkpoint written by contrast fit")
         parser.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's)")
         parser.add_argument("--root", default=None, help="data folder (default: the checkpoint's / $CONTRAST_DATA_DIR)")
+    if command == "probe":
+        parser.add_argument("--batch-size", type=int, default=512)
+        return _probe(parser.parse_args(rest))
+    if command == "knn":
         parser.add_argument("--k", type=int, default=200)
         parser.add_argument("--temperature", type=float, default=0.1, help="0.1 for CIFAR, 0.07 for ImageNet")
         parser.add_argument("--weighting", default="weighted", choices=["weighted", "majority"])

@@ -1,0 +1,138 @@
+"""Temperature ablation: one pretraining per τ (same seed and data), then a report.
+
+For each τ, ``run_sweep`` trains with ``--model.init_args.temperature τ`` and scores the encoder:
+weighted-kNN top-1/top-5, linear-probe top-1, the final training loss, and, on the projections
+of two augmented views of test images, the alignment and uniformity of Wang & Isola (2020) and
+the mean softmax probability of the positive pair at that τ. Each τ's result is written to
+``<out>/tau_<τ>/result.json`` when its run finishes; a rerun of an interrupted sweep skips the τ
+values already done. The report is ``sweep.csv``, ``sweep.md`` and ``sweep.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from contrast.eval.features import extract_features
+from contrast.eval.knn import KNNEvaluator
+from contrast.eval.linear import linear_probe
+from contrast.eval.retrieval import alignment, positive_probability, uniformity
+
+COLUMNS = ("tau", "knn_top1", "knn_top5", "linear_top1", "final_loss", "alignment", "uniformity", "positive_prob")
+
+
+def parse_taus(text: str) -> list[float]:
+    try:
+        taus = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError as error:
+        raise ValueError(f"--tau must be a comma-separated list of numbers, got {text!r}") from error
+    if not taus or any(not (t > 0 and t < float("inf")) for t in taus):
+        raise ValueError(f"--tau needs temperatures > 0, got {text!r}")
+    return taus
+
+
+@torch.no_grad()
+def score_run(model, data, temperature: float, knn_k: int = 200, knn_temperature: float = 0.1) -> dict[str, float]:
+    """Evaluate a trained method on its data module (features on the model's device)."""
+    from contrast.views import BatchedTwoViews
+
+    device = model.device
+    train = extract_features(model.backbone, data.eval_dataloader(True), device)
+    test = extract_features(model.backbone, data.eval_dataloader(False), device)
+    knn = KNNEvaluator(k=min(knn_k, len(train[0])), temperature=knn_temperature).fit(*train).score(*test)
+    probe = linear_probe(*train, *test)
+    split = data.split(False)
+    n = min(len(split), 1024)
+    images = torch.stack([split[i][0] for i in range(n)]).to(device)
+    q, k = BatchedTwoViews(data.recipe_q, data.recipe_k)(images, torch.Generator().manual_seed(0))
+    model.eval()
+    zq, zk = model.projector(model.backbone(q)), model.projector(model.backbone(k))
+    model.train()
+    return {
+        "knn_top1": knn["top1"],
+        "knn_top5": knn["top5"],
+        "linear_top1": probe.top1,
+        "alignment": alignment(zq, zk),
+        "uniformity": uniformity(zq),
+        "positive_prob": positive_probability(zq, zk, temperature),
+    }
+
+
+def run_sweep(config: str, taus: list[float], out: str | os.PathLike, overrides: list[str] | None = None) -> list[dict]:
+    from contrast.cli import lightning_cli
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for tau in taus:
+        run_dir = out / f"tau_{tau:g}"
+        result_file = run_dir / "result.json"
+        if result_file.is_file():
+            print(f"τ = {tau:g}: finished earlier, skipping ({result_file})", flush=True)
+            rows.append(json.loads(result_file.read_text()))
+            continue
+        print(f"τ = {tau:g}: pretraining", flush=True)
+        cli = lightning_cli(
+            [
+                "fit",
+                "--config",
+                config,
+                *(overrides or []),
+                "--model.init_args.temperature",
+                str(tau),
+                "--trainer.default_root_dir",
+                str(run_dir),
+            ]
+        )
+        metrics = cli.trainer.callback_metrics
+        row = {"tau": tau, "final_loss": float(metrics["train/loss"]) if "train/loss" in metrics else float("nan")}
+        row |= score_run(cli.model, cli.datamodule, tau)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = result_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(row, indent=2))
+        os.replace(tmp, result_file)  # written last and atomically: its presence means "done"
+        rows.append(row)
+    write_report(rows, out)
+    return rows
+
+
+def write_report(rows: list[dict], out: Path) -> None:
+    rows = sorted(rows, key=lambda r: r["tau"])
+    with open(out / "sweep.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({c: r[c] for c in COLUMNS} for r in rows)
+    header = ["τ", "kNN top-1", "kNN top-5", "linear top-1", "final loss", "alignment ↓", "uniformity ↓", "p(positive)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" ---: " for _ in header) + "|"]
+    for r in rows:
+        lines.append(
+            f"| {r['tau']:g} | {r['knn_top1']:.2f} | {r['knn_top5']:.2f} | {r['linear_top1']:.2f} | "
+            f"{r['final_loss']:.4f} | {r['alignment']:.4f} | {r['uniformity']:.4f} | {r['positive_prob']:.4f} |"
+        )
+    (out / "sweep.md").write_text("\n".join(lines) + "\n")
+    plot(rows, out / "sweep.png")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    taus = [r["tau"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("knn_top1", "kNN top-1"), ("linear_top1", "linear top-1")):
+        left.plot(taus, [r[key] for r in rows], marker="o", label=label)
+    left.set(xscale="log", xlabel="temperature τ", ylabel="accuracy (%)", title="Accuracy vs τ")
+    left.legend()
+    right.plot(taus, [r["alignment"] for r in rows], marker="o", label="alignment")
+    right.plot(taus, [r["uniformity"] for r in rows], marker="s", label="uniformity")
+    right.set(xscale="log", xlabel="temperature τ", title="Alignment and uniformity (lower is better)")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,84 @@
+"""The τ sweep on tiny data: CSV, table and plot; a rerun skips finished τ values."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from contrast.cli import main
+from contrast.eval.ablation import parse_taus
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = [
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.limit_train_batches",
+    "2",
+    "--trainer.limit_val_batches",
+    "1",
+    "--data.train_subset",
+    "96",
+    "--data.eval_subset",
+    "64",
+    "--data.batch_size",
+    "32",
+]
+
+
+def test_sweep_writes_csv_table_and_plot_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "sweep"
+    args = ["sweep", "--config", str(ROOT / "configs/quickstart.yaml"), "--tau", "0.1,0.5", "--out", str(out), *TINY]
+    assert main(args) == 0
+    rows = list(csv.DictReader(open(out / "sweep.csv")))
+    assert [float(r["tau"]) for r in rows] == [0.1, 0.5]
+    for r in rows:
+        assert 0 <= float(r["knn_top1"]) <= 100 and 0 <= float(r["linear_top1"]) <= 100
+        assert 0 <= float(r["alignment"]) <= 4 and float(r["uniformity"]) <= 0 and 0 < float(r["positive_prob"]) < 1
+        assert float(r["final_loss"]) > 0
+    assert (out / "sweep.md").read_text().count("\n") == 4 and (out / "sweep.png").stat().st_size > 1000
+    # An interrupted sweep: τ=0.5 never finished. The rerun trains only τ=0.5.
+    (out / "tau_0.5" / "result.json").unlink()
+    done = (out / "tau_0.1" / "result.json").stat().st_mtime_ns
+    trained = []
+    import contrast.cli as cli
+
+    original = cli.lightning_cli
+
+    def recording(argv, run=True):
+        trained.append(argv[argv.index("--model.init_args.temperature") + 1])
+        return original(argv, run)
+
+    monkeypatch.setattr(cli, "lightning_cli", recording)
+    assert main(args) == 0
+    assert trained == ["0.5"]
+    assert (out / "tau_0.1" / "result.json").stat().st_mtime_ns == done
+    assert len(list(csv.DictReader(open(out / "sweep.csv")))) == 2
+
+
+def test_probe_command_on_a_quickstart_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert (
+        main(
+            [
+                "fit",
+                "--config",
+                str(ROOT / "configs/quickstart.yaml"),
+                *TINY,
+                "--trainer.default_root_dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    ckpt = next(tmp_path.rglob("last.ckpt"))
+    assert main(["probe", "--ckpt", str(ckpt)]) == 0
+    assert "linear probe on shapes10: top-1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text", ["", "0.1,-0.2", "0.1,abc", "0"])
+def test_bad_tau_lists(text):
+    with pytest.raises(ValueError, match="--tau"):
+        parse_taus(text)
