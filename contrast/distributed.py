@@ -19,6 +19,32 @@ def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 
 
+class _GatherWithGradient(torch.autograd.Function):
+    """All-gather along dim 0; backward sums every rank's gradient for this rank's slice."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.rows, ctx.rank, ctx.world = x.shape[0], dist.get_rank(), dist.get_world_size()
+        x = x.contiguous()
+        if dist.get_backend() == "nccl":
+            out = x.new_empty((ctx.world * ctx.rows, *x.shape[1:]))
+            dist.all_gather_into_tensor(out, x)
+            return out
+        parts = [torch.empty_like(x) for _ in range(ctx.world)]
+        dist.all_gather(parts, x)
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        grad = grad.contiguous()
+        if dist.get_backend() == "nccl":
+            out = grad.new_empty((ctx.rows, *grad.shape[1:]))
+            dist.reduce_scatter_tensor(out, grad, op=dist.ReduceOp.SUM)
+            return out
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)  # gloo has no reduce-scatter of tensors
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows].clone()
+
+
 def gather(x: Tensor) -> Tensor:
     """Concatenate ``x`` (n, ...) from every rank along dim 0, keeping gradients.
 
@@ -28,9 +54,7 @@ def gather(x: Tensor) -> Tensor:
     """
     if not is_distributed():
         return x
-    import torch.distributed.nn.functional as dist_fn
-
-    return torch.cat(dist_fn.all_gather(x), dim=0)
+    return _GatherWithGradient.apply(x)
 
 
 @torch.no_grad()
@@ -41,3 +65,27 @@ def gather_no_grad(x: Tensor) -> Tensor:
     parts = [torch.empty_like(x) for _ in range(world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts, dim=0)
+
+
+@torch.no_grad()
+def gather_variable(x: Tensor) -> Tensor:
+    """Like :func:`gather_no_grad` for shards of different lengths (an evaluation set split over
+    ranks without padding): rank 0's rows, then rank 1's, ..."""
+    if not is_distributed():
+        return x
+    size = torch.tensor([x.shape[0]], device=x.device)
+    sizes = gather_no_grad(size).tolist()
+    padded = torch.zeros((max(sizes), *x.shape[1:]), dtype=x.dtype, device=x.device)
+    padded[: x.shape[0]] = x
+    parts = gather_no_grad(padded).split(max(sizes))
+    return torch.cat([part[:n] for part, n in zip(parts, sizes)])
+
+
+@torch.no_grad()
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy ``src``'s buffers (BatchNorm running statistics) to every rank, as DDP does before each
+    forward; without SyncBatchNorm they drift apart between forwards."""
+    if not is_distributed():
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src)

@@ -14,43 +14,51 @@ draws exactly the views an uninterrupted run would have.
 
 from __future__ import annotations
 
-import os
-
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from contrast import distributed
 from contrast.data.sources import load_split
 from contrast.views import BatchedTwoViews, Recipe, TwoViews, get_recipe
 
 VIEW_PATHS = ("cpu", "batched")
 
 
-class EpochShuffle(Sampler[int]):
+class EpochShuffle(DistributedSampler):
     """Shuffles with a permutation that depends only on (seed, epoch), and yields ``epoch·N + i``
     so that the dataset can seed each sample's augmentation from the index alone.
 
+    Under DDP each rank takes a strided share of the permutation (``order[rank::world]``, the
+    permutation first cut to a multiple of the world size), so step j's batches of all ranks
+    together are exactly the single-process batch j of size world × batch_size. It subclasses
+    ``DistributedSampler`` so that Lightning uses it as it is instead of wrapping it.
+
     ``skip`` (called with the epoch when iteration starts) returns how many samples of this epoch
-    were already trained on: 0 normally, more when a run resumes from a mid-epoch checkpoint, so
-    the resumed run sees exactly the samples the uninterrupted run would have.
+    (over all ranks) were already trained on: 0 normally, more when a run resumes from a mid-epoch
+    checkpoint, so the resumed run sees exactly the samples the uninterrupted run would have.
     """
 
     def __init__(self, size: int, seed: int, shuffle: bool = True, skip=None) -> None:
+        Sampler.__init__(self)
         self.size, self.seed, self.shuffle, self.epoch, self.skip = size, seed, shuffle, 0, skip
+        self.num_replicas, self.rank = distributed.world_size(), distributed.rank()
+        self.total = size - size % self.num_replicas
 
     def set_epoch(self, epoch: int) -> None:  # called by Lightning at the start of every epoch
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.size
+        return self.total // self.num_replicas
 
     def __iter__(self):
         order = torch.arange(self.size)
         if self.shuffle:
             order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
+        order = order[: self.total]
         start = self.skip(self.epoch) if self.skip is not None else 0
-        return iter((order[start:] + self.epoch * self.size).tolist())
+        return iter((order[start:][self.rank :: self.num_replicas] + self.epoch * self.size).tolist())
 
 
 class TwoViewDataset(Dataset):
@@ -205,17 +213,25 @@ class ContrastiveData(L.LightningDataModule):
         return self._loader(TwoViewDataset(base, views, self.seed), self.batch_size, sampler, True)
 
     def _samples_done(self, epoch: int) -> int:
-        """Samples of ``epoch`` the trainer has already stepped on (non-zero only when resuming mid-epoch)."""
+        """Samples of ``epoch`` (all ranks) the trainer has already stepped on (non-zero only when
+        resuming mid-epoch)."""
         trainer = self.trainer
         if trainer is None:
             return 0
-        steps_per_epoch = len(self.split(True)) // self.batch_size
+        world = distributed.world_size()
+        steps_per_epoch = len(self.split(True)) // world // self.batch_size
         batches = trainer.global_step * trainer.accumulate_grad_batches - epoch * steps_per_epoch
-        return min(max(batches, 0), steps_per_epoch) * self.batch_size
+        return min(max(batches, 0), steps_per_epoch) * self.batch_size * world
 
-    def eval_dataloader(self, train: bool) -> DataLoader:
-        """Labelled, un-augmented images (train or test split) for kNN and linear evaluation."""
-        return self._loader(EvalDataset(self.split(train), self.recipe_q), self.eval_batch_size)
+    def eval_dataloader(self, train: bool, shard: bool = False) -> DataLoader:
+        """Labelled, un-augmented images (train or test split) for kNN and linear evaluation.
+        ``shard=True`` gives this rank every world-th image (no padding, no duplicates)."""
+        dataset: Dataset = EvalDataset(self.split(train), self.recipe_q)
+        if shard and distributed.is_distributed():
+            dataset = torch.utils.data.Subset(
+                dataset, range(distributed.rank(), len(dataset), distributed.world_size())
+            )
+        return self._loader(dataset, self.eval_batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_dataloader(False)
@@ -226,12 +242,9 @@ class ContrastiveData(L.LightningDataModule):
         if self.batched_views is None or trainer is None or not trainer.training:
             return batch
         images, labels = batch
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + trainer.global_step * 7919 + _rank())
+        step_seed = self.seed * 1_000_003 + trainer.global_step * 7919 + distributed.rank()
+        generator = torch.Generator().manual_seed(step_seed)
         return self.batched_views(images, generator), labels
-
-
-def _rank() -> int:
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))
 
 
 class _Subset(Dataset):

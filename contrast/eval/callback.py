@@ -32,6 +32,7 @@ class KNNCallback(L.Callback):
         self.every_n_epochs, self.baseline = every_n_epochs, baseline
         self.knn = KNNEvaluator(k=k, temperature=temperature, backend=backend)  # validates the arguments
         self.results: dict[str, float] = {}
+        self._evaluated_at_step = -1
 
     def evaluate(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, float]:
         data = trainer.datamodule
@@ -39,10 +40,17 @@ class KNNCallback(L.Callback):
             raise ValueError("KNNCallback needs a ContrastiveData data module (with eval_dataloader)")
         from contrast import distributed
 
-        train_x, train_y = extract_features(module.backbone, data.eval_dataloader(True), module.device)
-        test_x, test_y = extract_features(module.backbone, data.eval_dataloader(False), module.device)
-        if distributed.is_distributed():  # the loaders are not sharded: every rank holds all features
-            pass
+        # Each rank extracts its share of the images with rank 0's BatchNorm statistics; the features of
+        # all ranks are gathered.
+        distributed.broadcast_buffers(module.backbone)
+        features = []
+        for train in (True, False):
+            x, y = extract_features(module.backbone, data.eval_dataloader(train, shard=True), module.device)
+            device = module.device if distributed.is_distributed() else x.device
+            features.append(
+                (distributed.gather_variable(x.to(device)).cpu(), distributed.gather_variable(y.to(device)).cpu())
+            )
+        (train_x, train_y), (test_x, test_y) = features
         knn = KNNEvaluator(
             k=self.knn.k, temperature=self.knn.temperature, backend=self.knn.backend, weighting=self.knn.weighting
         )
@@ -62,11 +70,19 @@ class KNNCallback(L.Callback):
         with torch.no_grad():
             result = self.evaluate(trainer, module)
         self.results.update(result)
+        self._evaluated_at_step = trainer.global_step
         module.log("knn/top1", result["top1"], rank_zero_only=True)
         module.log("knn/top5", result["top5"], rank_zero_only=True)
         if "top1_init" in self.results:
             module.log("knn/top1_init", self.results["top1_init"], rank_zero_only=True)
         rank_zero_info(f"epoch {epoch}: kNN top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%")
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # Stopped by max_steps or early stopping mid-epoch: score the final weights too.
+        if self._evaluated_at_step != trainer.global_step and trainer.global_step > 0:
+            with torch.no_grad():
+                self.results.update(self.evaluate(trainer, module))
+            self._evaluated_at_step = trainer.global_step
 
     def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if "top1" in self.results:

@@ -1,0 +1,55 @@
+"""Run by the tests under ``torchrun --nproc_per_node 2``: a short Lightning DDP fit on CPU (gloo).
+
+Each rank writes its final state_dict, its MoCo queue (if any) and its kNN result to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from contrast.data import ContrastiveData
+from contrast.eval.callback import KNNCallback
+from contrast.methods import MoCoV2, SimCLR
+
+
+class SaveState(L.Callback):
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def on_train_end(self, trainer, module) -> None:
+        torch.save(module.state_dict(), self.out / f"rank{trainer.global_rank}.pt")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--method", choices=["simclr", "moco_v2"], required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    L.seed_everything(0)
+    data = ContrastiveData(batch_size=16, train_subset=128, eval_subset=96, views="batched", seed=1)
+    common = dict(backbone="tiny_cnn", num_classes=10, lr=0.05, projector_hidden=64, projector_dim=32)
+    model = SimCLR(**common) if args.method == "simclr" else MoCoV2(queue_size=128, **common)
+    knn = KNNCallback(every_n_epochs=1, k=20)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        max_epochs=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[knn, SaveState(args.out)],  # SyncBatchNorm is GPU-only in torch: off on CPU
+    )
+    trainer.fit(model, data)
+    (args.out / f"knn{trainer.global_rank}.json").write_text(json.dumps(knn.results))
+
+
+if __name__ == "__main__":
+    main()

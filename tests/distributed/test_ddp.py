@@ -1,0 +1,184 @@
+"""DDP on CPU with gloo and 2 processes: the gathered losses, the MoCo queue, and a Lightning fit
+equal their single-process counterparts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from contrast import distributed
+from contrast.losses import InfoNCE, NTXent
+from contrast.models import Queue
+
+WORLD, B, D = 2, 6, 5
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _global_batch():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(WORLD * B, D, generator=g, dtype=torch.float64), torch.randn(
+        WORLD * B, D, generator=g, dtype=torch.float64
+    )
+
+
+def _losses():
+    return {
+        "nt_xent": NTXent(0.3),
+        "info_nce": InfoNCE(0.2),
+        "info_nce_symmetric": InfoNCE(0.2, symmetric=True),
+    }
+
+
+def _worker(rank: int, init_file: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        q_all, k_all = _global_batch()
+        results = {}
+        for name, loss_fn in _losses().items():
+            q = q_all[rank * B : (rank + 1) * B].clone().requires_grad_()
+            k = k_all[rank * B : (rank + 1) * B].clone().requires_grad_()
+            loss = loss_fn(q, k)
+            loss.backward()
+            # What DDP does to parameter gradients: average over ranks.
+            results[name] = (loss.detach(), q.grad / WORLD, k.grad / WORLD)
+        queue = Queue(size=4 * WORLD * B, dim=D)
+        torch.manual_seed(rank)  # different local keys per rank
+        for _ in range(6):
+            queue.push(distributed.gather_no_grad(torch.randn(B, D) + rank))
+        results["queue"] = queue.bank.clone()
+        results["pointer"] = int(queue.pointer)
+        torch.save(results, f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_worker, args=(str(tmp / "init"), str(tmp)), nprocs=WORLD, join=True)
+    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("name", ["nt_xent", "info_nce", "info_nce_symmetric"])
+def test_gathered_loss_and_gradients_equal_the_single_process_ones(ranks, name):
+    q_all, k_all = _global_batch()
+    q, k = q_all.clone().requires_grad_(), k_all.clone().requires_grad_()
+    loss = _losses()[name](q, k)
+    loss.backward()
+    # The global loss is the mean of the ranks' losses (equal shard sizes), and each rank's
+    # DDP-averaged gradient equals the single-process gradient of its shard.
+    mean_loss = sum(r[name][0] for r in ranks) / WORLD
+    assert _rel(mean_loss, loss.detach()) < 1e-5
+    for rank, result in enumerate(ranks):
+        shard = slice(rank * B, (rank + 1) * B)
+        assert _rel(result[name][1], q.grad[shard]) < 1e-5
+        assert _rel(result[name][2], k.grad[shard]) < 1e-5
+
+
+def test_moco_queue_is_identical_on_both_ranks_and_equals_the_single_process_queue(ranks):
+    assert torch.equal(ranks[0]["queue"], ranks[1]["queue"])
+    single = Queue(size=4 * WORLD * B, dim=D)
+    generators = []
+    for rank in range(WORLD):
+        torch.manual_seed(rank)
+        generators.append([torch.randn(B, D) + rank for _ in range(6)])
+    for step in range(6):
+        single.push(torch.cat([generators[rank][step] for rank in range(WORLD)]))
+    assert torch.equal(single.bank, ranks[0]["queue"]) and int(single.pointer) == ranks[0]["pointer"]
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco_v2"])
+def test_two_process_lightning_fit(method, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(ROOT / "tests/distributed/ddp_fit.py"),
+        "--method",
+        method,
+        "--out",
+        str(tmp_path),
+    ]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    # Identical parameters on both ranks, and an identical MoCo queue. (BatchNorm running statistics
+    # are per rank without SyncBatchNorm; DDP re-broadcasts rank 0's before every forward.)
+    from contrast.methods import MoCoV2, SimCLR
+
+    common = dict(backbone="tiny_cnn", num_classes=10, projector_hidden=64, projector_dim=32)
+    model = SimCLR(**common) if method == "simclr" else MoCoV2(queue_size=128, **common)
+    compared = [name for name, _ in model.named_parameters()] + (["queue.bank", "queue.pointer"] * (method != "simclr"))
+    for name in compared:
+        assert torch.equal(states[0][name], states[1][name]), name
+    knn = [json.loads((tmp_path / f"knn{r}.json").read_text()) for r in range(2)]
+    assert knn[0] == knn[1]
+    # kNN under DDP (sharded extraction, gathered features) equals a single-process evaluation.
+    from contrast.data import ContrastiveData
+    from contrast.eval import KNNEvaluator, extract_features
+    from contrast.models import build_backbone
+
+    backbone = build_backbone("tiny_cnn")
+    backbone.load_state_dict({k[9:]: v for k, v in states[0].items() if k.startswith("backbone.")})
+    data = ContrastiveData(batch_size=16, train_subset=128, eval_subset=96, views="batched", seed=1)
+    train = extract_features(backbone, data.eval_dataloader(True))
+    test = extract_features(backbone, data.eval_dataloader(False))
+    single = KNNEvaluator(k=20, temperature=0.1).fit(*train).score(*test)
+    assert single["top1"] == pytest.approx(knn[0]["top1"]) and single["top5"] == pytest.approx(knn[0]["top5"])
+
+
+def test_ddp_config_with_torchrun_and_the_cli(tmp_path):
+    """The README's multi-process command line, on 2 CPU processes (SyncBatchNorm is GPU-only)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "contrast.cli",
+        "fit",
+        "--config",
+        str(ROOT / "configs/quickstart.yaml"),
+        "--config",
+        str(ROOT / "configs/ddp.yaml"),
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "2",
+        "--trainer.sync_batchnorm",
+        "false",
+        "--trainer.max_steps",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        "--data.train_subset",
+        "128",
+        "--data.eval_subset",
+        "64",
+        "--data.batch_size",
+        "16",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+    ]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "kNN accuracy" in proc.stdout
