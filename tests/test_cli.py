@@ -120,3 +120,23 @@ def test_wandb_goes_offline_without_a_key(monkeypatch, tmp_path):
 def test_console_entry_point_prints_help():
     out = subprocess.run([sys.executable, "-m", "contrast.cli", "--help"], capture_output=True, text=True, check=True)
     assert "contrast fit --config" in out.stdout
+
+
+def test_validate_command_on_a_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    config = [
+        "--config",
+        str(ROOT / "configs/quickstart.yaml"),
+        "--data.train_subset",
+        "64",
+        "--data.eval_subset",
+        "64",
+        "--data.batch_size",
+        "32",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+    ]
+    assert main(["fit", *config, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1"]) == 0
+    ckpt = next(tmp_path.rglob("last.ckpt"))
+    assert main(["validate", *config, "--ckpt_path", str(ckpt)]) == 0
+    assert "val/probe_top1" in capsys.readouterr().out

@@ -67,7 +67,9 @@ class ContrastiveModule(L.LightningModule):
         )
         self.feature_dim = self.backbone.feature_dim
         self.probe = nn.Linear(self.feature_dim, num_classes)
-        self._encode = torch.compile(self.backbone) if compile else self.backbone
+        # Not registered as a submodule: the checkpoint holds the backbone once, under the same
+        # keys whether or not it is compiled.
+        object.__setattr__(self, "_encode", torch.compile(self.backbone) if compile else self.backbone)
 
     # ------------------------------------------------------------------ what methods define
     def contrastive_step(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:

@@ -83,3 +83,8 @@ def test_recipe_channels_must_match_the_data():
     data = ContrastiveData(dataset="shapes10", recipe_q="mnist", train_subset=16)
     with pytest.raises(ValueError, match="3-channel images but recipe 'mnist' expects 1"):
         data.setup("fit")
+
+
+def test_torchvision_datasets_offline_give_a_clear_error(tmp_path):
+    with pytest.raises(DataNotFoundError, match=r"(?s)cifar10.*--data.download true"):
+        load_split("cifar10", tmp_path, True)

@@ -99,24 +99,18 @@ def test_moco_queue_is_identical_on_both_ranks_and_equals_the_single_process_que
     assert torch.equal(single.bank, ranks[0]["queue"]) and int(single.pointer) == ranks[0]["pointer"]
 
 
+def _torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``args`` under ``torchrun --standalone --nproc_per_node 2``; fail with its stderr."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
 @pytest.mark.parametrize("method", ["simclr", "moco_v2"])
 def test_two_process_lightning_fit(method, tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(ROOT / "tests/distributed/ddp_fit.py"),
-        "--method",
-        method,
-        "--out",
-        str(tmp_path),
-    ]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    _torchrun(str(ROOT / "tests/distributed/ddp_fit.py"), "--method", method, "--out", str(tmp_path), cwd=tmp_path)
     states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     # Identical parameters on both ranks, and an identical MoCo queue. (BatchNorm running statistics
     # are per rank without SyncBatchNorm; DDP re-broadcasts rank 0's before every forward.)
@@ -145,14 +139,7 @@ def test_two_process_lightning_fit(method, tmp_path):
 
 def test_ddp_config_with_torchrun_and_the_cli(tmp_path):
     """The README's multi-process command line, on 2 CPU processes (SyncBatchNorm is GPU-only)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
+    proc = _torchrun(
         "-m",
         "contrast.cli",
         "fit",
@@ -178,7 +165,6 @@ def test_ddp_config_with_torchrun_and_the_cli(tmp_path):
         "16",
         "--trainer.default_root_dir",
         str(tmp_path),
-    ]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+        cwd=tmp_path,
+    )
     assert "kNN accuracy" in proc.stdout

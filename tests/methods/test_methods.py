@@ -60,7 +60,7 @@ def test_momentum_encoder_gets_no_gradient_and_follows_ema(cls):
     for t, t0, o0 in zip(model.momentum_encoder.parameters(), target_before, online_before):
         torch.testing.assert_close(t, 0.9 * t0 + 0.1 * o0)
     names = [n for n, _ in model.state_dict().items()]
-    assert not any(n.startswith("online.") for n in names)  # the backbone is stored once
+    assert not any(n.startswith(("online.", "_encode.")) for n in names)  # the backbone is stored once
 
 
 def test_moco_v2_enqueues_the_keys_of_each_step():
@@ -177,3 +177,36 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, cls, vi
     assert trainer.global_step == 2 * s
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_bf16_mixed_precision_training_steps(tmp_path):
+    L.seed_everything(0)
+    data = ContrastiveData(batch_size=16, train_subset=64, eval_subset=32, views="batched")
+    model = SimCLR(backbone="tiny_cnn", num_classes=10, channels_last=True, **SMALL[SimCLR])
+    trainer = L.Trainer(
+        max_steps=3,
+        precision="bf16-mixed",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, data)
+    loss = trainer.callback_metrics["train/loss"]
+    assert torch.isfinite(loss) and loss.dtype == torch.float32  # the loss is computed in float32
+
+
+@pytest.mark.slow
+def test_torch_compile_gives_the_eager_loss():
+    torch.manual_seed(0)
+    eager = SimCLR(backbone="tiny_cnn", num_classes=10, **SMALL[SimCLR])
+    compiled = SimCLR(backbone="tiny_cnn", num_classes=10, compile=True, **SMALL[SimCLR])
+    compiled.load_state_dict(eager.state_dict())
+    q, k, _ = _views(16)
+    loss_eager, _ = eager.contrastive_step(q, k)
+    loss_compiled, _ = compiled.contrastive_step(q, k)
+    torch.testing.assert_close(loss_compiled, loss_eager, rtol=1e-4, atol=1e-4)
+    loss_compiled.backward()
+    assert all(p.grad is not None for p in compiled.backbone.parameters())
