@@ -20,10 +20,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from contrast import distributed
-from contrast.data.sources import load_split
+from contrast.data.sources import TensorImages, load_split
 from contrast.views import BatchedTwoViews, Recipe, TwoViews, get_recipe
 
 VIEW_PATHS = ("cpu", "batched")
+CACHES = ("none", "memory", "device")
 
 
 class EpochShuffle(DistributedSampler):
@@ -120,6 +121,11 @@ class ContrastiveData(L.LightningDataModule):
         image_size: resize ImageFolder images to this side (needed by the batched path).
         download: let torchvision download CIFAR / STL-10 when online.
         seed: seeds the shuffling and the augmentation.
+        cache: "none" (ImageFolder images are decoded every time they are read), "memory" (decode
+            every image once, in parallel over ``num_workers``, into one uint8 tensor), or "device"
+            (as "memory", and the training images live on the training device: the loader yields
+            only indices and each batch is gathered and augmented there; needs ``views="batched"``).
+            In-memory datasets (Shapes-10, MNIST, CIFAR) are always held as one tensor.
     """
 
     def __init__(
@@ -137,10 +143,15 @@ class ContrastiveData(L.LightningDataModule):
         image_size: int | None = None,
         download: bool = False,
         seed: int = 0,
+        cache: str = "none",
     ) -> None:
         super().__init__()
         if views not in VIEW_PATHS:
             raise ValueError(f"views must be one of {VIEW_PATHS}, got {views!r}")
+        if cache not in CACHES:
+            raise ValueError(f"cache must be one of {CACHES}, got {cache!r}")
+        if cache == "device" and views != "batched":
+            raise ValueError('cache="device" keeps the images on the training device and needs views="batched"')
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if not isinstance(value, int) or value < 2:
                 raise ValueError(f"{name} must be an int >= 2 (contrastive losses need negatives), got {value!r}")
@@ -155,7 +166,9 @@ class ContrastiveData(L.LightningDataModule):
         self.recipe_k = self.recipe_q if recipe_k is None else get_recipe(recipe_k)
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.train_subset, self.eval_subset, self.image_size, self.seed = train_subset, eval_subset, image_size, seed
+        self.cache = cache
         self._splits: dict[bool, Dataset] = {}
+        self._on_device: tuple[Tensor, Tensor] | None = None  # (images, labels) of the train split
         self.batched_views = BatchedTwoViews(self.recipe_q, self.recipe_k) if views == "batched" else None
 
     # ------------------------------------------------------------------ data
@@ -168,6 +181,8 @@ class ContrastiveData(L.LightningDataModule):
                 base = _Subset(base, limit)
             if len(base) == 0:
                 raise ValueError(f"dataset {self.dataset!r} ({'train' if train else 'test'}) is empty")
+            if self.cache != "none" and not isinstance(base, TensorImages):
+                base = decode_all(base, self.num_workers, f"{self.dataset} {'train' if train else 'test'}")
             self._splits[train] = base
         return self._splits[train]
 
@@ -207,9 +222,11 @@ class ContrastiveData(L.LightningDataModule):
                 f"the training set has {len(base)} images, fewer than batch_size={self.batch_size}; "
                 "lower --data.batch_size"
             )
-        views = None if self.views == "batched" else TwoViews(self.recipe_q, self.recipe_k)
         # drop_last: every step has the full number of negatives (and the MoCo queue stays aligned).
         sampler = EpochShuffle(len(base), self.seed, skip=self._samples_done)
+        if self.cache == "device":  # indices only; images are gathered on the device
+            return DataLoader(_Indices(len(base)), batch_size=self.batch_size, sampler=sampler, drop_last=True)
+        views = None if self.views == "batched" else TwoViews(self.recipe_q, self.recipe_k)
         return self._loader(TwoViewDataset(base, views, self.seed), self.batch_size, sampler, True)
 
     def _samples_done(self, epoch: int) -> int:
@@ -241,10 +258,55 @@ class ContrastiveData(L.LightningDataModule):
         trainer = self.trainer
         if self.batched_views is None or trainer is None or not trainer.training:
             return batch
-        images, labels = batch
+        if self.cache == "device":
+            images, labels = self._gather_on_device(batch)
+        else:
+            images, labels = batch
         step_seed = self.seed * 1_000_003 + trainer.global_step * 7919 + distributed.rank()
         generator = torch.Generator().manual_seed(step_seed)
         return self.batched_views(images, generator), labels
+
+
+    def _gather_on_device(self, indices: Tensor) -> tuple[Tensor, Tensor]:
+        """The training images and labels of a batch of indices, from the copy held on the device
+        (made at the first batch)."""
+        if self._on_device is None or self._on_device[0].device != indices.device:
+            base = self.split(True)
+            self._on_device = (base.images.to(indices.device), base.labels.to(indices.device))
+        images, labels = self._on_device
+        return images[indices], labels[indices]
+
+
+class _Indices(Dataset):
+    """Sample indices (the sampler's ``epoch·N + i`` taken modulo N): the device-cache loader."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> int:
+        return index % self.size
+
+
+def decode_all(base: Dataset, num_workers: int = 0, what: str = "images") -> TensorImages:
+    """Read every (image, label) of ``base`` once into one uint8 tensor (in parallel over
+    ``num_workers`` processes). All images must have the same size (set ``image_size``)."""
+    from tqdm.auto import tqdm
+
+    loader = DataLoader(base, batch_size=512, num_workers=num_workers)
+    images, labels = [], []
+    try:
+        for x, y in tqdm(loader, desc=f"decoding {what}", leave=False):
+            images.append(x)
+            labels.append(torch.as_tensor(y))
+    except RuntimeError as error:
+        if "stack expects each tensor to be equal size" in str(error):
+            raise ValueError(f"caching {what} needs images of one size: set --data.image_size") from error
+        raise
+    classes = getattr(base, "classes", None) or [str(i) for i in range(int(torch.cat(labels).max()) + 1)]
+    return TensorImages(torch.cat(images), torch.cat(labels), classes)
 
 
 class _Subset(Dataset):

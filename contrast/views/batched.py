@@ -166,13 +166,16 @@ class BatchedViews:
         return images
 
     def apply(self, images: Tensor, params: ViewParams) -> Tensor:
-        """Apply the recipe with the given per-sample parameters; returns normalised float32."""
+        """Apply the recipe with the given per-sample parameters; returns normalised float32.
+
+        Parameters travel to the device with non-blocking copies and no value is read back, so
+        on a GPU the call queues its kernels without waiting for the device."""
         if len(params) != images.shape[0]:
             raise ValueError(f"params are for {len(params)} samples but images has {images.shape[0]}")
         device = images.device
         x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
         x = resized_crop(x, params.boxes.to(device, non_blocking=True), self.recipe.size)
-        x = torch.where(params.flip.to(device)[:, None, None, None], x.flip(-1), x)
+        x = torch.where(params.flip.to(device, non_blocking=True)[:, None, None, None], x.flip(-1), x)
         x = self._jitter(x, params)
         if x.shape[1] == 3:
             idx = _indices(params.grayscale, device)
@@ -180,17 +183,18 @@ class BatchedViews:
                 x[idx] = grayscale(x[idx]).expand(-1, 3, -1, -1)
         idx = _indices(params.blur, device)
         if idx is not None:
-            x[idx] = gaussian_blur(x[idx], self.recipe.blur_kernel, params.sigma[params.blur].to(device))
+            sigma = params.sigma[params.blur].to(device, non_blocking=True)
+            x[idx] = gaussian_blur(x[idx], self.recipe.blur_kernel, sigma)
         idx = _indices(params.solarize, device)
         if idx is not None:
             x[idx] = solarize(x[idx], self.recipe.solarize_threshold)
-        mean = torch.tensor(self.recipe.mean, device=device).view(1, -1, 1, 1)
-        std = torch.tensor(self.recipe.std, device=device).view(1, -1, 1, 1)
+        mean = torch.tensor(self.recipe.mean).view(1, -1, 1, 1).to(device, non_blocking=True)
+        std = torch.tensor(self.recipe.std).view(1, -1, 1, 1).to(device, non_blocking=True)
         return x.sub_(mean).div_(std)
 
     def _jitter(self, x: Tensor, params: ViewParams) -> Tensor:
         device = x.device
-        factors = params.factors.to(device)
+        factors = params.factors.to(device, non_blocking=True)
         for slot in range(4):
             for op in range(4):
                 selected = params.jitter & (params.order[:, slot] == op)

@@ -5,7 +5,7 @@ import torch
 
 from contrast.data import ContrastiveData, DataNotFoundError, generate_shapes, load_split
 from contrast.data.module import EpochShuffle
-from contrast.data.sources import FolderImages
+from contrast.data.sources import FolderImages, TensorImages
 
 
 def test_shapes_are_deterministic_balanced_and_labelled():
@@ -88,3 +88,61 @@ def test_recipe_channels_must_match_the_data():
 def test_torchvision_datasets_offline_give_a_clear_error(tmp_path):
     with pytest.raises(DataNotFoundError, match=r"(?s)cifar10.*--data.download true"):
         load_split("cifar10", tmp_path, True)
+
+
+def _training_batches(data: ContrastiveData, steps: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The first ``steps`` (q, k, labels) training batches, as the trainer would see them."""
+
+    class _Trainer:  # what on_after_batch_transfer reads
+        training, global_step, accumulate_grad_batches = True, 0, 1
+
+    data.trainer = _Trainer()
+    data.setup("fit")
+    out = []
+    for step, batch in zip(range(steps), data.train_dataloader()):
+        data.trainer.global_step = step
+        (q, k), labels = data.on_after_batch_transfer(batch, 0)
+        out.append((q, k, labels))
+    return out
+
+
+def test_memory_and_device_caches_give_exactly_the_uncached_batches(tmp_path):
+    # An ImageFolder tree (read lazily without a cache) with two classes of different images.
+    from torchvision.io import write_png
+
+    g = torch.Generator().manual_seed(0)
+    for c in ("a", "b"):
+        (tmp_path / "train" / c).mkdir(parents=True)
+        for i in range(12):
+            write_png(
+                torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=g),
+                str(tmp_path / "train" / c / f"{i}.png"),
+            )
+    kwargs = dict(dataset="imagefolder", root=str(tmp_path), recipe_q="simclr_cifar10", views="batched", batch_size=8)
+    reference = _training_batches(ContrastiveData(**kwargs), 3)
+    for cache in ("memory", "device"):
+        data = ContrastiveData(cache=cache, **kwargs)
+        assert isinstance(data.split(True), TensorImages)
+        batches = _training_batches(data, 3)
+        for (q, k, y), (q0, k0, y0) in zip(batches, reference):
+            assert torch.equal(q, q0) and torch.equal(k, k0) and torch.equal(y, y0), cache
+    # The device cache's loader yields indices only.
+    data = ContrastiveData(cache="device", **kwargs)
+    data.setup("fit")
+    indices = next(iter(data.train_dataloader()))
+    assert indices.dtype == torch.int64 and indices.shape == (8,) and int(indices.max()) < 24
+
+
+def test_cache_arguments_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="cache must be one of"):
+        ContrastiveData(cache="gpu")
+    with pytest.raises(ValueError, match='needs views="batched"'):
+        ContrastiveData(cache="device", views="cpu")
+    from torchvision.io import write_png
+
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    for i, size in enumerate((32, 40)):
+        write_png(torch.zeros(3, size, size, dtype=torch.uint8), str(tmp_path / "train" / "a" / f"{i}.png"))
+    data = ContrastiveData(dataset="imagefolder", root=str(tmp_path), batch_size=2, cache="memory")
+    with pytest.raises(ValueError, match="image_size"):
+        data.split(True)

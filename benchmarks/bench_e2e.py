@@ -1,0 +1,380 @@
+"""End to end: SimCLR pretraining on CIFAR-10 (JPEG ImageFolder), then weighted kNN top-1.
+
+Our toolkit and lightly side by side, with the same backbone, projector widths, batch size,
+epochs, optimizer (SGD, momentum 0.9, no weight decay on biases and norms, per-step warmup and
+cosine decay), NT-Xent temperature, augmentation parameters and seed. What differs is what each
+library brings:
+
+* ours: the images decoded once into one uint8 tensor (``cache="memory"``, or ``"device"`` to
+  keep them on the GPU), the batched per-sample views on the training device, our fused NT-Xent;
+  on a GPU bf16, channels-last and optionally ``torch.compile``;
+* lightly: ``torchvision.datasets.ImageFolder`` read by DataLoader workers that decode every JPEG
+  every epoch, ``lightly.transforms.SimCLRTransform`` (``cj_strength=0.5, gaussian_blur=0``, as in
+  lightly's own CIFAR-10 benchmark) and ``lightly.loss.NTXentLoss`` in a plain LightningModule.
+
+Both encoders are then scored the same way: features of the 50,000 training and 10,000 test
+images (centre, normalised, no augmentation), weighted kNN with k=200, τ=0.07 (Wu et al. 2018).
+
+    python benchmarks/bench_e2e.py --scale cpu                    # tiny CNN, both libraries
+    python benchmarks/bench_e2e.py --scale gpu --epochs 200 --no-lightly
+
+Data: ``$CONTRAST_DATA_DIR/cifar10-jpeg/{train,test}/<class>/*.jpg``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import append_results, markdown_table  # noqa: E402
+
+from contrast.data import ContrastiveData  # noqa: E402
+from contrast.eval.features import extract_features  # noqa: E402
+from contrast.eval.knn import KNNEvaluator  # noqa: E402
+from contrast.methods import SimCLR  # noqa: E402
+from contrast.methods.base import WarmupCosine  # noqa: E402
+from contrast.models import build_backbone  # noqa: E402
+
+SCALES = {
+    # 2 CPU cores: a 4-layer CNN so that the budget buys several epochs.
+    "cpu": dict(backbone="tiny_cnn", cifar_stem=False, batch=256, epochs=4, workers=1, precision="32"),
+    # One GPU: ResNet-18 with the CIFAR stem, batch 512, bf16.
+    "gpu": dict(backbone="resnet18", cifar_stem=True, batch=512, epochs=200, workers=8, precision="bf16-mixed"),
+}
+
+
+@dataclass
+class Run:
+    name: str
+    epochs: int
+    train_size: int
+    train_s: float
+    epoch_s: list[float]
+    setup_s: float
+    eval_s: float
+    top1: float
+    top5: float
+    final_loss: float
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.train_size * self.epochs / self.train_s
+
+    @property
+    def steady_epoch_s(self) -> float:
+        later = self.epoch_s[1:] or self.epoch_s
+        return sorted(later)[len(later) // 2]
+
+
+class EpochTimer(L.Callback):
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.losses: list[float] = []
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        if module.device.type == "cuda":
+            torch.cuda.synchronize()
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        if module.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter() - self._start)
+        loss = trainer.callback_metrics.get("train/loss")
+        self.losses.append(float(loss) if loss is not None else float("nan"))
+        print(f"  epoch {len(self.times)}: {self.times[-1]:.1f} s, loss {self.losses[-1]:.4f}", flush=True)
+
+
+def backbone_for(cfg: dict) -> torch.nn.Module:
+    return build_backbone(cfg["backbone"], cifar_stem=cfg["cifar_stem"], channels_last=cfg["gpu"])
+
+
+def trainer_for(cfg: dict, timer: EpochTimer) -> L.Trainer:
+    return L.Trainer(
+        max_epochs=cfg["epochs"],
+        accelerator="gpu" if cfg["gpu"] else "cpu",
+        devices=1,
+        precision=cfg["precision"],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        log_every_n_steps=50,
+        callbacks=[timer],
+        deterministic=False,
+    )
+
+
+def knn_top1(backbone: torch.nn.Module, data: ContrastiveData, device: torch.device) -> dict[str, float]:
+    backbone.to(device)
+    train_x, train_y = extract_features(backbone, data.eval_dataloader(True), device)
+    test_x, test_y = extract_features(backbone, data.eval_dataloader(False), device)
+    knn_device = device if device.type == "cuda" else torch.device("cpu")
+    knn = KNNEvaluator(k=200, temperature=0.07).fit(train_x.to(knn_device), train_y.to(knn_device))
+    return knn.score(test_x.to(knn_device), test_y.to(knn_device))
+
+
+def eval_data(cfg: dict) -> ContrastiveData:
+    return ContrastiveData(
+        dataset="cifar10_jpeg",
+        recipe_q="simclr_cifar10",
+        eval_batch_size=1024,
+        num_workers=cfg["workers"],
+        cache="memory",
+    )
+
+
+# ---------------------------------------------------------------------- ours
+def run_ours(cfg: dict) -> Run:
+    L.seed_everything(cfg["seed"], verbose=False)
+    start = time.perf_counter()
+    data = ContrastiveData(
+        dataset="cifar10_jpeg",
+        recipe_q="simclr_cifar10",
+        views="batched",
+        cache="device" if cfg["gpu"] else "memory",
+        batch_size=cfg["batch"],
+        eval_batch_size=1024,
+        num_workers=cfg["workers"],
+        train_subset=cfg["subset"],
+        seed=cfg["seed"],
+    )
+    data.split(True), data.split(False)  # decode both splits once (timed as set-up)
+    model = SimCLR(
+        backbone=cfg["backbone"],
+        cifar_stem=cfg["cifar_stem"],
+        channels_last=cfg["gpu"],
+        projector_hidden=cfg["hidden"],
+        projector_dim=128,
+        temperature=cfg["tau"],
+        optimizer="sgd",
+        lr=cfg["lr"],
+        weight_decay=cfg["wd"],
+        warmup_epochs=cfg["warmup"],
+        num_classes=10,
+        compile=cfg["compile"],
+    )
+    timer = EpochTimer()
+    trainer = trainer_for(cfg, timer)
+    setup_s = time.perf_counter() - start
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=data)
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    scores = knn_top1(model.backbone, data, model.device)
+    return Run(
+        "contrast",
+        cfg["epochs"],
+        len(data.split(True)),
+        train_s,
+        timer.times,
+        setup_s,
+        time.perf_counter() - start,
+        scores["top1"],
+        scores["top5"],
+        timer.losses[-1],
+    )
+
+
+# ---------------------------------------------------------------------- lightly
+class LightlySimCLR(L.LightningModule):
+    """A plain Lightning module with lightly's pieces, as lightly's CIFAR-10 benchmark builds it."""
+
+    def __init__(self, backbone: torch.nn.Module, cfg: dict) -> None:
+        super().__init__()
+        from lightly.loss import NTXentLoss
+        from lightly.models.modules import SimCLRProjectionHead
+
+        self.backbone, self.cfg = backbone, cfg
+        self.projection_head = SimCLRProjectionHead(backbone.feature_dim, cfg["hidden"], 128)
+        self.criterion = NTXentLoss(temperature=cfg["tau"])
+
+    def training_step(self, batch, batch_idx):
+        (x0, x1), _ = batch
+        z0 = self.projection_head(self.backbone(x0))
+        z1 = self.projection_head(self.backbone(x1))
+        loss = self.criterion(z0, z1)
+        self.log("train/loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        decay = [p for p in self.parameters() if p.ndim > 1]
+        no_decay = [p for p in self.parameters() if p.ndim <= 1]
+        optimizer = torch.optim.SGD(
+            [{"params": decay, "weight_decay": self.cfg["wd"]}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.cfg["lr"],
+            momentum=0.9,
+        )
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = int(round(self.cfg["warmup"] * total / self.cfg["epochs"]))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def run_lightly(cfg: dict) -> Run:
+    import torchvision
+    from lightly.transforms import SimCLRTransform
+
+    from contrast.data.sources import data_root
+    from contrast.views import get_recipe
+
+    L.seed_everything(cfg["seed"], verbose=False)
+    start = time.perf_counter()
+    recipe = get_recipe("simclr_cifar10")
+    transform = SimCLRTransform(
+        input_size=32,
+        cj_strength=0.5,
+        gaussian_blur=0.0,
+        normalize={"mean": list(recipe.mean), "std": list(recipe.std)},
+    )
+    root = data_root(None) / "cifar10-jpeg"
+    dataset = torchvision.datasets.ImageFolder(str(root / "train"), transform=transform)
+    if cfg["subset"]:
+        dataset = torch.utils.data.Subset(dataset, torch.linspace(0, len(dataset) - 1, cfg["subset"]).long().tolist())
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=cfg["batch"],
+        shuffle=True,
+        drop_last=True,
+        num_workers=cfg["workers"],
+        persistent_workers=cfg["workers"] > 0,
+        pin_memory=cfg["gpu"],
+        generator=torch.Generator().manual_seed(cfg["seed"]),
+    )
+    model = LightlySimCLR(backbone_for(cfg), cfg)
+    timer = EpochTimer()
+    trainer = trainer_for(cfg, timer)
+    setup_s = time.perf_counter() - start
+    start = time.perf_counter()
+    trainer.fit(model, train_dataloaders=loader)
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    scores = knn_top1(model.backbone, eval_data(cfg), model.device)
+    return Run(
+        "lightly",
+        cfg["epochs"],
+        len(dataset),
+        train_s,
+        timer.times,
+        setup_s,
+        time.perf_counter() - start,
+        scores["top1"],
+        scores["top5"],
+        timer.losses[-1],
+    )
+
+
+# ---------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    parser.add_argument("--epochs", type=int, help="default: 4 (cpu), 200 (gpu)")
+    parser.add_argument("--lightly-epochs", type=int, help="epochs for lightly (default: the same)")
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--workers", type=int, help="DataLoader workers (lightly's augmentation; our decoding)")
+    parser.add_argument("--tau", type=float, default=0.5, help="NT-Xent temperature (lightly's benchmark: 0.5)")
+    parser.add_argument("--lr", type=float, help="default 0.06 × batch / 256 (lightly's benchmark)")
+    parser.add_argument("--wd", type=float, default=5e-4)
+    parser.add_argument("--warmup", type=float, default=0.0, help="warmup epochs")
+    parser.add_argument("--hidden", type=int, default=2048, help="projector hidden width")
+    parser.add_argument("--compile", action="store_true", help="torch.compile our backbone")
+    parser.add_argument("--no-lightly", action="store_true")
+    parser.add_argument("--no-ours", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--subset", type=int, help="train on n images only (a quick check; not for results)")
+    parser.add_argument("--no-append", action="store_true")
+    args = parser.parse_args()
+
+    cfg = dict(SCALES[args.scale])
+    cfg.update({k: v for k, v in (("epochs", args.epochs), ("batch", args.batch), ("workers", args.workers)) if v})
+    cfg.update(
+        subset=args.subset,
+        tau=args.tau,
+        wd=args.wd,
+        warmup=args.warmup,
+        hidden=args.hidden,
+        seed=args.seed,
+        compile=args.compile,
+    )
+    cfg["lr"] = args.lr or 0.06 * cfg["batch"] / 256
+    cfg["gpu"] = args.scale == "gpu"
+    if cfg["gpu"] and not torch.cuda.is_available():
+        raise SystemExit("--scale gpu needs a CUDA device")
+    if cfg["gpu"]:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    print(f"config: {cfg}", flush=True)
+
+    runs: list[Run] = []
+    if not args.no_ours:
+        print("contrast:", flush=True)
+        runs.append(run_ours(cfg))
+    if not args.no_lightly:
+        try:
+            import lightly  # noqa: F401
+        except ImportError:
+            print("lightly is not installed (pip install -e .[bench]): skipped", flush=True)
+        else:
+            print("lightly:", flush=True)
+            runs.append(run_lightly({**cfg, "epochs": args.lightly_epochs or cfg["epochs"]}))
+
+    reference = next((r for r in runs if r.name == "lightly"), None)
+    rows = []
+    for r in runs:
+        speedup = f"{r.samples_per_s / reference.samples_per_s:.2f}x" if reference else "-"
+        rows.append(
+            [
+                r.name,
+                str(r.epochs),
+                f"{r.samples_per_s:,.0f}",
+                speedup,
+                f"{r.steady_epoch_s:.2f}",
+                f"{r.train_s:.0f}",
+                f"{r.setup_s:.0f}",
+                f"{r.eval_s:.0f}",
+                f"{r.final_loss:.3f}",
+                f"{r.top1:.2f}",
+                f"{r.top5:.2f}",
+            ]
+        )
+    header = [
+        "library",
+        "epochs",
+        "samples/s",
+        "vs lightly",
+        "s/epoch (median after 1st)",
+        "train s",
+        "set-up s",
+        "kNN eval s",
+        "final loss",
+        "kNN top-1 %",
+        "kNN top-5 %",
+    ]
+    table = markdown_table(header, rows)
+    print(table)
+    if not args.no_append:
+        device = "cuda" if cfg["gpu"] else "cpu"
+        backbone = cfg["backbone"]
+        notes = (
+            f"SimCLR on cifar10-jpeg, {backbone}{', CIFAR stem' if cfg['cifar_stem'] else ''}, batch {cfg['batch']}, "
+            f"SGD lr {cfg['lr']:.3g} wd {cfg['wd']:g}, τ {cfg['tau']}, projector {cfg['hidden']}-128, "
+            f"precision {cfg['precision']}, seed {cfg['seed']}, {cfg['workers']} DataLoader workers"
+            f"{', torch.compile' if cfg['compile'] else ''}. kNN: k=200, τ=0.07, train split as the bank, test "
+            "split scored. samples/s = training images × epochs / training wall time (all epochs, first included). "
+            "Set-up: data decoding and model construction; our set-up decodes both splits once."
+        )
+        append_results(f"End-to-end SimCLR on CIFAR-10 ({args.scale})", device, table, notes)
+
+
+if __name__ == "__main__":
+    main()
