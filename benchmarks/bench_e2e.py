@@ -53,8 +53,8 @@ SCALES = {
 @dataclass
 class Run:
     name: str
-    epochs: int
-    train_size: int
+    epochs: float
+    samples: int
     train_s: float
     epoch_s: list[float]
     setup_s: float
@@ -65,7 +65,7 @@ class Run:
 
     @property
     def samples_per_s(self) -> float:
-        return self.train_size * self.epochs / self.train_s
+        return self.samples / self.train_s
 
     @property
     def steady_epoch_s(self) -> float:
@@ -111,7 +111,12 @@ def trainer_for(cfg: dict, timer: EpochTimer) -> L.Trainer:
         log_every_n_steps=50,
         callbacks=[timer],
         deterministic=False,
+        max_time={"minutes": cfg["max_minutes"]} if cfg["max_minutes"] else None,
     )
+
+
+def device_of(cfg: dict) -> torch.device:
+    return torch.device("cuda" if cfg["gpu"] else "cpu")
 
 
 def knn_top1(backbone: torch.nn.Module, data: ContrastiveData, device: torch.device) -> dict[str, float]:
@@ -123,7 +128,17 @@ def knn_top1(backbone: torch.nn.Module, data: ContrastiveData, device: torch.dev
     return knn.score(test_x.to(knn_device), test_y.to(knn_device))
 
 
+_EVAL_DATA: list[ContrastiveData] = []
+
+
 def eval_data(cfg: dict) -> ContrastiveData:
+    """The labelled splits, decoded once per process and shared by both libraries' evaluations."""
+    if not _EVAL_DATA:
+        _EVAL_DATA.append(_new_eval_data(cfg))
+    return _EVAL_DATA[0]
+
+
+def _new_eval_data(cfg: dict) -> ContrastiveData:
     return ContrastiveData(
         dataset="cifar10_jpeg",
         recipe_q="simclr_cifar10",
@@ -149,6 +164,8 @@ def run_ours(cfg: dict) -> Run:
         seed=cfg["seed"],
     )
     data.split(True), data.split(False)  # decode both splits once (timed as set-up)
+    if not _EVAL_DATA:
+        _EVAL_DATA.append(data)
     model = SimCLR(
         backbone=cfg["backbone"],
         cifar_stem=cfg["cifar_stem"],
@@ -170,11 +187,11 @@ def run_ours(cfg: dict) -> Run:
     trainer.fit(model, datamodule=data)
     train_s = time.perf_counter() - start
     start = time.perf_counter()
-    scores = knn_top1(model.backbone, data, model.device)
+    scores = knn_top1(model.backbone, data, device_of(cfg))
     return Run(
         "contrast",
-        cfg["epochs"],
-        len(data.split(True)),
+        trainer.global_step * cfg["batch"] / len(data.split(True)),
+        trainer.global_step * cfg["batch"],
         train_s,
         timer.times,
         setup_s,
@@ -258,11 +275,11 @@ def run_lightly(cfg: dict) -> Run:
     trainer.fit(model, train_dataloaders=loader)
     train_s = time.perf_counter() - start
     start = time.perf_counter()
-    scores = knn_top1(model.backbone, eval_data(cfg), model.device)
+    scores = knn_top1(model.backbone, eval_data(cfg), device_of(cfg))
     return Run(
         "lightly",
-        cfg["epochs"],
-        len(dataset),
+        trainer.global_step * cfg["batch"] / len(dataset),
+        trainer.global_step * cfg["batch"],
         train_s,
         timer.times,
         setup_s,
@@ -290,6 +307,7 @@ def main() -> None:
     parser.add_argument("--no-lightly", action="store_true")
     parser.add_argument("--no-ours", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-minutes", type=float, help="stop training after this long (epochs then fall short)")
     parser.add_argument("--subset", type=int, help="train on n images only (a quick check; not for results)")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
@@ -298,6 +316,7 @@ def main() -> None:
     cfg.update({k: v for k, v in (("epochs", args.epochs), ("batch", args.batch), ("workers", args.workers)) if v})
     cfg.update(
         subset=args.subset,
+        max_minutes=args.max_minutes,
         tau=args.tau,
         wd=args.wd,
         warmup=args.warmup,
@@ -335,7 +354,7 @@ def main() -> None:
         rows.append(
             [
                 r.name,
-                str(r.epochs),
+                f"{r.epochs:.4g}",
                 f"{r.samples_per_s:,.0f}",
                 speedup,
                 f"{r.steady_epoch_s:.2f}",
