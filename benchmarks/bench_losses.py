@@ -103,7 +103,8 @@ def run_isolated(method: str, n: int, dim: int, device: str, repeats: int, mem_l
             return json.loads(line[len("RESULT ") :])
     err = proc.stderr.strip().splitlines()
     last = err[-1] if err else f"exit code {proc.returncode}"
-    if "memory" in proc.stderr.lower() or proc.returncode in (-9, 137):
+    stderr = proc.stderr.lower()
+    if "out of memory" in stderr or "memoryerror" in stderr or proc.returncode in (-9, 137):
         return {"error": "OOM"}
     if "ModuleNotFoundError" in proc.stderr:
         return {"error": "not installed"}
