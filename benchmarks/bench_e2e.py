@@ -44,7 +44,7 @@ from contrast.models import build_backbone  # noqa: E402
 
 SCALES = {
     # 2 CPU cores: a 4-layer CNN so that the budget buys several epochs.
-    "cpu": dict(backbone="tiny_cnn", cifar_stem=False, batch=256, epochs=4, workers=1, precision="32"),
+    "cpu": dict(backbone="tiny_cnn_w8", cifar_stem=False, batch=256, epochs=4, workers=1, precision="32"),
     # One GPU: ResNet-18 with the CIFAR stem, batch 512, bf16.
     "gpu": dict(backbone="resnet18", cifar_stem=True, batch=512, epochs=200, workers=8, precision="bf16-mixed"),
 }

@@ -8,6 +8,8 @@ section 4.2; SimCLR appendix B.9) replaces ResNet's 7×7 stride-2 convolution an
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torchvision
 from torch import nn
@@ -65,16 +67,21 @@ def build_backbone(
 
     Args:
         name: a torchvision classification model (``torchvision.models.list_models``) or one of
-            ``CUSTOM_BACKBONES`` ("tiny_cnn").
+            ``CUSTOM_BACKBONES`` ("tiny_cnn"); ``tiny_cnn_w<width>`` (e.g. ``tiny_cnn_w8``) is the tiny
+            CNN at another width (16 by default).
         cifar_stem: 3×3 stride-1 first convolution and no max-pool (ResNets only).
         in_channels: input channels (1 for MNIST); ResNets and tiny_cnn.
         channels_last: store weights in channels-last memory format (faster convolutions on GPUs
             with bf16; feed channels-last inputs too).
     """
-    if name in CUSTOM_BACKBONES:
+    custom = re.fullmatch(r"tiny_cnn_w([1-9][0-9]*)", name)
+    if name in CUSTOM_BACKBONES or custom:
         if cifar_stem:
             raise ValueError(f"cifar_stem applies to ResNets, not to {name!r}")
-        model = CUSTOM_BACKBONES[name](in_channels=in_channels)
+        if custom:  # tiny_cnn_w<width>: the tiny CNN at another width
+            model = TinyCNN(in_channels=in_channels, width=int(custom.group(1)))
+        else:
+            model = CUSTOM_BACKBONES[name](in_channels=in_channels)
     else:
         available = torchvision.models.list_models(module=torchvision.models)
         if name not in available:

@@ -16,6 +16,8 @@ from contrast.models import Queue, build_backbone, cosine_momentum, ema_update, 
         ("resnet50", {}, 2048),
         ("mobilenet_v3_small", {}, 1024),
         ("tiny_cnn", {}, 64),
+        ("tiny_cnn_w8", {}, 32),
+        ("tiny_cnn_w8", {"in_channels": 1}, 32),
         ("resnet18", {"in_channels": 1}, 512),
     ],
 )
