@@ -73,6 +73,22 @@ class Run:
         return sorted(later)[len(later) // 2]
 
 
+def finish_run(name, trainer, timer, batch, train_size, train_s, setup_s, eval_s, scores) -> Run:
+    samples = trainer.global_step * batch
+    return Run(
+        name,
+        samples / train_size,
+        samples,
+        train_s,
+        timer.times,
+        setup_s,
+        eval_s,
+        scores["top1"],
+        scores["top5"],
+        timer.losses[-1],
+    )
+
+
 class EpochTimer(L.Callback):
     def __init__(self) -> None:
         self.times: list[float] = []
@@ -188,17 +204,16 @@ def run_ours(cfg: dict) -> Run:
     train_s = time.perf_counter() - start
     start = time.perf_counter()
     scores = knn_top1(model.backbone, data, device_of(cfg))
-    return Run(
+    return finish_run(
         "contrast",
-        trainer.global_step * cfg["batch"] / len(data.split(True)),
-        trainer.global_step * cfg["batch"],
+        trainer,
+        timer,
+        cfg["batch"],
+        len(data.split(True)),
         train_s,
-        timer.times,
         setup_s,
         time.perf_counter() - start,
-        scores["top1"],
-        scores["top5"],
-        timer.losses[-1],
+        scores,
     )
 
 
@@ -276,17 +291,8 @@ def run_lightly(cfg: dict) -> Run:
     train_s = time.perf_counter() - start
     start = time.perf_counter()
     scores = knn_top1(model.backbone, eval_data(cfg), device_of(cfg))
-    return Run(
-        "lightly",
-        trainer.global_step * cfg["batch"] / len(dataset),
-        trainer.global_step * cfg["batch"],
-        train_s,
-        timer.times,
-        setup_s,
-        time.perf_counter() - start,
-        scores["top1"],
-        scores["top5"],
-        timer.losses[-1],
+    return finish_run(
+        "lightly", trainer, timer, cfg["batch"], len(dataset), train_s, setup_s, time.perf_counter() - start, scores
     )
 
 

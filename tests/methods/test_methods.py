@@ -221,34 +221,28 @@ def test_throughput_callback_measures_after_warmup_and_logs():
 
     with pytest.raises(ValueError, match="warmup"):
         Throughput(warmup=-1)
-    speed = Throughput(warmup=2)
     data = ContrastiveData(batch_size=16, train_subset=128, eval_subset=32, views="batched")
-    model = SimCLR(backbone="tiny_cnn", projector_hidden=32, projector_dim=16)
-    trainer = L.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[speed],
-    )
-    trainer.fit(model, datamodule=data)
+
+    def fit(speed: Throughput, **limits) -> L.Trainer:
+        trainer = L.Trainer(
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            callbacks=[speed],
+            **limits,
+        )
+        trainer.fit(SimCLR(backbone="tiny_cnn", projector_hidden=32, projector_dim=16), datamodule=data)
+        return trainer
+
+    speed = Throughput(warmup=2)
+    trainer = fit(speed, max_epochs=2)
     # 8 steps per epoch, 2 of them warm-up: one figure per epoch, logged.
     assert len(speed.samples_per_s) == 2 and all(r > 0 for r in speed.samples_per_s)
     assert trainer.callback_metrics["speed/samples_per_s"] > 0
     # A run stopped by max_steps inside an epoch still gets its figure.
     speed = Throughput(warmup=1)
-    trainer = L.Trainer(
-        max_steps=5,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[speed],
-    )
-    trainer.fit(SimCLR(backbone="tiny_cnn", projector_hidden=32, projector_dim=16), datamodule=data)
+    fit(speed, max_steps=5)
     assert len(speed.samples_per_s) == 1
