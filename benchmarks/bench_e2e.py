@@ -73,8 +73,17 @@ class Run:
         return sorted(later)[len(later) // 2]
 
 
-def finish_run(name, trainer, timer, batch, train_size, train_s, setup_s, eval_s, scores) -> Run:
-    samples = trainer.global_step * batch
+def train_and_score(name: str, cfg: dict, model, start: float, fit_kwargs: dict, data, train_size: int) -> Run:
+    """Fit (timed; set-up counted from ``start``), then score the backbone with the weighted kNN."""
+    timer = EpochTimer()
+    trainer = trainer_for(cfg, timer)
+    setup_s = time.perf_counter() - start
+    start = time.perf_counter()
+    trainer.fit(model, **fit_kwargs)
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    scores = knn_top1(model.backbone, data, device_of(cfg))
+    samples = trainer.global_step * cfg["batch"]
     return Run(
         name,
         samples / train_size,
@@ -82,7 +91,7 @@ def finish_run(name, trainer, timer, batch, train_size, train_s, setup_s, eval_s
         train_s,
         timer.times,
         setup_s,
-        eval_s,
+        time.perf_counter() - start,
         scores["top1"],
         scores["top5"],
         timer.losses[-1],
@@ -196,25 +205,7 @@ def run_ours(cfg: dict) -> Run:
         num_classes=10,
         compile=cfg["compile"],
     )
-    timer = EpochTimer()
-    trainer = trainer_for(cfg, timer)
-    setup_s = time.perf_counter() - start
-    start = time.perf_counter()
-    trainer.fit(model, datamodule=data)
-    train_s = time.perf_counter() - start
-    start = time.perf_counter()
-    scores = knn_top1(model.backbone, data, device_of(cfg))
-    return finish_run(
-        "contrast",
-        trainer,
-        timer,
-        cfg["batch"],
-        len(data.split(True)),
-        train_s,
-        setup_s,
-        time.perf_counter() - start,
-        scores,
-    )
+    return train_and_score("contrast", cfg, model, start, dict(datamodule=data), data, len(data.split(True)))
 
 
 # ---------------------------------------------------------------------- lightly
@@ -283,17 +274,7 @@ def run_lightly(cfg: dict) -> Run:
         generator=torch.Generator().manual_seed(cfg["seed"]),
     )
     model = LightlySimCLR(backbone_for(cfg), cfg)
-    timer = EpochTimer()
-    trainer = trainer_for(cfg, timer)
-    setup_s = time.perf_counter() - start
-    start = time.perf_counter()
-    trainer.fit(model, train_dataloaders=loader)
-    train_s = time.perf_counter() - start
-    start = time.perf_counter()
-    scores = knn_top1(model.backbone, eval_data(cfg), device_of(cfg))
-    return finish_run(
-        "lightly", trainer, timer, cfg["batch"], len(dataset), train_s, setup_s, time.perf_counter() - start, scores
-    )
+    return train_and_score("lightly", cfg, model, start, dict(train_dataloaders=loader), eval_data(cfg), len(dataset))
 
 
 # ---------------------------------------------------------------------- main
