@@ -25,7 +25,7 @@ class Throughput(L.Callback):
         self.warmup = warmup
         self.samples_per_s: list[float] = []  # one figure per measured epoch
         self._start: float | None = None
-        self._first_step = 0
+        self._first_step = self._epoch_first_step = 0
 
     def _sync(self, module: L.LightningModule) -> None:
         if module.device.type == "cuda":
