@@ -104,7 +104,8 @@ def run_isolated(method: str, n: int, dim: int, device: str, repeats: int, mem_l
     err = proc.stderr.strip().splitlines()
     last = err[-1] if err else f"exit code {proc.returncode}"
     stderr = proc.stderr.lower()
-    if "out of memory" in stderr or "memoryerror" in stderr or proc.returncode in (-9, 137):
+    out_of_memory = ("out of memory", "can't allocate memory", "memoryerror")
+    if any(text in stderr for text in out_of_memory) or proc.returncode in (-9, 137):
         return {"error": "OOM"}
     if "ModuleNotFoundError" in proc.stderr:
         return {"error": "not installed"}
