@@ -29,3 +29,8 @@ def data_dir() -> Path:
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)
+
+
+def tiny_data(train: int = 64, test: int = 64, batch: int = 32) -> list[str]:
+    """Command-line overrides that run a config on a few images (for CLI tests)."""
+    return ["--data.train_subset", str(train), "--data.eval_subset", str(test), "--data.batch_size", str(batch)]

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from contrast.cli import _wandb_offline_unless_reachable, main
+from tests.conftest import tiny_data
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = [
@@ -22,12 +23,7 @@ FAST = [
     "32",
     "--data.num_workers",
     "0",
-    "--data.train_subset",
-    "64",
-    "--data.eval_subset",
-    "64",
-    "--data.batch_size",
-    "32",
+    *tiny_data(),
 ]
 
 
@@ -81,12 +77,7 @@ def test_fit_export_load_backbone_and_knn(tmp_path, monkeypatch, capsys):
         "3",
         "--trainer.limit_val_batches",
         "1",
-        "--data.train_subset",
-        "256",
-        "--data.eval_subset",
-        "128",
-        "--data.batch_size",
-        "32",
+        *tiny_data(256, 128),
         "--trainer.default_root_dir",
         str(tmp_path),
     ]
@@ -127,12 +118,7 @@ def test_validate_command_on_a_checkpoint(tmp_path, monkeypatch, capsys):
     config = [
         "--config",
         str(ROOT / "configs/quickstart.yaml"),
-        "--data.train_subset",
-        "64",
-        "--data.eval_subset",
-        "64",
-        "--data.batch_size",
-        "32",
+        *tiny_data(),
         "--trainer.default_root_dir",
         str(tmp_path),
     ]

@@ -21,7 +21,7 @@ path rounds after each op, so the two differ by at most a few 1/255 steps per op
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -112,6 +112,8 @@ class BatchedViews:
 
     def __init__(self, recipe: str | Recipe) -> None:
         self.recipe = get_recipe(recipe)
+        self._mean = torch.tensor(self.recipe.mean).view(1, -1, 1, 1)
+        self._std = torch.tensor(self.recipe.std).view(1, -1, 1, 1)
 
     # ------------------------------------------------------------------ parameters
     def sample(self, n: int, height: int, width: int, generator: torch.Generator | None = None) -> ViewParams:
@@ -188,8 +190,8 @@ class BatchedViews:
         idx = _indices(params.solarize, device)
         if idx is not None:
             x[idx] = solarize(x[idx], self.recipe.solarize_threshold)
-        mean = torch.tensor(self.recipe.mean).view(1, -1, 1, 1).to(device, non_blocking=True)
-        std = torch.tensor(self.recipe.std).view(1, -1, 1, 1).to(device, non_blocking=True)
+        mean = self._mean.to(device, non_blocking=True)
+        std = self._std.to(device, non_blocking=True)
         return x.sub_(mean).div_(std)
 
     def _jitter(self, x: Tensor, params: ViewParams) -> Tensor:
@@ -334,5 +336,3 @@ def solarize(x: Tensor, threshold: float) -> Tensor:
 
 
 JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
-JITTER_NAMES = ("brightness", "contrast", "saturation", "hue")
-PARAM_FIELDS = tuple(f.name for f in fields(ViewParams))

@@ -9,6 +9,7 @@ import pytest
 
 from contrast.cli import main
 from contrast.eval.ablation import parse_taus
+from tests.conftest import tiny_data
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -18,12 +19,7 @@ TINY = [
     "2",
     "--trainer.limit_val_batches",
     "1",
-    "--data.train_subset",
-    "96",
-    "--data.eval_subset",
-    "64",
-    "--data.batch_size",
-    "32",
+    *tiny_data(96, 64),
 ]
 
 

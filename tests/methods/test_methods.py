@@ -143,6 +143,19 @@ class _CrashAt(L.Callback):
             raise _Interrupt
 
 
+def _quiet_trainer(**kwargs) -> L.Trainer:
+    """A CPU trainer without logger, progress bar, summary or validation (kwargs add or override)."""
+    options = dict(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    return L.Trainer(**(options | kwargs))
+
+
 def _fit(root, cls, views, max_steps, every, crash_at=None, ckpt_path=None):
     from contrast.checkpoint import AtomicCheckpointIO
 
@@ -152,14 +165,10 @@ def _fit(root, cls, views, max_steps, every, crash_at=None, ckpt_path=None):
     callbacks = [L.pytorch.callbacks.ModelCheckpoint(dirpath=root, save_last=True, every_n_train_steps=every)]
     if crash_at is not None:
         callbacks.append(_CrashAt(crash_at))
-    trainer = L.Trainer(
+    trainer = _quiet_trainer(
         max_steps=max_steps,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         deterministic=True,
         default_root_dir=root,
-        limit_val_batches=0,
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
     )
@@ -183,16 +192,7 @@ def test_bf16_mixed_precision_training_steps(tmp_path):
     L.seed_everything(0)
     data = ContrastiveData(batch_size=16, train_subset=64, eval_subset=32, views="batched")
     model = SimCLR(backbone="tiny_cnn", num_classes=10, channels_last=True, **SMALL[SimCLR])
-    trainer = L.Trainer(
-        max_steps=3,
-        precision="bf16-mixed",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-    )
+    trainer = _quiet_trainer(max_steps=3, precision="bf16-mixed", enable_checkpointing=False, default_root_dir=tmp_path)
     trainer.fit(model, data)
     loss = trainer.callback_metrics["train/loss"]
     assert torch.isfinite(loss) and loss.dtype == torch.float32  # the loss is computed in float32
@@ -213,10 +213,6 @@ def test_torch_compile_gives_the_eager_loss():
 
 
 def test_throughput_callback_measures_after_warmup_and_logs():
-    import lightning as L
-
-    from contrast.data import ContrastiveData
-    from contrast.methods import SimCLR
     from contrast.speed import Throughput
 
     with pytest.raises(ValueError, match="warmup"):
@@ -224,16 +220,7 @@ def test_throughput_callback_measures_after_warmup_and_logs():
     data = ContrastiveData(batch_size=16, train_subset=128, eval_subset=32, views="batched")
 
     def fit(speed: Throughput, **limits) -> L.Trainer:
-        trainer = L.Trainer(
-            accelerator="cpu",
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-            callbacks=[speed],
-            **limits,
-        )
+        trainer = _quiet_trainer(enable_checkpointing=False, callbacks=[speed], **limits)
         trainer.fit(SimCLR(backbone="tiny_cnn", projector_hidden=32, projector_dim=16), datamodule=data)
         return trainer
 
