@@ -225,7 +225,14 @@ class ContrastiveData(L.LightningDataModule):
         # drop_last: every step has the full number of negatives (and the MoCo queue stays aligned).
         sampler = EpochShuffle(len(base), self.seed, skip=self._samples_done)
         if self.cache == "device":  # indices only; images are gathered on the device
-            return DataLoader(_Indices(len(base)), batch_size=self.batch_size, sampler=sampler, drop_last=True)
+            # Pinned, so that the transfer of the indices does not wait for the previous step.
+            return DataLoader(
+                _Indices(len(base)),
+                batch_size=self.batch_size,
+                sampler=sampler,
+                drop_last=True,
+                pin_memory=torch.cuda.is_available(),
+            )
         views = None if self.views == "batched" else TwoViews(self.recipe_q, self.recipe_k)
         return self._loader(TwoViewDataset(base, views, self.seed), self.batch_size, sampler, True)
 
@@ -265,7 +272,6 @@ class ContrastiveData(L.LightningDataModule):
         step_seed = self.seed * 1_000_003 + trainer.global_step * 7919 + distributed.rank()
         generator = torch.Generator().manual_seed(step_seed)
         return self.batched_views(images, generator), labels
-
 
     def _gather_on_device(self, indices: Tensor) -> tuple[Tensor, Tensor]:
         """The training images and labels of a batch of indices, from the copy held on the device

@@ -29,7 +29,7 @@ from contrast.losses._validate import (
     compute_dtype,
     reduce,
 )
-from contrast.losses.kernel import contrastive_cross_entropy
+from contrast.losses.kernel import contrastive_cross_entropy, no_autocast
 from contrast.losses.temperature import Temperature
 
 TemperatureLike = float | Tensor | Temperature
@@ -90,7 +90,7 @@ def info_nce(
             raise ValueError(
                 f"negatives must have the embedding width D={q.shape[1]} of q, got shape {tuple(negatives.shape)}"
             )
-    with torch.autocast(device_type=q.device.type, enabled=False):
+    with no_autocast(q.device):
         q, k = _prepare(q, normalize), _prepare(k, normalize)
         tau = _tau(tau, q.dtype)
         if negatives is not None:
@@ -145,7 +145,7 @@ def nt_xent(
     check_pair(q, k, min_rows=2, check_finite=validate)
     check_reduction(reduction)
     tau = check_temperature(temperature)
-    with torch.autocast(device_type=q.device.type, enabled=False):
+    with no_autocast(q.device):
         z = torch.cat([_prepare(q, normalize), _prepare(k, normalize)], dim=0)
         losses = _nt_xent_rows(z, z, 0, _tau(tau, z.dtype), exclude_self, chunk_size)
         return reduce(losses, reduction)
@@ -212,7 +212,7 @@ class InfoNCE(_ContrastiveLoss):
             return info_nce(q, k, self.tau(), negatives=negatives, symmetric=self.symmetric, **kwargs)
         check_pair(q, k, min_rows=1, check_finite=self.validate)
         tau = check_temperature(self.tau())
-        with torch.autocast(device_type=q.device.type, enabled=False):
+        with no_autocast(q.device):
             q, k = _prepare(q, self.normalize), _prepare(k, self.normalize)
             tau = _tau(tau, q.dtype)
             n, offset = q.shape[0], distributed.rank() * q.shape[0]
@@ -263,7 +263,7 @@ class NTXent(_ContrastiveLoss):
             )
         check_pair(q, k, min_rows=1, check_finite=self.validate)
         tau = check_temperature(self.tau())
-        with torch.autocast(device_type=q.device.type, enabled=False):
+        with no_autocast(q.device):
             q, k = _prepare(q, self.normalize), _prepare(k, self.normalize)
             rows = torch.cat([q, k], dim=0)
             columns = torch.cat([distributed.gather(q), distributed.gather(k)], dim=0)

@@ -21,6 +21,8 @@ nothing beyond the products the backward pass computes anyway.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor
 
@@ -50,6 +52,14 @@ def _similarities(a_block: Tensor, b: Tensor, inv_tau: Tensor | float, self_bloc
     if self_block is not None:
         logits.scatter_(1, self_block[:, None], float("-inf"))
     return logits
+
+
+def no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast off on ``device`` (the losses compute in float32 or float64 under any autocast);
+    a no-op on device types without autocast (e.g. ``meta``, used to trace the training step)."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 class _ContrastiveCrossEntropy(torch.autograd.Function):
@@ -86,7 +96,7 @@ class _ContrastiveCrossEntropy(torch.autograd.Function):
         a, b, tau_tensor, targets, self_index, lse, positive, probs, row_scale = ctx.saved_tensors
         temperature = tau_tensor if ctx.tau_is_tensor else ctx.temperature
         inv_tau = 1.0 / temperature
-        with torch.autocast(device_type=a.device.type, enabled=False):
+        with no_autocast(a.device):
             g = grad_losses.to(a.dtype)
             ga = a * g[:, None]
             rows = a.shape[0]

@@ -47,10 +47,12 @@ class _MomentumMethod(ContrastiveModule):
         return cosine_momentum(hp.base_momentum, self.global_step, self.total_steps)
 
     def update_momentum_encoder(self) -> None:
-        m = self.current_momentum()
-        ema_update(self.online, self.momentum_encoder, m)
-        if self._trainer is not None:
-            self.log("train/momentum", m)
+        ema_update(self.online, self.momentum_encoder, self.current_momentum())
+
+    def on_train_epoch_end(self) -> None:
+        # Logged once an epoch, not every step: logging a Python number copies it to the device,
+        # which waits for the device to finish its queued work.
+        self.log("train/momentum", self.current_momentum())
 
     @torch.no_grad()
     def keys(self, images: Tensor) -> Tensor:

@@ -42,6 +42,10 @@ class Queue(nn.Module):
     ``push(keys)`` writes the batch at the pointer and advances it modulo ``size``; ``size`` must
     be a multiple of the (global) batch size, as in MoCo, so a batch never wraps.
     ``negatives()`` returns the (size, dim) bank; the oldest keys are overwritten first.
+
+    The pointer is kept twice: as a buffer (so checkpoints hold it) and as a Python int that
+    ``push`` uses, so that a training step never reads a value back from the device. The int is
+    re-read from the buffer once after a state dict is loaded.
     """
 
     def __init__(self, size: int, dim: int) -> None:
@@ -52,6 +56,7 @@ class Queue(nn.Module):
         bank = nn.functional.normalize(torch.randn(size, dim), dim=1)
         self.register_buffer("bank", bank)
         self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
+        self._pointer: int | None = 0  # host copy of ``pointer``; None: read it at the next push
 
     @torch.no_grad()
     def push(self, keys: Tensor) -> None:
@@ -60,9 +65,16 @@ class Queue(nn.Module):
             raise ValueError(
                 f"queue size {self.size} must be a multiple of the global batch size {n} (MoCo's convention)"
             )
-        start = int(self.pointer)
+        if self._pointer is None:  # once after a load: the only read from the device
+            self._pointer = int(self.pointer)
+        start = self._pointer
         self.bank[start : start + n] = keys.detach().to(self.bank.dtype)
-        self.pointer.fill_((start + n) % self.size)
+        self._pointer = (start + n) % self.size
+        self.pointer.fill_(self._pointer)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._pointer = None
 
     def negatives(self) -> Tensor:
         return self.bank.clone().detach()

@@ -112,8 +112,8 @@ class BatchedViews:
 
     def __init__(self, recipe: str | Recipe) -> None:
         self.recipe = get_recipe(recipe)
-        self._mean = torch.tensor(self.recipe.mean).view(1, -1, 1, 1)
-        self._std = torch.tensor(self.recipe.std).view(1, -1, 1, 1)
+        stats = torch.tensor([self.recipe.mean, self.recipe.std]).view(2, 1, -1, 1, 1)
+        self._stats = {torch.device("cpu"): stats}  # (mean, std) per device, copied there once
 
     # ------------------------------------------------------------------ parameters
     def sample(self, n: int, height: int, width: int, generator: torch.Generator | None = None) -> ViewParams:
@@ -170,14 +170,14 @@ class BatchedViews:
     def apply(self, images: Tensor, params: ViewParams) -> Tensor:
         """Apply the recipe with the given per-sample parameters; returns normalised float32.
 
-        Parameters travel to the device with non-blocking copies and no value is read back, so
-        on a GPU the call queues its kernels without waiting for the device."""
+        Parameters travel to the device from pinned memory with non-blocking copies and no value
+        is read back, so on a GPU the call queues its kernels without waiting for the device."""
         if len(params) != images.shape[0]:
             raise ValueError(f"params are for {len(params)} samples but images has {images.shape[0]}")
         device = images.device
         x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
-        x = resized_crop(x, params.boxes.to(device, non_blocking=True), self.recipe.size)
-        x = torch.where(params.flip.to(device, non_blocking=True)[:, None, None, None], x.flip(-1), x)
+        x = resized_crop(x, _to_device(params.boxes, device), self.recipe.size)
+        x = torch.where(_to_device(params.flip, device)[:, None, None, None], x.flip(-1), x)
         x = self._jitter(x, params)
         if x.shape[1] == 3:
             idx = _indices(params.grayscale, device)
@@ -185,18 +185,19 @@ class BatchedViews:
                 x[idx] = grayscale(x[idx]).expand(-1, 3, -1, -1)
         idx = _indices(params.blur, device)
         if idx is not None:
-            sigma = params.sigma[params.blur].to(device, non_blocking=True)
+            sigma = _to_device(params.sigma[params.blur], device)
             x[idx] = gaussian_blur(x[idx], self.recipe.blur_kernel, sigma)
         idx = _indices(params.solarize, device)
         if idx is not None:
             x[idx] = solarize(x[idx], self.recipe.solarize_threshold)
-        mean = self._mean.to(device, non_blocking=True)
-        std = self._std.to(device, non_blocking=True)
+        if device not in self._stats:
+            self._stats[device] = _to_device(self._stats[torch.device("cpu")], device)
+        mean, std = self._stats[device]
         return x.sub_(mean).div_(std)
 
     def _jitter(self, x: Tensor, params: ViewParams) -> Tensor:
         device = x.device
-        factors = params.factors.to(device, non_blocking=True)
+        factors = _to_device(params.factors, device)
         for slot in range(4):
             for op in range(4):
                 selected = params.jitter & (params.order[:, slot] == op)
@@ -218,10 +219,19 @@ class BatchedTwoViews:
         return self.views_q(images, generator), self.views_k(images, generator)
 
 
+def _to_device(x: Tensor, device: torch.device) -> Tensor:
+    """A CPU tensor on ``device`` without the host waiting for the device: a copy from pageable
+    memory first waits for all work queued on the stream, a non-blocking copy from pinned memory
+    does not (torch's pinned-memory cache keeps the source alive until the copy has run)."""
+    if device.type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
 def _indices(mask: Tensor, device: torch.device) -> Tensor | None:
     """Indices of the True entries of a CPU mask, on ``device`` (no device sync); None if empty."""
     idx = mask.nonzero().squeeze(1)
-    return idx.to(device, non_blocking=True) if idx.numel() else None
+    return _to_device(idx, device) if idx.numel() else None
 
 
 # ---------------------------------------------------------------------- ops on float [0, 1] batches

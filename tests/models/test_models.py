@@ -105,3 +105,18 @@ def test_queue_holds_exactly_the_last_k_keys_in_order():
     assert int(queue.pointer) == 8
     with pytest.raises(ValueError, match="multiple of the global batch size"):
         queue.push(torch.zeros(5, 2))
+
+
+def test_queue_resumes_at_the_loaded_pointer():
+    """push() writes at a host copy of the pointer; loading a state dict must reset that copy."""
+    first = Queue(size=12, dim=2)
+    for i in range(2):
+        first.push(torch.full((4, 2), float(i)))
+    resumed = Queue(size=12, dim=2)
+    resumed.push(torch.full((4, 2), -1.0))  # its own pointer moves to 4 ...
+    resumed.load_state_dict(first.state_dict())  # ... and the load brings it to 8
+    for queue in (first, resumed):
+        queue.push(torch.full((4, 2), 2.0))
+    torch.testing.assert_close(resumed.negatives(), first.negatives())
+    torch.testing.assert_close(resumed.bank[8:], torch.full((4, 2), 2.0))
+    assert int(resumed.pointer) == int(first.pointer) == 0
