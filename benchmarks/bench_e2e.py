@@ -286,7 +286,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int)
     parser.add_argument("--workers", type=int, help="DataLoader workers (lightly's augmentation; our decoding)")
     parser.add_argument("--tau", type=float, default=0.5, help="NT-Xent temperature (lightly's benchmark: 0.5)")
-    parser.add_argument("--lr", type=float, help="default 0.06 × batch / 256 (lightly's benchmark)")
+    parser.add_argument("--lr", type=float, help="default 0.06 × batch / 128, the rule of lightly's CIFAR-10 benchmark")
     parser.add_argument("--wd", type=float, default=5e-4)
     parser.add_argument("--warmup", type=float, default=0.0, help="warmup epochs")
     parser.add_argument("--hidden", type=int, default=2048, help="projector hidden width")
@@ -311,7 +311,7 @@ def main() -> None:
         seed=args.seed,
         compile=args.compile,
     )
-    cfg["lr"] = args.lr or 0.06 * cfg["batch"] / 256
+    cfg["lr"] = args.lr or 0.06 * cfg["batch"] / 128
     cfg["gpu"] = args.scale == "gpu"
     if cfg["gpu"] and not torch.cuda.is_available():
         raise SystemExit("--scale gpu needs a CUDA device")

@@ -20,7 +20,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import append_results, current_rss_bytes, markdown_table, peak_rss_bytes, timeit  # noqa: E402
+from common import (  # noqa: E402
+    append_results,
+    current_rss_bytes,
+    markdown_table,
+    naive_nt_xent,
+    peak_rss_bytes,
+    timeit,
+)
 
 METHODS = ["contrast", "contrast-chunked", "naive", "lightly", "pml"]
 TEMPERATURE = 0.5
@@ -28,7 +35,6 @@ TEMPERATURE = 0.5
 
 def make_loss(method: str, n: int):
     import torch
-    import torch.nn.functional as F
 
     if method == "contrast":
         from contrast.losses import nt_xent
@@ -39,14 +45,7 @@ def make_loss(method: str, n: int):
 
         return lambda q, k: nt_xent(q, k, TEMPERATURE, chunk_size=max(1, 2**24 // (2 * n)), validate=False)
     if method == "naive":
-
-        def naive(q, k):
-            z = F.normalize(torch.cat([q, k]), dim=1)
-            logits = (z @ z.T / TEMPERATURE).fill_diagonal_(float("-inf"))
-            targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
-            return F.cross_entropy(logits, targets)
-
-        return naive
+        return lambda q, k: naive_nt_xent(q, k, TEMPERATURE)
     if method == "lightly":
         from lightly.loss import NTXentLoss
 

@@ -75,3 +75,15 @@ def append_results(title: str, device: str, table: str, notes: str = "") -> None
         RESULTS.write_text("# Benchmark results\n\nAppended by the scripts in this folder; newest last.\n")
     with RESULTS.open("a") as f:
         f.write(entry)
+
+
+def naive_nt_xent(q, k, temperature: float):
+    """NT-Xent as most code writes it: concatenate, one 2N×2N matrix, mask the diagonal, cross-entropy."""
+    import torch
+    import torch.nn.functional as F
+
+    n = q.shape[0]
+    z = F.normalize(torch.cat([q, k]), dim=1)
+    logits = (z @ z.T / temperature).fill_diagonal_(float("-inf"))
+    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(logits, targets)
