@@ -92,7 +92,6 @@ class NaiveNTXent(torch.nn.Module):
 
 @dataclass
 class Result:
-    name: str
     samples_per_s: float
     phases_ms: dict[str, list[float]]
 
@@ -125,27 +124,27 @@ def run_rung(name: str, setting: Setting, cfg: dict, device: str) -> Result:
     if setting.loss == "naive":
         model.criterion = NaiveNTXent()
     throughput = Throughput(warmup=cfg["warmup"])
-    profiler = SimpleProfiler(dirpath=tempfile.mkdtemp(), filename="profile")  # its report to a file, not stdout
-    trainer = L.Trainer(
-        max_steps=cfg["warmup"] + cfg["steps"],
-        accelerator="gpu" if device == "cuda" else "cpu",
-        devices=1,
-        precision=setting.precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[throughput],
-        profiler=profiler,
-    )
     start = time.perf_counter()
-    with warnings.catch_warnings():
+    with tempfile.TemporaryDirectory() as report_dir, warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        profiler = SimpleProfiler(dirpath=report_dir, filename="profile")  # its report to a file, not stdout
+        trainer = L.Trainer(
+            max_steps=cfg["warmup"] + cfg["steps"],
+            accelerator="gpu" if device == "cuda" else "cpu",
+            devices=1,
+            precision=setting.precision,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            callbacks=[throughput],
+            profiler=profiler,
+        )
         trainer.fit(model, datamodule=data)
     print(f"  {name}: {time.perf_counter() - start:.0f} s", flush=True)
-    return Result(name, throughput.samples_per_s[-1], phase_times(profiler.recorded_durations, cfg["warmup"]))
+    return Result(throughput.samples_per_s[-1], phase_times(profiler.recorded_durations, cfg["warmup"]))
 
 
 def phase_times(durations: dict[str, list[float]], warmup: int) -> dict[str, list[float]]:
