@@ -1,90 +1,151 @@
-"""The ``contrast`` command.
+"""The ``contrast`` command: parse the command line and dispatch, nothing else.
 
-contrast fit --config configs/quickstart.yaml          # pretrain (LightningCLI: every option overridable)
-contrast validate --config ... --ckpt_path runs/.../last.ckpt
-contrast export --ckpt last.ckpt --out exported/       # backbone.pt + backbone.json
-contrast knn --ckpt last.ckpt                          # weighted kNN accuracy of a checkpoint
+Errors a user can fix (a bad value, an unknown option, missing data, a file that is not a
+checkpoint, a full disk) are printed as one short message with exit code 2 (1 for a full disk);
+a run stopped by SIGINT / SIGTERM exits with 130 / 143 after writing its checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import errno
 import os
-import socket
+import re
 import sys
-from pathlib import Path
 
-LIGHTNING_COMMANDS = ("fit", "validate", "test")
-USAGE = __doc__
-
-
-def _wandb_offline_unless_reachable(argv: list[str]) -> None:
-    """wandb must never hang a run: offline when there is no API key or the service is unreachable."""
-    text = " ".join(argv)
-    for i, arg in enumerate(argv):
-        if arg in ("--config", "-c") and i + 1 < len(argv) and Path(argv[i + 1]).is_file():
-            text += Path(argv[i + 1]).read_text()
-    if "WandbLogger" not in text or os.environ.get("WANDB_MODE"):
-        return
-    has_key = bool(os.environ.get("WANDB_API_KEY")) or "api.wandb.ai" in _read(Path.home() / ".netrc")
-    if not has_key or not _reachable("api.wandb.ai", 443, timeout=3.0):
-        os.environ["WANDB_MODE"] = "offline"
-        print("wandb: no API key or no network; logging offline (sync later with `wandb sync`)", file=sys.stderr)
+LIGHTNING_COMMANDS = {
+    "fit": "pretrain (LightningCLI: --config FILE, every option overridable, --ckpt_path last resumes)",
+    "validate": "online-probe accuracy of a checkpoint on the test split (--config FILE --ckpt_path CKPT)",
+}
+EPILOG = """examples:
+  contrast fit --config configs/quickstart.yaml
+  contrast fit --config configs/quickstart.yaml --ckpt_path last        # resume the newest run
+  contrast fit --config configs/simclr_cifar10.yaml --run_dir runs/simclr --ckpt_path last
+  contrast knn --ckpt runs/lightning_logs/version_0/checkpoints/last.ckpt
+  contrast export --ckpt last.ckpt --out exported/
+  contrast sweep --config configs/quickstart.yaml --tau 0.1,0.2,0.5 --out sweep/
+each command has its own --help (contrast fit --help)"""
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
-
-
-def _reachable(host: str, port: int, timeout: float) -> bool:
-    import concurrent.futures
-
-    def connect() -> bool:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    try:  # the DNS lookup itself can hang: bound the whole attempt
-        return pool.submit(connect).result(timeout=timeout)
-    except Exception:
-        return False
-    finally:
-        pool.shutdown(wait=False)
-
-
-def lightning_cli(argv: list[str], run: bool = True):
-    from lightning.pytorch.cli import LightningCLI
-
-    from contrast.checkpoint import AtomicCheckpointIO
-    from contrast.data import ContrastiveData
-    from contrast.methods import ContrastiveModule
-
-    class ContrastCLI(LightningCLI):
-        def add_arguments_to_parser(self, parser) -> None:
-            parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
-            parser.link_arguments("data.in_channels", "model.init_args.in_channels", apply_on="instantiate")
-
-        def instantiate_trainer(self, **kwargs):
-            plugins = kwargs.get("plugins") or []
-            if not any(hasattr(p, "save_checkpoint") for p in (plugins if isinstance(plugins, list) else [plugins])):
-                kwargs["plugins"] = [*(plugins if isinstance(plugins, list) else [plugins]), AtomicCheckpointIO()]
-            return super().instantiate_trainer(**kwargs)
-
-    _wandb_offline_unless_reachable(argv)
-    return ContrastCLI(
-        ContrastiveModule,
-        ContrastiveData,
-        subclass_mode_model=True,
-        args=argv,
-        run=run,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={
-            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
-        },
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="contrast",
+        description="Self-supervised contrastive pretraining and evaluation.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in LIGHTNING_COMMANDS.items():
+        commands.add_parser(name, help=help_text, add_help=False)
+    commands.add_parser("test", help="not supported: use knn or probe on a checkpoint", add_help=False)
+
+    export = commands.add_parser("export", help="write a checkpoint's backbone as a plain state_dict + how to build it")
+    export.add_argument("--ckpt", required=True, help="a checkpoint written by contrast fit")
+    export.add_argument("--out", required=True, help="output folder for backbone.pt and backbone.json")
+
+    for name, help_text in (("knn", "weighted kNN accuracy of a checkpoint"), ("probe", "linear probe accuracy")):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--ckpt", required=True, help="a checkpoint written by contrast fit")
+        command.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's)")
+        command.add_argument(
+            "--root", default=None, help="data folder (default: the checkpoint's / $CONTRAST_DATA_DIR)"
+        )
+        command.add_argument("--batch-size", type=int, default=512)
+        if name == "knn":
+            command.add_argument("--k", type=int, default=200)
+            command.add_argument("--temperature", type=float, default=0.1, help="τ of the vote weights (0.1: CIFAR)")
+            command.add_argument("--weighting", default="weighted", choices=["weighted", "majority"])
+            command.add_argument("--backend", default="auto", choices=["auto", "faiss", "torch"])
+
+    sweep = commands.add_parser("sweep", help="temperature ablation: one pretraining per τ, then a report")
+    sweep.add_argument("--config", required=True, help="a fit config, e.g. configs/quickstart.yaml")
+    sweep.add_argument("--tau", required=True, help="comma-separated temperatures, e.g. 0.05,0.1,0.2,0.5,1.0")
+    sweep.add_argument("--out", default="sweep", help="output folder: runs, logs and report (reruns skip finished τ)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0
+    command = argv[0]
+    if command in LIGHTNING_COMMANDS:
+        return _run_lightning(argv)
+    if command == "test":
+        print(
+            "contrast test: not supported (a method has no test step); score a checkpoint with "
+            "`contrast knn --ckpt ...` or `contrast probe --ckpt ...`",
+            file=sys.stderr,
+        )
+        return 2
+    if command == "sweep":
+        args, overrides = parser.parse_known_args(argv)  # the rest are fit overrides (--trainer.max_epochs 5)
+    else:
+        args, overrides = parser.parse_args(argv), []
+    try:
+        return COMMANDS[command](args, overrides)
+    except Exception as error:  # noqa: BLE001 - reported below or re-raised
+        return _report(error, command)
+
+
+# ---------------------------------------------------------------------- the commands
+def _run_lightning(argv: list[str]) -> int:
+    from contrast.checkpoint import Interrupted
+    from contrast.train import lightning_cli, summary
+
+    try:
+        cli = lightning_cli(argv)
+    except Interrupted as stop:
+        print(f"contrast {argv[0]}: {stop}; resume with the same command and --ckpt_path last", file=sys.stderr)
+        return 128 + stop.signum
+    except Exception as error:  # noqa: BLE001
+        return _report(error, argv[0])
+    if argv[0] == "fit":
+        print(summary(cli), flush=True)
+    return 0
+
+
+def _knn(args: argparse.Namespace, overrides: list[str]) -> int:
+    from contrast.eval import KNNEvaluator
+
+    data, train, test = _checkpoint_features(args)
+    knn = KNNEvaluator(k=args.k, temperature=args.temperature, backend=args.backend, weighting=args.weighting)
+    result = knn.fit(*train).score(*test)
+    print(f"{knn.describe()} on {data.dataset}: top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%")
+    return 0
+
+
+def _probe(args: argparse.Namespace, overrides: list[str]) -> int:
+    from contrast.eval.linear import linear_probe
+
+    data, train, test = _checkpoint_features(args)
+    result = linear_probe(*train, *test)
+    print(
+        f"linear probe (backbone features) on {data.dataset}: top-1 {result.top1:.2f}% "
+        f"(weight decay {result.weight_decay:g}, chosen on a held-out tenth of the training set)"
+    )
+    return 0
+
+
+def _sweep(args: argparse.Namespace, overrides: list[str]) -> int:
+    from pathlib import Path
+
+    from contrast.sweep import parse_taus, run_sweep
+
+    rows = run_sweep(args.config, parse_taus(args.tau), args.out, overrides)
+    print((Path(args.out) / "sweep.md").read_text())
+    return 0 if rows else 1
+
+
+def _export(args: argparse.Namespace, overrides: list[str]) -> int:
+    from contrast.export import export_backbone
+
+    weights, meta = export_backbone(args.ckpt, args.out)
+    print(f"wrote {weights} and {meta}; load with contrast.load_backbone({str(args.out)!r})")
+    return 0
 
 
 def _checkpoint_features(args: argparse.Namespace):
@@ -93,13 +154,13 @@ def _checkpoint_features(args: argparse.Namespace):
 
     import torch
 
+    from contrast.checkpoint import read_checkpoint
     from contrast.data import ContrastiveData
     from contrast.eval import extract_features
-    from contrast.export import load_checkpoint
-    from contrast.models import build_backbone
+    from contrast.export import backbone_from_checkpoint
 
-    checkpoint = load_checkpoint(args.ckpt)
-    hp = checkpoint["hyper_parameters"]
+    checkpoint = read_checkpoint(args.ckpt)
+    backbone, arch = backbone_from_checkpoint(checkpoint)
     accepted = inspect.signature(ContrastiveData.__init__).parameters
     data_hp = {k: v for k, v in checkpoint.get("datamodule_hyper_parameters", {}).items() if k in accepted}
     for key in ("dataset", "root"):
@@ -107,10 +168,12 @@ def _checkpoint_features(args: argparse.Namespace):
             data_hp[key] = getattr(args, key)
     data_hp["eval_batch_size"] = args.batch_size
     data = ContrastiveData(**data_hp)
-    backbone = build_backbone(hp["backbone"], cifar_stem=hp["cifar_stem"], in_channels=hp["in_channels"])
-    backbone.load_state_dict(
-        {k[len("backbone.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("backbone.")}
-    )
+    channels = data.image_channels()
+    if channels != arch["in_channels"]:
+        raise ValueError(
+            f"--ckpt {args.ckpt}: its backbone takes {arch['in_channels']}-channel images, but dataset "
+            f"{data.dataset!r} has {channels}-channel images; score it on a {arch['in_channels']}-channel dataset"
+        )
     device = "cuda" if torch.cuda.is_available() else "cpu"
     backbone.to(device)
     train = extract_features(backbone, data.eval_dataloader(True), device, progress=True)
@@ -118,83 +181,104 @@ def _checkpoint_features(args: argparse.Namespace):
     return data, train, test
 
 
-def _knn(args: argparse.Namespace) -> int:
-    from contrast.eval import KNNEvaluator
-
-    data, train, test = _checkpoint_features(args)
-    knn = KNNEvaluator(k=args.k, temperature=args.temperature, backend=args.backend, weighting=args.weighting)
-    result = knn.fit(*train).score(*test)
-    print(
-        f"kNN ({args.weighting}, k={args.k}, τ={args.temperature}) on {data.dataset}: "
-        f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%"
-    )
-    return 0
+COMMANDS = {"knn": _knn, "probe": _probe, "sweep": _sweep, "export": _export}
 
 
-def _probe(args: argparse.Namespace) -> int:
-    from contrast.eval.linear import linear_probe
+# ---------------------------------------------------------------------- errors a person can read
+def _report(error: BaseException, command: str) -> int:
+    """Print the useful line of a user error and return its exit code; re-raise anything else."""
+    from contrast.checkpoint import CheckpointError
+    from contrast.data import DataNotFoundError
 
-    data, train, test = _checkpoint_features(args)
-    result = linear_probe(*train, *test)
-    print(
-        f"linear probe on {data.dataset}: top-1 {result.top1:.2f}% (weight decay {result.weight_decay:g}, "
-        f"chosen on a held-out tenth of the training set)"
-    )
-    return 0
-
-
-def _sweep(args: argparse.Namespace, overrides: list[str]) -> int:
-    from contrast.eval.ablation import parse_taus, run_sweep
-
-    rows = run_sweep(args.config, parse_taus(args.tau), args.out, overrides)
-    print((Path(args.out) / "sweep.md").read_text())
-    return 0 if rows else 1
-
-
-def _export(args: argparse.Namespace) -> int:
-    from contrast.export import export_backbone
-
-    weights, meta = export_backbone(args.ckpt, args.out)
-    print(f"wrote {weights} and {meta}; load with contrast.load_backbone({str(args.out)!r})")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
-        return 0
-    command, rest = argv[0], argv[1:]
-    if command in LIGHTNING_COMMANDS:
-        lightning_cli([command, *rest])
-        return 0
-    parser = argparse.ArgumentParser(prog=f"contrast {command}")
-    if command == "export":
-        parser.add_argument("--ckpt", required=True, help="a checkpoint written by contrast fit")
-        parser.add_argument("--out", required=True, help="output folder for backbone.pt and backbone.json")
-        return _export(parser.parse_args(rest))
-    if command == "sweep":
-        parser.add_argument("--config", required=True, help="a fit config, e.g. configs/quickstart.yaml")
-        parser.add_argument("--tau", required=True, help="comma-separated temperatures, e.g. 0.05,0.1,0.2,0.5,1.0")
-        parser.add_argument("--out", default="sweep", help="output folder (reruns skip finished τ values)")
-        args, overrides = parser.parse_known_args(rest)  # the rest are fit overrides, e.g. --trainer.max_epochs 5
-        return _sweep(args, overrides)
-    if command in ("knn", "probe"):
-        parser.add_argument("--ckpt", required=True, help="a checkpoint written by contrast fit")
-        parser.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's)")
-        parser.add_argument("--root", default=None, help="data folder (default: the checkpoint's / $CONTRAST_DATA_DIR)")
-    if command == "probe":
-        parser.add_argument("--batch-size", type=int, default=512)
-        return _probe(parser.parse_args(rest))
-    if command == "knn":
-        parser.add_argument("--k", type=int, default=200)
-        parser.add_argument("--temperature", type=float, default=0.1, help="0.1 for CIFAR, 0.07 for ImageNet")
-        parser.add_argument("--weighting", default="weighted", choices=["weighted", "majority"])
-        parser.add_argument("--backend", default="auto", choices=["auto", "faiss", "torch"])
-        parser.add_argument("--batch-size", type=int, default=512)
-        return _knn(parser.parse_args(rest))
-    print(f"contrast: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    if os.environ.get("CONTRAST_TRACEBACK"):
+        raise error
+    cause = _root_cause(error)
+    if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+        print(f"contrast {command}: error: {cause.strerror or cause}", file=sys.stderr)
+        return 1
+    if _is_argument_error(error):
+        message = _argument_message(str(error))
+    elif isinstance(cause, (ValueError, DataNotFoundError, CheckpointError, FileNotFoundError)):
+        message = _with_option(str(cause))
+    else:
+        raise error
+    print(f"contrast {command}: error: {message}", file=sys.stderr)
+    print("(set CONTRAST_TRACEBACK=1 for the full traceback)", file=sys.stderr)
     return 2
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """The innermost exception: jsonargparse wraps the error a constructor raised."""
+    seen = set()
+    while id(error) not in seen:
+        seen.add(id(error))
+        inner = error.__cause__ or error.__context__
+        if inner is None:
+            break
+        error = inner
+    return error
+
+
+def _is_argument_error(error: BaseException) -> bool:
+    return type(error).__name__ == "ArgumentError" and "jsonargparse" in type(error).__module__
+
+
+def _argument_message(text: str) -> str:
+    unknown = re.search(r"Option '([^']+)' is not accepted", text) or re.search(r"Unrecognized arguments: (\S+)", text)
+    if unknown:
+        name = unknown.group(1).lstrip("-")
+        accepted = _accepted_options(text)
+        close = difflib.get_close_matches(name.split(".")[-1], accepted, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown option {unknown.group(1)!r}{hint}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # The line that names the problem, not the list of types that did not match.
+    useful = [line for line in lines if not line.startswith(("- Expected a", "Given value", "Does not validate"))]
+    return " / ".join(useful[:3]) if useful else text[:300]
+
+
+def _accepted_options(text: str) -> list[str]:
+    class_path = re.search(r"class_path '([\w.]+)'", text)
+    if not class_path:
+        return []
+    import importlib
+    import inspect
+
+    module, _, name = class_path.group(1).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return []
+    names = []
+    for klass in cls.__mro__:
+        if klass.__init__ is object.__init__:
+            continue
+        names += [p for p in inspect.signature(klass.__init__).parameters if p not in ("self", "kwargs", "args")]
+    return names
+
+
+def _with_option(message: str) -> str:
+    """Name the command-line option a constructor argument comes from ("lr must be ..." ->
+    "--model.init_args.lr: lr must be ...")."""
+    first = message.split(" ", 1)[0]
+    import inspect
+
+    from contrast.data import ContrastiveData
+    from contrast.methods import METHODS
+
+    model_args = {
+        p
+        for cls in METHODS.values()
+        for k in cls.__mro__
+        if hasattr(k, "__init__")
+        for p in inspect.signature(k.__init__).parameters
+    }
+    data_args = set(inspect.signature(ContrastiveData.__init__).parameters)
+    if first in model_args - {"self", "kwargs"}:
+        return f"--model.init_args.{first}: {message}"
+    if first in data_args - {"self"}:
+        return f"--data.{first}: {message}"
+    return message
 
 
 if __name__ == "__main__":

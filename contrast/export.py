@@ -1,4 +1,15 @@
-"""Export a pretrained backbone as a plain ``state_dict`` plus a JSON of its architecture."""
+"""Export a pretrained backbone as a plain ``state_dict`` plus a JSON of its architecture.
+
+``backbone.json`` also says how to build the matching model without this package (for a ResNet
+with the CIFAR stem: torchvision's ResNet with a 3×3 stride-1 ``conv1`` and no max-pool), so the
+weights load anywhere::
+
+    model = torchvision.models.resnet18(weights=None)
+    model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)   # CIFAR stem only
+    model.maxpool = torch.nn.Identity()                           # CIFAR stem only
+    model.fc = torch.nn.Identity()
+    model.load_state_dict(torch.load("exported/backbone.pt", weights_only=True))
+"""
 
 from __future__ import annotations
 
@@ -9,35 +20,81 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from contrast.checkpoint import atomic_save
+from contrast.checkpoint import CheckpointError, atomic_save, read_checkpoint
 from contrast.models import build_backbone
 
 ARCH_KEYS = ("backbone", "cifar_stem", "in_channels")
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_checkpoint(path)
 
 
-def export_backbone(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``<out_dir>/backbone.pt`` (the backbone's state_dict) and ``<out_dir>/backbone.json``."""
-    checkpoint = load_checkpoint(checkpoint_path)
+def backbone_from_checkpoint(checkpoint: dict | str | os.PathLike) -> tuple[nn.Module, dict]:
+    """(the backbone with the checkpoint's weights, its architecture: backbone, cifar_stem, in_channels)."""
+    source = checkpoint if not isinstance(checkpoint, dict) else "the checkpoint"
+    if not isinstance(checkpoint, dict):
+        checkpoint = read_checkpoint(checkpoint)
     hparams = checkpoint.get("hyper_parameters", {})
     missing = [k for k in ARCH_KEYS if k not in hparams]
     if missing:
-        raise ValueError(f"{checkpoint_path} is not a contrast checkpoint (hyper_parameters lack {missing})")
+        raise CheckpointError(f"{source} is not a contrast checkpoint (its hyper_parameters lack {missing})")
+    arch = {k: hparams[k] for k in ARCH_KEYS}
     state = {k[len("backbone.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("backbone.")}
-    model = build_backbone(hparams["backbone"], cifar_stem=hparams["cifar_stem"], in_channels=hparams["in_channels"])
+    model = build_backbone(arch["backbone"], cifar_stem=arch["cifar_stem"], in_channels=arch["in_channels"])
     model.load_state_dict(state)  # fails loudly if the architecture does not match
-    arch = {k: hparams[k] for k in ARCH_KEYS} | {"feature_dim": model.feature_dim}
+    return model, arch
+
+
+def torchvision_recipe(arch: dict, feature_dim: int) -> list[str]:
+    """Python lines that build the exported architecture from torchvision (or this package's
+    tiny CNN) and load ``backbone.pt`` into it."""
+    name, stem, channels = arch["backbone"], arch["cifar_stem"], arch["in_channels"]
+    if name.startswith("tiny_cnn"):
+        width = int(name.removeprefix("tiny_cnn_w") or 16) if name != "tiny_cnn" else 16
+        lines = [f"model = contrast.models.TinyCNN(in_channels={channels}, width={width})  # not in torchvision"]
+    else:
+        lines = [f"model = torchvision.models.{name}(weights=None)"]
+        if stem or channels != 3:
+            kernel, stride, padding = (3, 1, 1) if stem else (7, 2, 3)
+            lines.append(
+                f"model.conv1 = torch.nn.Conv2d({channels}, model.conv1.out_channels, {kernel}, {stride}, {padding}, "
+                "bias=False)"
+            )
+        if stem:
+            lines.append("model.maxpool = torch.nn.Identity()")
+        lines.append(f"{_classifier_path(name)} = torch.nn.Identity()  # features of width {feature_dim}")
+    lines.append('model.load_state_dict(torch.load("backbone.pt", weights_only=True))')
+    return lines
+
+
+def _classifier_path(name: str) -> str:
+    """Where the last Linear of torchvision's ``name`` sits (``model.fc`` for ResNets)."""
+    import torchvision
+
+    reference = torchvision.models.get_model(name, weights=None)
+    for attr in ("fc", "classifier", "head", "heads"):
+        head = getattr(reference, attr, None)
+        if isinstance(head, nn.Linear):
+            return f"model.{attr}"
+        if isinstance(head, nn.Module):
+            linears = [path for path, child in head.named_modules() if isinstance(child, nn.Linear)]
+            if linears:
+                parts = linears[-1].split(".")
+                return f"model.{attr}" + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parts)
+    return "model.fc"
+
+
+def export_backbone(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``<out_dir>/backbone.pt`` (the backbone's state_dict) and ``<out_dir>/backbone.json``
+    (its architecture and the lines that build it from torchvision)."""
+    model, arch = backbone_from_checkpoint(checkpoint_path)
+    arch |= {"feature_dim": model.feature_dim, "build": torchvision_recipe(arch, model.feature_dim)}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     weights, meta = out / "backbone.pt", out / "backbone.json"
-    atomic_save(state, weights)
-    meta.write_text(json.dumps(arch, indent=2) + "\n")
+    atomic_save(model.state_dict(), weights)
+    meta.write_text(json.dumps(arch, indent=2, ensure_ascii=False) + "\n")
     return weights, meta
 
 

@@ -14,52 +14,21 @@ draws exactly the views an uninterrupted run would have.
 
 from __future__ import annotations
 
+import warnings
+
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from contrast import distributed
+from contrast.data.sampler import EpochShuffle
 from contrast.data.sources import TensorImages, load_split
+from contrast.seeds import derive_seed
 from contrast.views import BatchedTwoViews, Recipe, TwoViews, get_recipe
 
 VIEW_PATHS = ("cpu", "batched")
 CACHES = ("none", "memory", "device")
-
-
-class EpochShuffle(DistributedSampler):
-    """Shuffles with a permutation that depends only on (seed, epoch), and yields ``epoch·N + i``
-    so that the dataset can seed each sample's augmentation from the index alone.
-
-    Under DDP each rank takes a strided share of the permutation (``order[rank::world]``, the
-    permutation first cut to a multiple of the world size), so step j's batches of all ranks
-    together are exactly the single-process batch j of size world × batch_size. It subclasses
-    ``DistributedSampler`` so that Lightning uses it as it is instead of wrapping it.
-
-    ``skip`` (called with the epoch when iteration starts) returns how many samples of this epoch
-    (over all ranks) were already trained on: 0 normally, more when a run resumes from a mid-epoch
-    checkpoint, so the resumed run sees exactly the samples the uninterrupted run would have.
-    """
-
-    def __init__(self, size: int, seed: int, shuffle: bool = True, skip=None) -> None:
-        Sampler.__init__(self)
-        self.size, self.seed, self.shuffle, self.epoch, self.skip = size, seed, shuffle, 0, skip
-        self.num_replicas, self.rank = distributed.world_size(), distributed.rank()
-        self.total = size - size % self.num_replicas
-
-    def set_epoch(self, epoch: int) -> None:  # called by Lightning at the start of every epoch
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.total // self.num_replicas
-
-    def __iter__(self):
-        order = torch.arange(self.size)
-        if self.shuffle:
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
-        order = order[: self.total]
-        start = self.skip(self.epoch) if self.skip is not None else 0
-        return iter((order[start:][self.rank :: self.num_replicas] + self.epoch * self.size).tolist())
 
 
 class TwoViewDataset(Dataset):
@@ -76,7 +45,7 @@ class TwoViewDataset(Dataset):
         if self.views is None:  # batched path: views are made on the device
             return image, label
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed * 1_000_003 + index)
+            torch.manual_seed(derive_seed(self.seed, "views", index))
             return self.views(image), label
 
 
@@ -169,6 +138,7 @@ class ContrastiveData(L.LightningDataModule):
         self.cache = cache
         self._splits: dict[bool, Dataset] = {}
         self._on_device: tuple[Tensor, Tensor] | None = None  # (images, labels) of the train split
+        self._resume: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
         self.batched_views = BatchedTwoViews(self.recipe_q, self.recipe_k) if views == "batched" else None
 
     # ------------------------------------------------------------------ data
@@ -196,8 +166,12 @@ class ContrastiveData(L.LightningDataModule):
     def in_channels(self) -> int:
         return self.recipe_q.channels
 
+    def image_channels(self) -> int:
+        """Channels of the dataset's images (1 for MNIST), whatever the recipe says."""
+        return int(self.split(True)[0][0].shape[0])
+
     def setup(self, stage: str | None = None) -> None:
-        channels = int(self.split(True)[0][0].shape[0])
+        channels = self.image_channels()
         if channels != self.recipe_q.channels:
             raise ValueError(
                 f"dataset {self.dataset!r} has {channels}-channel images but recipe {self.recipe_q.name!r} "
@@ -223,29 +197,43 @@ class ContrastiveData(L.LightningDataModule):
                 "lower --data.batch_size"
             )
         # drop_last: every step has the full number of negatives (and the MoCo queue stays aligned).
-        sampler = EpochShuffle(len(base), self.seed, skip=self._samples_done)
+        sampler = EpochShuffle(len(base), self.seed)
+        if self._resume is not None:  # a mid-epoch checkpoint: skip what was trained on
+            epoch, batches = self._resume
+            sampler.resume_at(epoch, batches * self.batch_size * distributed.world_size())
+            self._resume = None
         if self.cache == "device":  # indices only; images are gathered on the device
-            # Pinned, so that the transfer of the indices does not wait for the previous step.
-            return DataLoader(
-                _Indices(len(base)),
-                batch_size=self.batch_size,
-                sampler=sampler,
-                drop_last=True,
-                pin_memory=torch.cuda.is_available(),
-            )
-        views = None if self.views == "batched" else TwoViews(self.recipe_q, self.recipe_k)
-        return self._loader(TwoViewDataset(base, views, self.seed), self.batch_size, sampler, True)
+            dataset, workers = _Indices(len(base)), 0
+        else:
+            views = None if self.views == "batched" else TwoViews(self.recipe_q, self.recipe_k)
+            dataset, workers = TwoViewDataset(base, views, self.seed), self.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=workers,
+            # pinned: the transfer of a batch does not wait for the previous step
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=workers > 0,
+        )
 
-    def _samples_done(self, epoch: int) -> int:
-        """Samples of ``epoch`` (all ranks) the trainer has already stepped on (non-zero only when
-        resuming mid-epoch)."""
+    # ------------------------------------------------------------------ the place in the epoch, in checkpoints
+    def state_dict(self) -> dict[str, int]:
+        """(epoch, batches of it trained on) when a checkpoint is written; Lightning restores it
+        before the training data loader is built, which then starts where the run stopped."""
         trainer = self.trainer
-        if trainer is None:
-            return 0
-        world = distributed.world_size()
-        steps_per_epoch = len(self.split(True)) // world // self.batch_size
-        batches = trainer.global_step * trainer.accumulate_grad_batches - epoch * steps_per_epoch
-        return min(max(batches, 0), steps_per_epoch) * self.batch_size * world
+        if trainer is None or not trainer.training:
+            return {}
+        batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": int(trainer.current_epoch), "batches": int(batches)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if "epoch" in state:
+            self._resume = (state["epoch"], state["batches"])
+            # Lightning warns that a mid-epoch resume is inexact unless the loader is stateful; here
+            # the sampler is positioned from this state instead.
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
 
     def eval_dataloader(self, train: bool, shard: bool = False) -> DataLoader:
         """Labelled, un-augmented images (train or test split) for kNN and linear evaluation.
@@ -269,8 +257,9 @@ class ContrastiveData(L.LightningDataModule):
             images, labels = self._gather_on_device(batch)
         else:
             images, labels = batch
-        step_seed = self.seed * 1_000_003 + trainer.global_step * 7919 + distributed.rank()
-        generator = torch.Generator().manual_seed(step_seed)
+        generator = torch.Generator().manual_seed(
+            derive_seed(self.seed, "views", trainer.global_step, distributed.rank())
+        )
         return self.batched_views(images, generator), labels
 
     def _gather_on_device(self, indices: Tensor) -> tuple[Tensor, Tensor]:

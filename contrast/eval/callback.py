@@ -14,9 +14,12 @@ class KNNCallback(L.Callback):
     """Every ``every_n_epochs`` epochs (and after the last), extract backbone features of the data
     module's labelled train and test splits and log weighted-kNN ``knn/top1`` and ``knn/top5``.
 
-    ``baseline=True`` also scores the untrained encoder once at the start (``knn/top1_init``), so
-    the gain from pretraining is visible. Features are extracted under ``no_grad`` (bf16 autocast
-    on CUDA). Under DDP every rank extracts its shard and the features are gathered.
+    ``baseline=True`` also scores the untrained encoder once at the start of a fresh run
+    (``knn/top1_init``), so the gain from pretraining is visible; the figure is kept in the
+    checkpoint, so a resumed run reprints it instead of scoring the resumed weights. Features are
+    extracted under ``no_grad`` (bf16 autocast on CUDA). Under DDP every rank extracts its shard and
+    the features are gathered. The protocol (weighting, k, τ, backbone features, train split as the
+    bank, test split scored) is printed with every figure and logged as hyper-parameters.
     """
 
     def __init__(
@@ -33,6 +36,16 @@ class KNNCallback(L.Callback):
         self.knn = KNNEvaluator(k=k, temperature=temperature, backend=backend)  # validates the arguments
         self.results: dict[str, float] = {}
         self._evaluated_at_step = -1
+
+    def describe(self) -> str:
+        return self.knn.describe()
+
+    def state_dict(self) -> dict:
+        return {"top1_init": self.results["top1_init"]} if "top1_init" in self.results else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if "top1_init" in state_dict:
+            self.results["top1_init"] = float(state_dict["top1_init"])
 
     def evaluate(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, float]:
         data = trainer.datamodule
@@ -51,16 +64,17 @@ class KNNCallback(L.Callback):
                 (distributed.gather_variable(x.to(device)).cpu(), distributed.gather_variable(y.to(device)).cpu())
             )
         (train_x, train_y), (test_x, test_y) = features
-        knn = KNNEvaluator(
-            k=self.knn.k, temperature=self.knn.temperature, backend=self.knn.backend, weighting=self.knn.weighting
-        )
-        return knn.fit(train_x, train_y).score(test_x, test_y)
+        return self.knn.fit(train_x, train_y).score(test_x, test_y)
 
     def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if self.baseline:
-            result = self.evaluate(trainer, module)
-            self.results["top1_init"] = result["top1"]
-            rank_zero_info(f"kNN top-1 of the untrained encoder: {result['top1']:.2f}%")
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"knn_protocol": f"{self.describe()}, train split as the bank, test split scored"})
+        if not self.baseline:
+            return
+        if trainer.ckpt_path is None:  # a fresh start: the weights are the untrained encoder's
+            self.results["top1_init"] = self.evaluate(trainer, module)["top1"]
+        if "top1_init" in self.results:
+            rank_zero_info(f"{self.describe()} top-1 of the untrained encoder: {self.results['top1_init']:.2f}%")
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
@@ -75,7 +89,7 @@ class KNNCallback(L.Callback):
         module.log("knn/top5", result["top5"], rank_zero_only=True)
         if "top1_init" in self.results:
             module.log("knn/top1_init", self.results["top1_init"], rank_zero_only=True)
-        rank_zero_info(f"epoch {epoch}: kNN top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%")
+        rank_zero_info(f"epoch {epoch}: {self.describe()} top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%")
 
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         # Stopped by max_steps or early stopping mid-epoch: score the final weights too.
@@ -86,7 +100,7 @@ class KNNCallback(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if "top1" in self.results:
-            line = f"kNN accuracy (k={self.knn.k}, τ={self.knn.temperature}): top-1 {self.results['top1']:.2f}%"
+            line = f"kNN accuracy {self.describe()[4:]}: top-1 {self.results['top1']:.2f}%"
             if "top1_init" in self.results:
                 line += f" (untrained encoder: {self.results['top1_init']:.2f}%)"
             if trainer.is_global_zero:

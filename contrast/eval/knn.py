@@ -11,7 +11,8 @@ Conventions (both backends give identical predictions):
 * ``k`` larger than the training set is clamped to its size (with a warning);
 * the weights are computed as ``exp((s_i - max_j s_j) / τ)``: the same ranking without overflow.
 
-τ = 0.07 is the ImageNet protocol; the CIFAR convention is τ = 0.1.
+τ = 0.1 is the default everywhere in this package (the CIFAR convention of lightly's benchmarks,
+the MoCo CIFAR demo and Wu et al.'s CIFAR script); τ = 0.07 is the ImageNet protocol.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class KNNEvaluator:
     def __init__(
         self,
         k: int = 200,
-        temperature: float = 0.07,
+        temperature: float = 0.1,
         weighting: str = "weighted",
         backend: str = "auto",
         normalize: bool = True,
@@ -90,6 +91,11 @@ class KNNEvaluator:
             raise ValueError("labels must be non-negative class ids")
         self.train_features = self._prepare(features)
         self.train_labels = labels.long().to(features.device)
+        if self.k > features.shape[0]:
+            warnings.warn(
+                f"k={self.k} is larger than the training set ({features.shape[0]}); using k={features.shape[0]}",
+                stacklevel=2,
+            )
         self.num_classes = int(labels.max()) + 1
         self._backend = self.backend
         if self._backend == "auto":
@@ -142,10 +148,12 @@ class KNNEvaluator:
 
     @property
     def effective_k(self) -> int:
-        n = self.train_features.shape[0]
-        if self.k > n:
-            warnings.warn(f"k={self.k} is larger than the training set ({n}); using k={n}", stacklevel=3)
-        return min(self.k, n)
+        return min(self.k, self.train_features.shape[0])
+
+    def describe(self, features: str = "backbone features") -> str:
+        """The protocol in words, for every printed or logged figure: 'kNN (weighted, k=200, τ=0.1, ...)'."""
+        tau = f", τ={self.temperature:g}" if self.weighting == "weighted" else ""
+        return f"kNN ({self.weighting}, k={self.k}{tau}, {features})"
 
     def class_scores(self, queries: Tensor) -> Tensor:
         """(N, C) summed votes per class."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from contrast.cli import main
-from contrast.eval.ablation import parse_taus
+from contrast.sweep import parse_taus
 from tests.conftest import tiny_data
 
 ROOT = Path(__file__).resolve().parents[2]

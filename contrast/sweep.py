@@ -5,7 +5,8 @@ weighted-kNN top-1/top-5, linear-probe top-1, the final training loss, and, on t
 of two augmented views of test images, the alignment and uniformity of Wang & Isola (2020) and
 the mean softmax probability of the positive pair at that τ. Each τ's result is written to
 ``<out>/tau_<τ>/result.json`` when its run finishes; a rerun of an interrupted sweep skips the τ
-values already done. The report is ``sweep.csv``, ``sweep.md`` and ``sweep.png``.
+values already done and resumes an interrupted one from its last checkpoint. The report is
+``sweep.csv``, ``sweep.md`` and ``sweep.png``.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ def score_run(model, data, temperature: float, knn_k: int = 200, knn_temperature
     from contrast.views import BatchedTwoViews
 
     device = model.device
-    train = extract_features(model.backbone, data.eval_dataloader(True), device)
-    test = extract_features(model.backbone, data.eval_dataloader(False), device)
+    train = extract_features(model, data.eval_dataloader(True), device)  # model(x): backbone features
+    test = extract_features(model, data.eval_dataloader(False), device)
     knn = KNNEvaluator(k=min(knn_k, len(train[0])), temperature=knn_temperature).fit(*train).score(*test)
     probe = linear_probe(*train, *test)
     split = data.split(False)
@@ -50,7 +51,7 @@ def score_run(model, data, temperature: float, knn_k: int = 200, knn_temperature
     images = torch.stack([split[i][0] for i in range(n)]).to(device)
     q, k = BatchedTwoViews(data.recipe_q, data.recipe_k)(images, torch.Generator().manual_seed(0))
     model.eval()
-    zq, zk = model.projector(model.backbone(q)), model.projector(model.backbone(k))
+    zq, zk = model.projector(model.encode(q)), model.projector(model.encode(k))
     model.train()
     return {
         "knn_top1": knn["top1"],
@@ -63,7 +64,8 @@ def score_run(model, data, temperature: float, knn_k: int = 200, knn_temperature
 
 
 def run_sweep(config: str, taus: list[float], out: str | os.PathLike, overrides: list[str] | None = None) -> list[dict]:
-    from contrast.cli import lightning_cli
+    """Pretrain once per τ under ``out/tau_<τ>/`` (logs and checkpoints there), score, report."""
+    from contrast.train import lightning_cli
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,8 +86,10 @@ def run_sweep(config: str, taus: list[float], out: str | os.PathLike, overrides:
                 *(overrides or []),
                 "--model.init_args.temperature",
                 str(tau),
-                "--trainer.default_root_dir",
+                "--run_dir",
                 str(run_dir),
+                # an interrupted run of this τ resumes where it stopped
+                *(["--ckpt_path", "last"] if (run_dir / "checkpoints" / "last.ckpt").is_file() else []),
             ]
         )
         metrics = cli.trainer.callback_metrics

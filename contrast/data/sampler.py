@@ -1,0 +1,53 @@
+"""The order of training samples: shuffled per epoch, sharded over ranks, resumable mid-epoch."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DistributedSampler, Sampler
+
+from contrast import distributed
+from contrast.seeds import derive_seed
+
+
+class EpochShuffle(DistributedSampler):
+    """Shuffles with a permutation that depends only on (seed, epoch), and yields ``epoch·N + i``
+    so that the dataset can seed each sample's augmentation from the index alone.
+
+    Under DDP each rank takes a strided share of the permutation (``order[rank::world]``, the
+    permutation first cut to a multiple of the world size), so step j's batches of all ranks
+    together are exactly the single-process batch j of size world × batch_size. It subclasses
+    ``DistributedSampler`` so that Lightning uses it as it is instead of wrapping it.
+
+    ``resume_at(epoch, samples)`` makes the next pass over that epoch start after the first
+    ``samples`` samples (over all ranks): a run resumed from a mid-epoch checkpoint sees exactly
+    the samples the uninterrupted run would have.
+    """
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True) -> None:
+        Sampler.__init__(self)
+        self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
+        self.num_replicas, self.rank = distributed.world_size(), distributed.rank()
+        self.total = size - size % self.num_replicas
+        self._resume: tuple[int, int] | None = None
+
+    def set_epoch(self, epoch: int) -> None:  # called by Lightning at the start of every epoch
+        self.epoch = epoch
+
+    def resume_at(self, epoch: int, samples: int) -> None:
+        self.epoch, self._resume = epoch, (epoch, samples)
+
+    def __len__(self) -> int:
+        return self.total // self.num_replicas
+
+    def __iter__(self):
+        order = torch.arange(self.size)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, "shuffle", self.epoch))
+            order = torch.randperm(self.size, generator=generator)
+        start = 0
+        if self._resume is not None:
+            epoch, samples = self._resume
+            self._resume = None  # once: the next epoch starts from its beginning
+            start = samples if epoch == self.epoch else 0
+        order = order[: self.total][start:]
+        return iter((order[self.rank :: self.num_replicas] + self.epoch * self.size).tolist())

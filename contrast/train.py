@@ -1,0 +1,311 @@
+"""The Lightning CLI behind ``contrast fit`` / ``validate``: where a run lives, how it resumes.
+
+A run has one home, its run folder:
+
+* ``--run_dir DIR``: logs, ``config.yaml`` and ``checkpoints/last.ckpt`` go to DIR itself;
+* otherwise ``<default_root_dir>/lightning_logs/version_N`` (``default_root_dir`` is ``runs``
+  unless ``--trainer.default_root_dir`` says otherwise), a new N for every fresh run.
+
+``--ckpt_path last`` resumes the run of that home: with ``--run_dir``, ``DIR/checkpoints/last.ckpt``;
+otherwise the newest ``last.ckpt`` among ``<default_root_dir>/lightning_logs/version_*``
+(``--trainer.logger.init_args.version N`` picks one), and the resumed run keeps logging into the
+same folder. It fails with a clear error when there is nothing to resume, and it refuses a
+checkpoint whose model or data settings differ from the config's (listing the differences)
+unless ``--allow_mismatch true``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.cli import LightningCLI
+
+from contrast.checkpoint import AtomicCheckpointIO, CheckpointError, LastCheckpoint, read_checkpoint
+
+DEFAULT_ROOT = "runs"
+# Loggers whose folder is <save_dir>/<name>/<version>.
+VERSIONED_LOGGERS = ("CSVLogger", "TensorBoardLogger")
+# Settings that change how a run executes, not what it computes: they may differ on resume.
+EXECUTION_ONLY = {
+    "model": {"compile", "channels_last"},
+    "data": {"root", "num_workers", "eval_batch_size", "download", "cache"},
+}
+
+
+def _wandb_offline_unless_reachable(argv: list[str]) -> None:
+    """wandb must never hang a run: offline when there is no API key or the service is unreachable."""
+    text = " ".join(argv)
+    for i, arg in enumerate(argv):
+        if arg in ("--config", "-c") and i + 1 < len(argv) and Path(argv[i + 1]).is_file():
+            text += Path(argv[i + 1]).read_text()
+    if "WandbLogger" not in text or os.environ.get("WANDB_MODE"):
+        return
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or "api.wandb.ai" in _read(Path.home() / ".netrc")
+    if not has_key or not _reachable("api.wandb.ai", 443, timeout=3.0):
+        os.environ["WANDB_MODE"] = "offline"
+        print("wandb: no API key or no network; logging offline (sync later with `wandb sync`)", file=sys.stderr)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _reachable(host: str, port: int, timeout: float) -> bool:
+    import concurrent.futures
+
+    def connect() -> bool:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:  # the DNS lookup itself can hang: bound the whole attempt
+        return pool.submit(connect).result(timeout=timeout)
+    except Exception:
+        return False
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _loggers(trainer_config) -> list:
+    logger = trainer_config.get("logger")
+    if logger in (None, False, True):
+        return []
+    return list(logger) if isinstance(logger, list) else [logger]
+
+
+def _short(class_path: str) -> str:
+    return str(class_path).rsplit(".", 1)[-1]
+
+
+def _version_number(folder: Path) -> int:
+    try:
+        return int(folder.name.split("_", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+class ContrastCLI(LightningCLI):
+    """LightningCLI with a run folder, exact resume, checks on the checkpoint, atomic writes."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.in_channels", "model.init_args.in_channels", apply_on="instantiate")
+        parser.add_argument(
+            "--run_dir", type=str | None, default=None, help="the run folder: logs and checkpoints/last.ckpt go here"
+        )
+        parser.add_argument(
+            "--allow_mismatch",
+            type=bool,
+            default=False,
+            help="resume from a checkpoint whose model or data settings differ from the config's",
+        )
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning would replace the config's model by the checkpoint's hyper-parameters, so that a
+        # ResNet-18 checkpoint silently turns a tiny-CNN config into a ResNet-18 run. The checkpoint
+        # is compared with the config instead (before_fit).
+        return
+
+    # ------------------------------------------------------------------ the run folder
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand]
+        trainer = config.trainer
+        root = Path(trainer.get("default_root_dir") or DEFAULT_ROOT)
+        run_dir = config.get("run_dir")
+        loggers = _loggers(trainer)
+        versioned = [lg for lg in loggers if _short(lg.class_path) in VERSIONED_LOGGERS]
+        if run_dir is not None:
+            trainer.default_root_dir = run_dir
+            for logger in versioned:
+                logger.init_args.save_dir, logger.init_args.name, logger.init_args.version = run_dir, "", ""
+        else:
+            trainer.default_root_dir = str(root)
+            for logger in versioned:
+                if str(logger.init_args.get("save_dir")) == DEFAULT_ROOT:
+                    logger.init_args.save_dir = str(root)
+        self.run_home = self._resolve_resume(config, run_dir, loggers, versioned, root)
+
+    def _explicit_dirpath(self, config) -> str | None:
+        for callback in config.trainer.get("callbacks") or []:
+            if _short(getattr(callback, "class_path", "")) == "LastCheckpoint":
+                dirpath = callback.init_args.get("dirpath")
+                if dirpath:
+                    return dirpath
+        return None
+
+    def _resolve_resume(self, config, run_dir, loggers, versioned, root: Path) -> Path | None:
+        """Turn ``ckpt_path="last"`` into the path of the run's last.ckpt; check an explicit path."""
+        ckpt_path = config.get("ckpt_path")
+        dirpath = self._explicit_dirpath(config)
+        if run_dir is not None:
+            last = Path(dirpath) / LastCheckpoint.FILENAME if dirpath else Path(run_dir) / "checkpoints" / "last.ckpt"
+            if ckpt_path is None and self.subcommand == "fit" and last.is_file():
+                raise CheckpointError(
+                    f"--run_dir {run_dir} already holds {last} from an earlier run: resume it with "
+                    "--ckpt_path last, or choose another --run_dir"
+                )
+            if ckpt_path == "last":
+                if not last.is_file():
+                    raise CheckpointError(f"--ckpt_path last: nothing to resume, {last} does not exist")
+                config.ckpt_path = str(last)
+            return Path(run_dir)
+        if ckpt_path != "last":
+            if ckpt_path is not None:
+                read_checkpoint(ckpt_path)  # a clear error now rather than deep inside Lightning
+            return None
+        if dirpath:
+            candidates = [Path(dirpath) / LastCheckpoint.FILENAME]
+            where = str(candidates[0])
+        elif versioned:
+            args = versioned[0].init_args
+            base = Path(args.get("save_dir") or root) / (args.get("name") or "")
+            version = args.get("version")
+            if version is not None and version != "":
+                pattern = version if isinstance(version, str) else f"version_{version}"
+            else:
+                pattern = "version_*"
+            candidates = list(base.glob(f"{pattern}/checkpoints/{LastCheckpoint.FILENAME}"))
+            where = str(base / pattern / "checkpoints" / LastCheckpoint.FILENAME)
+        else:
+            save_dir = loggers[0].init_args.get("save_dir") if loggers else None
+            candidates = [Path(save_dir or root) / "checkpoints" / LastCheckpoint.FILENAME]
+            where = str(candidates[0])
+        candidates = [c for c in candidates if c.is_file()]
+        if not candidates:
+            raise CheckpointError(
+                f"--ckpt_path last: nothing to resume, no {where}. Start without --ckpt_path, or point at the run "
+                "with --run_dir, --trainer.default_root_dir or an explicit checkpoint path"
+            )
+        last = max(candidates, key=lambda p: (p.stat().st_mtime, _version_number(p.parent.parent)))
+        if versioned and not dirpath:
+            folder = last.parent.parent.name
+            number = _version_number(last.parent.parent)
+            for logger in versioned:  # keep logging into the resumed run's folder
+                logger.init_args.version = number if folder == f"version_{number}" else folder
+        config.ckpt_path = str(last)
+        return last.parent.parent
+
+    # ------------------------------------------------------------------ the checkpoint fits the config
+    def before_fit(self) -> None:
+        config = self.config[self.subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path is None:
+            return
+        checkpoint = read_checkpoint(ckpt_path, mmap=True)
+        if "hyper_parameters" not in checkpoint or "loops" not in checkpoint:
+            raise CheckpointError(
+                f"{ckpt_path} holds weights but no training state (hyper-parameters, loops); "
+                "resume from a last.ckpt written by contrast fit"
+            )
+        differences = checkpoint_differences(checkpoint, self.model, self.datamodule)
+        if differences and not config.get("allow_mismatch"):
+            lines = "\n  ".join(differences)
+            raise CheckpointError(
+                f"{ckpt_path} does not fit the config:\n  {lines}\n"
+                "Resume with the config the run was started with, or pass --allow_mismatch true"
+            )
+        self.resumed_from = (Path(ckpt_path), checkpoint.get("epoch", 0), checkpoint.get("global_step", 0))
+        print(
+            f"resuming from {ckpt_path}: epoch {checkpoint.get('epoch', 0)}, global step "
+            f"{checkpoint.get('global_step', 0)}" + (" (settings differ, allowed)" if differences else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def instantiate_trainer(self, **kwargs):
+        plugins = kwargs.get("plugins") or []
+        plugins = plugins if isinstance(plugins, list) else [plugins]
+        if not any(hasattr(p, "save_checkpoint") for p in plugins):
+            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
+        # Every run keeps a last.ckpt (so that --ckpt_path last works), unless checkpointing is off
+        # or the config brings its own checkpoint callback.
+        trainer_init = self.config_init[self.subcommand]["trainer"]
+        callbacks = list(trainer_init.get("callbacks") or [])
+        if trainer_init.get("enable_checkpointing") is not False and not any(
+            isinstance(cb, Checkpoint) for cb in callbacks
+        ):
+            kwargs["callbacks"] = [*callbacks, LastCheckpoint()]
+        return super().instantiate_trainer(**kwargs)
+
+
+def checkpoint_differences(checkpoint: dict[str, Any], model, datamodule) -> list[str]:
+    """'what: checkpoint value != config value' for every model / data setting that differs."""
+    differences = []
+    saved = dict(checkpoint.get("hyper_parameters", {}))
+    saved_class = saved.pop("_class_path", None)
+    model_class = f"{type(model).__module__}.{type(model).__qualname__}"
+    if saved_class is not None and saved_class != model_class and _short(saved_class) != type(model).__name__:
+        differences.append(f"model class: checkpoint {saved_class}, config {model_class}")
+    pairs = [("model", saved, dict(model.hparams))]
+    if datamodule is not None and "datamodule_hyper_parameters" in checkpoint:
+        pairs.append(("data", dict(checkpoint["datamodule_hyper_parameters"]), dict(datamodule.hparams)))
+    for what, old, new in pairs:
+        for key in sorted(set(old) | set(new)):
+            if key.startswith("_") or key in EXECUTION_ONLY[what]:
+                continue
+            if old.get(key, "<unset>") != new.get(key, "<unset>"):
+                differences.append(
+                    f"{what}.{key}: checkpoint {old.get(key, '<unset>')!r}, config {new.get(key, '<unset>')!r}"
+                )
+    return differences
+
+
+@contextlib.contextmanager
+def _argv(argv: list[str]):
+    """LightningCLI reads its arguments as a command line; hand them over that way (passing them as
+    ``args`` while the process has a command line of its own prints a warning on every run)."""
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "contrast", *argv]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def lightning_cli(argv: list[str], run: bool = True) -> ContrastCLI:
+    """Build (and with ``run=True`` run) the Lightning CLI for ``argv`` = [subcommand, options...]."""
+    from contrast.data import ContrastiveData
+    from contrast.methods import ContrastiveModule
+
+    _wandb_offline_unless_reachable(argv)
+    quiet = {"exit_on_error": False}
+    with _argv(argv):
+        return ContrastCLI(
+            ContrastiveModule,
+            ContrastiveData,
+            subclass_mode_model=True,
+            run=run,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={**quiet, "fit": quiet, "validate": quiet, "test": quiet},
+            trainer_defaults={
+                "default_root_dir": DEFAULT_ROOT,
+                "logger": {
+                    "class_path": "lightning.pytorch.loggers.CSVLogger",
+                    "init_args": {"save_dir": DEFAULT_ROOT},
+                },
+            },
+        )
+
+
+def summary(cli: ContrastCLI) -> str:
+    """One line at the end of a run: where its checkpoint is, how far it went, its last kNN."""
+    trainer = cli.trainer
+    checkpoint = next(
+        (cb.last_path for cb in trainer.callbacks if isinstance(cb, LastCheckpoint) and cb.last_path), None
+    )
+    line = f"run finished: {trainer.current_epoch} epochs, {trainer.global_step} steps"
+    line += f"; checkpoint {checkpoint}" if checkpoint else "; no checkpoint written"
+    line += f"; logs in {trainer.log_dir}"
+    for callback in trainer.callbacks:
+        if hasattr(callback, "describe") and "top1" in getattr(callback, "results", {}):
+            line += f"; {callback.describe()} top-1 {callback.results['top1']:.2f}%"
+    return line

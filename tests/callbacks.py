@@ -1,0 +1,43 @@
+"""Callbacks the end-to-end tests hand to ``contrast fit`` (``--trainer.callbacks+ tests.callbacks.X``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import lightning as L
+
+
+class KillAtStep(L.Callback):
+    """SIGKILL this process when training reaches ``step`` (nothing runs after it: no hook, no save)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SignalAtStep(L.Callback):
+    """Send ``signum`` (SIGINT or SIGTERM) to this process as step ``step`` starts, as a user's Ctrl-C
+    or a scheduler's pre-emption would."""
+
+    def __init__(self, step: int, signum: int = int(signal.SIGINT)) -> None:
+        self.step, self.signum = step, signum
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+class SaveWeights(L.Callback):
+    """Write the final state_dict to ``path`` (to compare a resumed run with an uninterrupted one)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_end(self, trainer, module) -> None:
+        import torch
+
+        torch.save({"state_dict": module.state_dict(), "global_step": trainer.global_step}, self.path)
