@@ -92,12 +92,16 @@ def read_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str,
     size = path.stat().st_size
     if size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes): not a checkpoint; was its write interrupted?")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
-    except Exception as error:
+    if not zipfile.is_zipfile(path):
         raise CheckpointError(
-            f"{path} ({size:,} bytes) is not a readable PyTorch checkpoint ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''})"
+            f"{path} ({size:,} bytes) is not a readable PyTorch checkpoint (not a torch.save archive)"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as error:
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        raise CheckpointError(
+            f"{path} ({size:,} bytes) is not a readable PyTorch checkpoint ({type(error).__name__}: {first_line[:200]})"
         ) from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(
@@ -235,6 +239,10 @@ class LastCheckpoint(Checkpoint):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore_handlers()
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(every_n_steps=self.every_n_steps, every_minutes=self.every_minutes)
 
     def state_dict(self) -> dict[str, Any]:
         return {"every_n_steps": self.every_n_steps, "every_minutes": self.every_minutes}

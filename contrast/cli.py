@@ -192,14 +192,19 @@ def _report(error: BaseException, command: str) -> int:
 
     if os.environ.get("CONTRAST_TRACEBACK"):
         raise error
-    cause = _root_cause(error)
-    if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
-        print(f"contrast {command}: error: {cause.strerror or cause}", file=sys.stderr)
+    chain = _chain(error)
+    full_disk = [e for e in chain if isinstance(e, OSError) and e.errno == errno.ENOSPC]
+    if full_disk:
+        print(f"contrast {command}: error: {full_disk[0].strerror or full_disk[0]}", file=sys.stderr)
         return 1
-    if _is_argument_error(error):
+    named = [e for e in chain if isinstance(e, (CheckpointError, DataNotFoundError))]
+    values = [e for e in chain if isinstance(e, (ValueError, FileNotFoundError))]
+    if named:
+        message = str(named[0])
+    elif _is_argument_error(error):  # parsing: an unknown option or a value of the wrong type
         message = _argument_message(str(error))
-    elif isinstance(cause, (ValueError, DataNotFoundError, CheckpointError, FileNotFoundError)):
-        message = _with_option(str(cause))
+    elif values:  # the innermost: jsonargparse wraps the error a constructor raised
+        message = _with_option(str(values[-1]))
     else:
         raise error
     print(f"contrast {command}: error: {message}", file=sys.stderr)
@@ -207,34 +212,41 @@ def _report(error: BaseException, command: str) -> int:
     return 2
 
 
-def _root_cause(error: BaseException) -> BaseException:
-    """The innermost exception: jsonargparse wraps the error a constructor raised."""
-    seen = set()
-    while id(error) not in seen:
-        seen.add(id(error))
-        inner = error.__cause__ or error.__context__
-        if inner is None:
-            break
-        error = inner
-    return error
+def _chain(error: BaseException) -> list[BaseException]:
+    """The error and the ones it was raised from, outermost first."""
+    chain: list[BaseException] = []
+    while error is not None and all(error is not seen for seen in chain):
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
 
 
 def _is_argument_error(error: BaseException) -> bool:
-    return type(error).__name__ == "ArgumentError" and "jsonargparse" in type(error).__module__
+    return isinstance(error, argparse.ArgumentError) or type(error).__name__ == "ArgumentError"
 
 
 def _argument_message(text: str) -> str:
-    unknown = re.search(r"Option '([^']+)' is not accepted", text) or re.search(r"Unrecognized arguments: (\S+)", text)
+    """One line from jsonargparse's nested report: the option, and what was wrong with its value."""
+    unknown = re.search(r"Option '([^']+)' is not accepted", text)
     if unknown:
-        name = unknown.group(1).lstrip("-")
-        accepted = _accepted_options(text)
-        close = difflib.get_close_matches(name.split(".")[-1], accepted, n=1)
+        name = unknown.group(1)
+        close = difflib.get_close_matches(name, _accepted_options(text), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"unknown option {unknown.group(1)!r}{hint}"
+        key = re.search(r'Parser key "([\w.]+)"', text)
+        option = f"--{key.group(1)}.init_args.{name}" if key else name
+        return f"unknown option {option!r}{hint}"
+    unrecognized = re.search(r"unrecognized arguments: (?:\w+ )?(--\S+)", text, re.IGNORECASE)
+    if unrecognized:
+        return f"unknown option {unrecognized.group(1)!r} (contrast fit --help lists the options)"
+    keys = re.findall(r'Parser key "([\w.]+)"', text)
+    expected = re.search(r"Expected a <class '(\w+)'>", text)
+    value = re.search(r"(?:Got value|Given value): (.*)", text)
+    if keys and expected:
+        option = keys[0] if len(keys) == 1 else f"{keys[0]}.init_args.{keys[-1]}"
+        got = f", got {value.group(1).strip()!r}" if value else ""
+        return f"--{option}: expected {'an' if expected.group(1)[0] in 'aeiou' else 'a'} {expected.group(1)}{got}"
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    # The line that names the problem, not the list of types that did not match.
-    useful = [line for line in lines if not line.startswith(("- Expected a", "Given value", "Does not validate"))]
-    return " / ".join(useful[:3]) if useful else text[:300]
+    return " / ".join(lines[:3]) if lines else "invalid arguments"
 
 
 def _accepted_options(text: str) -> list[str]:
@@ -242,41 +254,35 @@ def _accepted_options(text: str) -> list[str]:
     if not class_path:
         return []
     import importlib
-    import inspect
 
     module, _, name = class_path.group(1).rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module), name)
+        return _init_parameters(getattr(importlib.import_module(module), name))
     except (ImportError, AttributeError):
         return []
+
+
+def _init_parameters(cls: type) -> list[str]:
+    """The constructor arguments of ``cls`` and of the classes it passes ``**kwargs`` to."""
+    import inspect
+
     names = []
     for klass in cls.__mro__:
-        if klass.__init__ is object.__init__:
-            continue
-        names += [p for p in inspect.signature(klass.__init__).parameters if p not in ("self", "kwargs", "args")]
+        if "__init__" in vars(klass) and klass is not object:
+            names += [p for p in inspect.signature(klass.__init__).parameters if p not in ("self", "args", "kwargs")]
     return names
 
 
 def _with_option(message: str) -> str:
     """Name the command-line option a constructor argument comes from ("lr must be ..." ->
     "--model.init_args.lr: lr must be ...")."""
-    first = message.split(" ", 1)[0]
-    import inspect
-
     from contrast.data import ContrastiveData
     from contrast.methods import METHODS
 
-    model_args = {
-        p
-        for cls in METHODS.values()
-        for k in cls.__mro__
-        if hasattr(k, "__init__")
-        for p in inspect.signature(k.__init__).parameters
-    }
-    data_args = set(inspect.signature(ContrastiveData.__init__).parameters)
-    if first in model_args - {"self", "kwargs"}:
+    first = message.removeprefix("unknown ").split(" ", 1)[0]  # "lr must be ..." / "unknown backbone ..."
+    if any(first in _init_parameters(cls) for cls in METHODS.values()):
         return f"--model.init_args.{first}: {message}"
-    if first in data_args - {"self"}:
+    if first in _init_parameters(ContrastiveData):
         return f"--data.{first}: {message}"
     return message
 

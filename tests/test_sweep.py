@@ -11,7 +11,7 @@ from contrast.cli import main
 from contrast.sweep import parse_taus
 from tests.conftest import tiny_data
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "--trainer.max_epochs",
     "1",
@@ -35,11 +35,14 @@ def test_sweep_writes_csv_table_and_plot_and_resumes(tmp_path, monkeypatch):
         assert 0 <= float(r["alignment"]) <= 4 and float(r["uniformity"]) <= 0 and 0 < float(r["positive_prob"]) < 1
         assert float(r["final_loss"]) > 0
     assert (out / "sweep.md").read_text().count("\n") == 4 and (out / "sweep.png").stat().st_size > 1000
+    # Every run's logs and checkpoint are under --out, none in ./runs.
+    assert (out / "tau_0.1/checkpoints/last.ckpt").is_file() and (out / "tau_0.5/metrics.csv").is_file()
+    assert not (tmp_path / "runs").exists()
     # An interrupted sweep: τ=0.5 never finished. The rerun trains only τ=0.5.
     (out / "tau_0.5" / "result.json").unlink()
     done = (out / "tau_0.1" / "result.json").stat().st_mtime_ns
     trained = []
-    import contrast.cli as cli
+    import contrast.train as cli
 
     original = cli.lightning_cli
 
@@ -71,7 +74,7 @@ def test_probe_command_on_a_quickstart_checkpoint(tmp_path, monkeypatch, capsys)
     )
     ckpt = next(tmp_path.rglob("last.ckpt"))
     assert main(["probe", "--ckpt", str(ckpt)]) == 0
-    assert "linear probe on shapes10: top-1" in capsys.readouterr().out
+    assert "linear probe (backbone features) on shapes10: top-1" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("text", ["", "0.1,-0.2", "0.1,abc", "0"])

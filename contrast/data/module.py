@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from contrast import distributed
 from contrast.data.sampler import EpochShuffle
-from contrast.data.sources import TensorImages, load_split
+from contrast.data.sources import FolderImages, TensorImages, load_split
 from contrast.seeds import derive_seed
 from contrast.views import BatchedTwoViews, Recipe, TwoViews, get_recipe
 
@@ -95,6 +95,14 @@ class ContrastiveData(L.LightningDataModule):
             (as "memory", and the training images live on the training device: the loader yields
             only indices and each batch is gathered and augmented there; needs ``views="batched"``).
             In-memory datasets (Shapes-10, MNIST, CIFAR) are always held as one tensor.
+        eval_root: a labelled ImageFolder tree (``train/`` and ``test/`` or ``val/`` of class
+            sub-folders) for kNN and the probe, when the training images are unlabelled.
+        skip_corrupt: replace an image that cannot be decoded by the next one, with a counted
+            warning, instead of stopping with an error that names it.
+
+    Pretraining needs no labels: ``dataset="imagefolder"`` with ``root`` a flat folder of images
+    (or one without ``train/``) trains on them; without labels there is no online probe, and
+    kNN / validation run only on a labelled ``eval_root``.
     """
 
     def __init__(
@@ -113,6 +121,8 @@ class ContrastiveData(L.LightningDataModule):
         download: bool = False,
         seed: int = 0,
         cache: str = "none",
+        eval_root: str | None = None,
+        skip_corrupt: bool = False,
     ) -> None:
         super().__init__()
         if views not in VIEW_PATHS:
@@ -135,29 +145,65 @@ class ContrastiveData(L.LightningDataModule):
         self.recipe_k = self.recipe_q if recipe_k is None else get_recipe(recipe_k)
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.train_subset, self.eval_subset, self.image_size, self.seed = train_subset, eval_subset, image_size, seed
-        self.cache = cache
-        self._splits: dict[bool, Dataset] = {}
+        self.cache, self.eval_root, self.skip_corrupt = cache, eval_root, skip_corrupt
+        self._splits: dict = {}  # train -> split, ("eval", train) -> evaluation split
         self._on_device: tuple[Tensor, Tensor] | None = None  # (images, labels) of the train split
         self._resume: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
         self.batched_views = BatchedTwoViews(self.recipe_q, self.recipe_k) if views == "batched" else None
 
     # ------------------------------------------------------------------ data
-    def split(self, train: bool) -> Dataset:
+    def split(self, train: bool) -> Dataset | None:
+        """The training split, or the test split (None for an image folder without one)."""
         if train not in self._splits:
             size = self.image_size if self.dataset in ("imagefolder", "cifar10_jpeg") else None
-            base = load_split(self.dataset, self.root, train, download=self.download, image_size=size)
-            limit = self.train_subset if train else self.eval_subset
-            if limit is not None and limit < len(base):
-                base = _Subset(base, limit)
-            if len(base) == 0:
-                raise ValueError(f"dataset {self.dataset!r} ({'train' if train else 'test'}) is empty")
-            if self.cache != "none" and not isinstance(base, TensorImages):
-                base = decode_all(base, self.num_workers, f"{self.dataset} {'train' if train else 'test'}")
-            self._splits[train] = base
+            base = load_split(
+                self.dataset, self.root, train, download=self.download, image_size=size, skip_corrupt=self.skip_corrupt
+            )
+            self._splits[train] = None if base is None else self._prepare(base, train, self.dataset)
         return self._splits[train]
+
+    def _prepare(self, base: Dataset, train: bool, name: str) -> Dataset:
+        limit = self.train_subset if train else self.eval_subset
+        if limit is not None and limit < len(base):
+            base = _Subset(base, limit)
+        if len(base) == 0:
+            raise ValueError(f"dataset {name!r} ({'train' if train else 'test'}) is empty")
+        if self.cache != "none" and not isinstance(base, TensorImages):
+            base = decode_all(base, self.num_workers, f"{name} {'train' if train else 'test'}")
+        return base
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the training images have labels (an unlabelled folder has none: no probe)."""
+        return bool((self.split(True).labels >= 0).all())
+
+    def eval_split(self, train: bool) -> Dataset | None:
+        """Labelled images for kNN and the probe: the dataset's own splits when it has labels,
+        else ``eval_root``'s; None when there are none."""
+        key = ("eval", train)
+        if key not in self._splits:
+            if self.eval_root is not None:
+                size = self.image_size or self.recipe_q.size
+                base = load_split("imagefolder", self.eval_root, train, image_size=size)
+                if base is None or not base.labelled:
+                    raise ValueError(
+                        f"eval_root {self.eval_root!r} must be a labelled ImageFolder tree with train/ and test/ "
+                        "(or val/) sub-folders of class folders"
+                    )
+                self._splits[key] = self._prepare(base, train, f"eval_root {self.eval_root}")
+            else:
+                self._splits[key] = self.split(train) if self.labelled else None
+        return self._splits[key]
+
+    @property
+    def has_labelled_eval(self) -> bool:
+        return self.eval_split(True) is not None and self.eval_split(False) is not None
 
     @property
     def num_classes(self) -> int:
+        """Classes of the training labels (0 without labels: the method then has no probe)."""
+        if not self.labelled:
+            return 0
         base = self.split(True)
         classes = getattr(base, "classes", None)
         return len(classes) if classes else int(base.labels.max()) + 1
@@ -171,6 +217,15 @@ class ContrastiveData(L.LightningDataModule):
         return int(self.split(True)[0][0].shape[0])
 
     def setup(self, stage: str | None = None) -> None:
+        base = self.split(True)
+        if self.views == "batched" and isinstance(base, FolderImages) and base.image_size is None:
+            sizes = base.sizes()
+            if len(sizes) > 1:
+                raise ValueError(
+                    f"image_size: the images of {base.root} have {len(sizes)} different sizes (e.g. "
+                    f"{', '.join(f'{w}x{h}' for w, h in sorted(sizes)[:3])}); batched views need one size: "
+                    "set --data.image_size (e.g. 32 or 224), or use --data.views cpu"
+                )
         channels = self.image_channels()
         if channels != self.recipe_q.channels:
             raise ValueError(
@@ -238,14 +293,23 @@ class ContrastiveData(L.LightningDataModule):
     def eval_dataloader(self, train: bool, shard: bool = False) -> DataLoader:
         """Labelled, un-augmented images (train or test split) for kNN and linear evaluation.
         ``shard=True`` gives this rank every world-th image (no padding, no duplicates)."""
-        dataset: Dataset = EvalDataset(self.split(train), self.recipe_q)
+        split = self.eval_split(train)
+        if split is None:
+            raise ValueError(
+                f"dataset {self.dataset!r} has no labelled {'train' if train else 'test'} split for evaluation; "
+                "give one with --data.eval_root"
+            )
+        dataset: Dataset = EvalDataset(split, self.recipe_q)
         if shard and distributed.is_distributed():
             dataset = torch.utils.data.Subset(
                 dataset, range(distributed.rank(), len(dataset), distributed.world_size())
             )
         return self._loader(dataset, self.eval_batch_size)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list:
+        # The validation step scores the online probe, which needs labelled training images.
+        if not self.labelled or self.eval_split(False) is None:
+            return []
         return self.eval_dataloader(False)
 
     # ------------------------------------------------------------------ batched views on the device

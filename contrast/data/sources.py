@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,49 +60,99 @@ class TensorImages(Dataset):
 
 
 class FolderImages(Dataset):
-    """An ImageFolder tree (``<root>/<class>/<image>``) read lazily as uint8 tensors.
+    """A folder of images read lazily as (C, H, W) uint8 tensors, labelled or not.
 
-    ``image_size`` resizes every image (shorter side, then centre crop) so that batches stack;
-    a corrupt or unreadable image raises an error naming its path.
+    * ImageFolder layout, ``<root>/<class>/<image>``: labelled by the class folder's name.
+    * A flat folder, ``<root>/<image>``: unlabelled (every label is -1; pretraining needs none).
+
+    ``image_size`` resizes every image (shorter side, then centre crop) so that batches stack.
+    JPEG, PNG, GIF and WebP are decoded by torchvision, BMP and TIFF by PIL. A corrupt or
+    unreadable image stops the run with an error naming it, unless ``skip_corrupt=True``: then it
+    is replaced by the next readable image and counted in a warning.
     """
 
     EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+    PIL_ONLY = (".bmp", ".tif", ".tiff")  # formats torchvision's decoder does not read
 
-    def __init__(self, root: str | os.PathLike, image_size: int | None = None) -> None:
+    def __init__(self, root: str | os.PathLike, image_size: int | None = None, skip_corrupt: bool = False) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise _not_found(f"image folder {self.root}", [self.root])
-        self.classes = sorted(d.name for d in self.root.iterdir() if d.is_dir())
-        self.samples = [
-            (path, label)
-            for label, name in enumerate(self.classes)
-            for path in sorted((self.root / name).iterdir())
-            if path.suffix.lower() in self.EXTENSIONS
-        ]
+        images = lambda folder: sorted(
+            p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in self.EXTENSIONS
+        )
+        class_dirs = sorted(d for d in self.root.iterdir() if d.is_dir() and images(d))
+        if class_dirs:
+            self.classes = [d.name for d in class_dirs]
+            self.samples = [(path, label) for label, d in enumerate(class_dirs) for path in images(d)]
+        else:  # a flat folder of unlabelled images
+            self.classes = []
+            self.samples = [(path, -1) for path in images(self.root)]
         if not self.samples:
             raise _not_found(
-                f"images ({', '.join(self.EXTENSIONS)}) in class sub-folders of {self.root}",
-                [self.root / "<class>"],
-                "An ImageFolder tree has one sub-folder per class holding that class's images.",
+                f"images ({', '.join(self.EXTENSIONS)}) in {self.root} or in its class sub-folders",
+                [self.root, self.root / "<class>"],
+                "Put the images in the folder itself (unlabelled) or in one sub-folder per class (labelled).",
             )
         self.labels = torch.tensor([label for _, label in self.samples])
-        self.image_size = image_size
+        self.image_size, self.skip_corrupt = image_size, skip_corrupt
+        self.skipped: set[Path] = set()
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.classes)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        from torchvision.io import ImageReadMode, decode_image
+        for attempt in range(len(self.samples)):
+            path, label = self.samples[(index + attempt) % len(self.samples)]
+            try:
+                image = self.decode(path)
+            except RuntimeError:
+                if not self.skip_corrupt:
+                    raise
+                if path not in self.skipped:
+                    self.skipped.add(path)
+                    warnings.warn(f"skipping corrupt image {path} ({len(self.skipped)} skipped so far)", stacklevel=2)
+                continue
+            return image, label
+        raise RuntimeError(f"no readable image in {self.root}")
+
+    def sizes(self) -> set[tuple[int, int]]:
+        """The distinct (width, height) of the images, read from the file headers only."""
+        from PIL import Image
+
+        found = set()
+        for path, _ in self.samples:
+            try:
+                with Image.open(path) as image:
+                    found.add(image.size)
+            except Exception:  # unreadable: reported (or skipped) when decoded
+                continue
+        return found
+
+    def decode(self, path: Path) -> Tensor:
         from torchvision.transforms.v2 import functional as TF
 
-        path, label = self.samples[index]
         try:
-            image = decode_image(str(path), mode=ImageReadMode.RGB)
-        except Exception as error:  # torchvision raises RuntimeError for corrupt files
-            raise RuntimeError(f"could not decode image {path}: {error}") from error
+            if path.suffix.lower() in self.PIL_ONLY:
+                from PIL import Image
+
+                with Image.open(path) as pil:
+                    image = TF.pil_to_tensor(pil.convert("RGB"))
+            else:
+                from torchvision.io import ImageReadMode, decode_image
+
+                image = decode_image(str(path), mode=ImageReadMode.RGB)
+        except Exception as error:  # torchvision and PIL raise several types for corrupt files
+            raise RuntimeError(
+                f"could not decode image {path}: {error} (--data.skip_corrupt true skips such files)"
+            ) from error
         if self.image_size is not None and tuple(image.shape[1:]) != (self.image_size, self.image_size):
             image = TF.center_crop(TF.resize(image, self.image_size, antialias=True), self.image_size)
-        return image, label
+        return image
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -154,13 +205,21 @@ def _torchvision(name: str, root: Path, train: bool, download: bool) -> TensorIm
 
 
 def load_split(
-    dataset: str, root: str | os.PathLike | None, train: bool, *, download: bool = False, image_size: int | None = None
-) -> Dataset:
+    dataset: str,
+    root: str | os.PathLike | None,
+    train: bool,
+    *,
+    download: bool = False,
+    image_size: int | None = None,
+    skip_corrupt: bool = False,
+) -> Dataset | None:
     """The train (``train=True``) or test split of a named dataset.
 
     Names: ``shapes10`` (generated, no files), ``mnist``, ``fashion_mnist``, ``cifar10``,
     ``cifar100``, ``stl10`` (torchvision's files), ``cifar10_jpeg`` (``<root>/cifar10-jpeg``), and
-    ``imagefolder`` (``<root>/train`` and ``<root>/test`` or ``<root>/val``).
+    ``imagefolder``: ``<root>/train`` and ``<root>/test`` or ``<root>/val``; or, without a
+    ``train`` sub-folder, ``<root>`` itself is the training set (class sub-folders or a flat,
+    unlabelled folder) and there is no test split (None).
     """
     if dataset == "shapes10":
         n, seed = (SHAPES_TRAIN, 0) if train else (SHAPES_TEST, 1)
@@ -180,7 +239,9 @@ def load_split(
         splits = ["train"] if train else ["test", "val"]
         for split in splits:
             if (folder / split).is_dir():
-                return FolderImages(folder / split, image_size)
+                return FolderImages(folder / split, image_size, skip_corrupt)
+        if dataset == "imagefolder" and folder.is_dir() and not (folder / "train").is_dir():
+            return FolderImages(folder, image_size, skip_corrupt) if train else None
         raise _not_found(f"{dataset} split {'/'.join(splits)}", [folder / s for s in splits])
     raise ValueError(
         f"unknown dataset {dataset!r}; choose one of shapes10, mnist, fashion_mnist, cifar10, cifar100, stl10, "

@@ -47,10 +47,15 @@ class KNNCallback(L.Callback):
         if "top1_init" in state_dict:
             self.results["top1_init"] = float(state_dict["top1_init"])
 
-    def evaluate(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, float]:
+    def active(self, trainer: L.Trainer) -> bool:
+        """Whether there is labelled data to score on (pretraining on unlabelled images has none)."""
         data = trainer.datamodule
         if data is None or not hasattr(data, "eval_dataloader"):
             raise ValueError("KNNCallback needs a ContrastiveData data module (with eval_dataloader)")
+        return getattr(data, "has_labelled_eval", True)
+
+    def evaluate(self, trainer: L.Trainer, module: L.LightningModule) -> dict[str, float]:
+        data = trainer.datamodule
         from contrast import distributed
 
         # Each rank extracts its share of the images with rank 0's BatchNorm statistics; the features of
@@ -67,6 +72,9 @@ class KNNCallback(L.Callback):
         return self.knn.fit(train_x, train_y).score(test_x, test_y)
 
     def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not self.active(trainer):
+            rank_zero_info("kNN evaluation off: no labelled images (give a labelled folder with --data.eval_root)")
+            return
         for logger in trainer.loggers:
             logger.log_hyperparams({"knn_protocol": f"{self.describe()}, train split as the bank, test split scored"})
         if not self.baseline:
@@ -79,7 +87,7 @@ class KNNCallback(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
         last = trainer.max_epochs is not None and epoch >= trainer.max_epochs
-        if epoch % self.every_n_epochs and not last:
+        if (epoch % self.every_n_epochs and not last) or not self.active(trainer):
             return
         with torch.no_grad():
             result = self.evaluate(trainer, module)
@@ -93,7 +101,7 @@ class KNNCallback(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         # Stopped by max_steps or early stopping mid-epoch: score the final weights too.
-        if self._evaluated_at_step != trainer.global_step and trainer.global_step > 0:
+        if self._evaluated_at_step != trainer.global_step and trainer.global_step > 0 and self.active(trainer):
             with torch.no_grad():
                 self.results.update(self.evaluate(trainer, module))
             self._evaluated_at_step = trainer.global_step

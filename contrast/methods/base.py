@@ -59,14 +59,14 @@ class ContrastiveModule(L.LightningModule):
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
         if warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs!r}")
-        if not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes == 1 or num_classes < 0:
+            raise ValueError(f"num_classes must be an int >= 2 (or 0: unlabelled data, no probe), got {num_classes!r}")
         self.save_hyperparameters()
         self.backbone = build_backbone(
             backbone, cifar_stem=cifar_stem, in_channels=in_channels, channels_last=channels_last
         )
         self.feature_dim = self.backbone.feature_dim
-        self.probe = nn.Linear(self.feature_dim, num_classes)
+        self.probe = nn.Linear(self.feature_dim, num_classes) if num_classes else None
         # Not registered as a submodule: the checkpoint holds the backbone once, under the same
         # keys whether or not it is compiled.
         object.__setattr__(self, "_encode", torch.compile(self.backbone) if compile else self.backbone)
@@ -89,16 +89,20 @@ class ContrastiveModule(L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> Tensor:
         q, k, labels = batch_views(batch)
         loss, features = self.contrastive_step(q, k)
-        probe_logits = self.probe(features.detach().float())
-        probe_loss = F.cross_entropy(probe_logits, labels)
         batch_size = q.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        if self.probe is None:  # unlabelled data
+            return loss
+        probe_logits = self.probe(features.detach().float())
+        probe_loss = F.cross_entropy(probe_logits, labels)
         self.log("probe/train_loss", probe_loss, batch_size=batch_size)
         self.log("probe/train_top1", (probe_logits.argmax(1) == labels).float().mean() * 100, batch_size=batch_size)
         return loss + probe_loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, labels = batch
+        if self.probe is None:
+            return
         logits = self.probe(self.encode(images).float())
         self.log(
             "val/probe_top1",
@@ -118,8 +122,11 @@ class ContrastiveModule(L.LightningModule):
         groups = [
             {"params": decay, "weight_decay": hp.weight_decay},
             {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True},
-            {"params": list(self.probe.parameters()), "weight_decay": 0.0, "lars_exclude": True, "lr": hp.probe_lr},
         ]
+        if self.probe is not None:
+            groups.append(
+                {"params": list(self.probe.parameters()), "weight_decay": 0.0, "lars_exclude": True, "lr": hp.probe_lr}
+            )
         if hp.optimizer == "sgd":
             for g in groups:
                 g.pop("lars_exclude", None)

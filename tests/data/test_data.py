@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from contrast.data import ContrastiveData, DataNotFoundError, generate_shapes, load_split
-from contrast.data.module import EpochShuffle
+from contrast.data.sampler import EpochShuffle
 from contrast.data.sources import FolderImages, TensorImages
 
 
@@ -30,9 +30,13 @@ def test_epoch_shuffle_depends_on_seed_and_epoch_and_skips_on_resume():
     sampler.set_epoch(2)
     second = list(sampler)
     assert sorted(i - 20 for i in second) == list(range(10)) and [i - 20 for i in second] != first
-    resumed = EpochShuffle(10, seed=1, skip=lambda epoch: 4)
-    resumed.set_epoch(2)
+    resumed = EpochShuffle(10, seed=1)
+    resumed.resume_at(2, 4)
     assert list(resumed) == second[4:]
+    assert list(resumed) == second  # only the resumed pass skips; the epoch's next pass is whole
+    resumed.resume_at(1, 4)
+    resumed.set_epoch(2)
+    assert list(resumed) == second  # a position saved for another epoch is not applied
 
 
 @pytest.mark.parametrize("views", ["cpu", "batched"])

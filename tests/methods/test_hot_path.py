@@ -61,9 +61,9 @@ def test_a_training_step_reads_nothing_back_from_the_device(data, method, optimi
         small["queue_size"] = 64
     if method == "moco_v3":
         small["predictor_hidden"] = 64
-    model = METHODS[method](
-        backbone="tiny_cnn", num_classes=10, optimizer=optimizer, channels_last=True, **small
-    ).to(META)
+    model = METHODS[method](backbone="tiny_cnn", num_classes=10, optimizer=optimizer, channels_last=True, **small).to(
+        META
+    )
     opt, schedule = _optimizers(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # self.log without a trainer: nothing is logged
