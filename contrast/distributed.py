@@ -89,3 +89,13 @@ def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
         return
     for buffer in module.buffers():
         dist.broadcast(buffer, src)
+
+
+@torch.no_grad()
+def mean_over_ranks(x: Tensor) -> Tensor:
+    """The mean of ``x`` over all ranks (a copy; no gradient). The identity in one process."""
+    if not is_distributed():
+        return x
+    x = x.detach().clone()
+    dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x / world_size()

@@ -69,9 +69,12 @@ def assert_same_weights(a: Path, b: Path) -> None:
         assert torch.equal(value, second["state_dict"][name]), name
 
 
-@pytest.mark.parametrize("method", ["simclr", "moco_v2"])
+@pytest.mark.parametrize("method", ["simclr", "moco_v2", "simclr_cpu_views"])
 def test_sigkill_mid_epoch_then_ckpt_path_last_resumes_exactly(tmp_path, method):
+    """Batched views seeded per step; per-sample views in 2 DataLoader workers seeded per sample."""
     extra = QUICK + (MOCO if method == "moco_v2" else []) + every(4)
+    if method == "simclr_cpu_views":
+        extra += ["--data.views", "cpu", "--data.num_workers", "2"]
     straight = contrast(
         "fit", *extra, *callback("SaveWeights", path=tmp_path / "straight.pt"), "--run_dir", "straight", cwd=tmp_path
     )
@@ -257,3 +260,34 @@ def test_a_full_disk_is_reported_as_such(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left on device while writing .*last.ckpt"):
         checkpoint.atomic_save({"weights": torch.zeros(1 << 16)}, tmp_path / "last.ckpt")
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind
+
+
+def test_every_minutes_writes_within_an_epoch(tmp_path, monkeypatch):
+    import lightning as L
+
+    from contrast.checkpoint import AtomicCheckpointIO, LastCheckpoint
+    from contrast.data import ContrastiveData
+    from contrast.methods import SimCLR
+
+    clock = iter(range(0, 10_000, 30))  # every call to the clock: 30 s later
+    monkeypatch.setattr("contrast.checkpoint.time.monotonic", lambda: next(clock))
+    saved = []
+    checkpoint = LastCheckpoint(every_minutes=1, dirpath=str(tmp_path))
+    monkeypatch.setattr(
+        L.Trainer, "save_checkpoint", lambda trainer, path, weights_only=None: saved.append(trainer.global_step)
+    )
+    trainer = L.Trainer(
+        max_steps=6,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[checkpoint],
+        plugins=[AtomicCheckpointIO()],
+    )
+    data = ContrastiveData(batch_size=16, train_subset=256, eval_subset=32, views="batched")
+    trainer.fit(SimCLR(backbone="tiny_cnn", projector_hidden=32, projector_dim=16), data)
+    # One clock reading per step (and one per write), 30 s apart: a write whenever a minute has
+    # passed since the last, i.e. every 2nd step; the run's end (step 6) writes as an epoch end does.
+    assert saved == [2, 4, 6, 6], saved

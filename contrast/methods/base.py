@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from contrast import distributed
 from contrast.data.module import batch_views
 from contrast.methods.lars import LARS
 from contrast.models import build_backbone
@@ -90,14 +91,24 @@ class ContrastiveModule(L.LightningModule):
         q, k, labels = batch_views(batch)
         loss, features = self.contrastive_step(q, k)
         batch_size = q.shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("train/loss", self._logged(loss), prog_bar=True, batch_size=batch_size)
         if self.probe is None:  # unlabelled data
             return loss
         probe_logits = self.probe(features.detach().float())
         probe_loss = F.cross_entropy(probe_logits, labels)
-        self.log("probe/train_loss", probe_loss, batch_size=batch_size)
-        self.log("probe/train_top1", (probe_logits.argmax(1) == labels).float().mean() * 100, batch_size=batch_size)
+        probe_top1 = (probe_logits.argmax(1) == labels).float().mean() * 100
+        self.log("probe/train_loss", self._logged(probe_loss), batch_size=batch_size)
+        self.log("probe/train_top1", self._logged(probe_top1), batch_size=batch_size)
         return loss + probe_loss
+
+    def _logged(self, value: Tensor) -> Tensor:
+        """Under DDP, the mean over all ranks at the steps the logger writes, so the figure is the
+        global batch's; a rank's own value at the others (an all-reduce every step would make each
+        step wait for every rank). The mean of equal shards' losses is the global batch's loss."""
+        trainer = self._trainer
+        if distributed.is_distributed() and trainer is not None and trainer._logger_connector.should_update_logs:
+            return distributed.mean_over_ranks(value)
+        return value.detach()
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, labels = batch

@@ -17,6 +17,26 @@ from contrast.eval.callback import KNNCallback
 from contrast.methods import MoCoV2, SimCLR
 
 
+class LocalLoss(SimCLR):
+    """SimCLR that keeps each step's loss of this rank's shard."""
+
+    def contrastive_step(self, q, k):
+        loss, features = super().contrastive_step(q, k)
+        self.local_losses.append(float(loss))
+        return loss, features
+
+
+class RecordLoss(L.Callback):
+    """Each step: this rank's own loss, and the train/loss the logger received."""
+
+    def __init__(self) -> None:
+        self.local, self.logged = [], []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.local.append(module.local_losses[-1] if hasattr(module, "local_losses") else None)
+        self.logged.append(float(trainer.callback_metrics["train/loss"]))
+
+
 class SaveState(L.Callback):
     def __init__(self, out: Path) -> None:
         self.out = out
@@ -33,8 +53,12 @@ def main() -> None:
     L.seed_everything(0)
     data = ContrastiveData(batch_size=16, train_subset=128, eval_subset=96, views="batched", seed=1)
     common = dict(backbone="tiny_cnn", num_classes=10, lr=0.05, projector_hidden=64, projector_dim=32)
-    model = SimCLR(**common) if args.method == "simclr" else MoCoV2(queue_size=128, **common)
-    knn = KNNCallback(every_n_epochs=1, k=20)
+    if args.method == "simclr":
+        model = LocalLoss(**common)
+        model.local_losses = []
+    else:
+        model = MoCoV2(queue_size=128, **common)
+    knn, losses = KNNCallback(every_n_epochs=1, k=20), RecordLoss()
     trainer = L.Trainer(
         accelerator="cpu",
         devices=2,
@@ -45,10 +69,13 @@ def main() -> None:
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[knn, SaveState(args.out)],  # SyncBatchNorm is GPU-only in torch: off on CPU
+        callbacks=[knn, losses, SaveState(args.out)],  # SyncBatchNorm is GPU-only in torch: off on CPU
+        log_every_n_steps=2,
     )
     trainer.fit(model, data)
     (args.out / f"knn{trainer.global_rank}.json").write_text(json.dumps(knn.results))
+    record = {"local": losses.local, "logged": losses.logged}
+    (args.out / f"loss{trainer.global_rank}.json").write_text(json.dumps(record))
 
 
 if __name__ == "__main__":

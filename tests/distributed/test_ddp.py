@@ -123,6 +123,15 @@ def test_two_process_lightning_fit(method, tmp_path):
         assert torch.equal(states[0][name], states[1][name]), name
     knn = [json.loads((tmp_path / f"knn{r}.json").read_text()) for r in range(2)]
     assert knn[0] == knn[1]
+    # train/loss at the logged steps (every 2nd) is the mean of both ranks' losses, not rank 0's own.
+    losses = [json.loads((tmp_path / f"loss{r}.json").read_text()) for r in range(2)]
+    if method == "simclr":
+        logged_steps = [s for s in range(len(losses[0]["local"])) if (s + 1) % 2 == 0]
+        assert logged_steps
+        for s in logged_steps:
+            mean = (losses[0]["local"][s] + losses[1]["local"][s]) / 2
+            assert losses[0]["logged"][s] == pytest.approx(mean, rel=1e-6) == losses[1]["logged"][s]
+            assert losses[0]["local"][s] != pytest.approx(mean, rel=1e-6)  # the ranks' losses differ
     # kNN under DDP (sharded extraction, gathered features) equals a single-process evaluation.
     from contrast.data import ContrastiveData
     from contrast.eval import KNNEvaluator, extract_features
