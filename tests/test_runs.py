@@ -69,7 +69,14 @@ def assert_same_weights(a: Path, b: Path) -> None:
         assert torch.equal(value, second["state_dict"][name]), name
 
 
-@pytest.mark.parametrize("method", ["simclr", "moco_v2", "simclr_cpu_views"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "simclr",
+        pytest.param("moco_v2", marks=pytest.mark.slow),
+        pytest.param("simclr_cpu_views", marks=pytest.mark.slow),
+    ],
+)
 def test_sigkill_mid_epoch_then_ckpt_path_last_resumes_exactly(tmp_path, method):
     """Batched views seeded per step; per-sample views in 2 DataLoader workers seeded per sample."""
     extra = QUICK + (MOCO if method == "moco_v2" else []) + every(4)
@@ -99,6 +106,7 @@ def test_sigkill_mid_epoch_then_ckpt_path_last_resumes_exactly(tmp_path, method)
     assert untrained.search(resumed.stdout).groups() == untrained.search(straight.stdout).groups()
 
 
+@pytest.mark.slow
 def test_sigterm_writes_a_checkpoint_and_the_resumed_run_is_exact(tmp_path):
     contrast("fit", *QUICK, *callback("SaveWeights", path=tmp_path / "straight.pt"), "--run_dir", "a", cwd=tmp_path)
     stopped = contrast(
@@ -218,25 +226,29 @@ def test_common_mistakes_give_one_short_error(tmp_path, args, expected):
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 4, result.stderr
 
 
-def test_files_that_are_not_checkpoints(tmp_path):
+def test_files_that_are_not_checkpoints(tmp_path, monkeypatch, capsys):
+    from contrast.cli import main
+
     empty = tmp_path / "empty.ckpt"
     empty.write_bytes(b"")
     text = tmp_path / "notes.ckpt"
     text.write_text("not a checkpoint")
     weights = tmp_path / "weights.pt"
     torch.save({"conv.weight": torch.zeros(1)}, weights)
-    for path, message in (
+    cases = (
         (empty, "is empty (0 bytes)"),
         (text, "is not a readable PyTorch checkpoint"),
         (weights, "not a training checkpoint"),
-    ):
-        for command in (
-            ["fit", *QUICK, "--ckpt_path", str(path)],
-            ["knn", "--ckpt", str(path)],
-            ["export", "--ckpt", str(path), "--out", "x"],
-        ):
-            result = contrast(*command, cwd=tmp_path, check=2)
-            assert message in result.stderr and str(path) in result.stderr, (command, result.stderr)
+    )
+    for path, message in cases:
+        result = contrast("fit", *QUICK, "--ckpt_path", str(path), cwd=tmp_path, check=2)
+        assert message in result.stderr and str(path) in result.stderr, result.stderr
+    monkeypatch.chdir(tmp_path)  # the other commands in this process: the same code as `contrast knn ...`
+    for path, message in cases:
+        for command in (["knn", "--ckpt", str(path)], ["export", "--ckpt", str(path), "--out", "x"]):
+            assert main(command) == 2
+            error = capsys.readouterr().err
+            assert message in error and str(path) in error, (command, error)
 
 
 def test_contrast_test_is_refused_and_help_lists_every_command(tmp_path):
