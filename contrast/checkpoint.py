@@ -174,7 +174,9 @@ class LastCheckpoint(Checkpoint):
 
     def save(self, trainer: L.Trainer) -> Path:
         path = self.path(trainer)
-        trainer.save_checkpoint(path, weights_only=False)  # all ranks call it; rank 0 writes (atomically: AtomicCheckpointIO)
+        trainer.save_checkpoint(
+            path, weights_only=False
+        )  # all ranks call it; rank 0 writes (atomically: AtomicCheckpointIO)
         self.last_path, self._last_write = path, time.monotonic()
         return path
 

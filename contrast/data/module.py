@@ -18,60 +18,16 @@ import warnings
 
 import lightning as L
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from contrast import distributed
+from contrast.data.datasets import EvalDataset, Indices, Subset, TwoViewDataset, decode_all
 from contrast.data.sampler import EpochShuffle
 from contrast.data.sources import FolderImages, TensorImages, load_split
-from contrast.seeds import derive_seed
-from contrast.views import BatchedTwoViews, Recipe, TwoViews, get_recipe
+from contrast.views import DeviceViews, TwoViews, get_recipe
 
 VIEW_PATHS = ("cpu", "batched")
 CACHES = ("none", "memory", "device")
-
-
-class TwoViewDataset(Dataset):
-    """((q, k), label) with per-sample views; index ``epoch·N + i`` seeds sample i's augmentation."""
-
-    def __init__(self, base: Dataset, views: TwoViews | None, seed: int) -> None:
-        self.base, self.views, self.seed = base, views, seed
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, index: int):
-        image, label = self.base[index % len(self.base)]
-        if self.views is None:  # batched path: views are made on the device
-            return image, label
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(self.seed, "views", index))
-            return self.views(image), label
-
-
-class EvalDataset(Dataset):
-    """(image, label) with the deterministic evaluation transform: resize to the recipe's size
-    (shorter side, centre crop) and normalise."""
-
-    def __init__(self, base: Dataset, recipe: Recipe) -> None:
-        from torchvision.transforms import v2
-
-        self.base = base
-        self.transform = v2.Compose(
-            [
-                v2.Resize(recipe.size, antialias=True),
-                v2.CenterCrop(recipe.size),
-                v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize(recipe.mean, recipe.std),
-            ]
-        )
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, index: int):
-        image, label = self.base[index]
-        return self.transform(image), label
 
 
 class ContrastiveData(L.LightningDataModule):
@@ -147,9 +103,8 @@ class ContrastiveData(L.LightningDataModule):
         self.train_subset, self.eval_subset, self.image_size, self.seed = train_subset, eval_subset, image_size, seed
         self.cache, self.eval_root, self.skip_corrupt = cache, eval_root, skip_corrupt
         self._splits: dict = {}  # train -> split, ("eval", train) -> evaluation split
-        self._on_device: tuple[Tensor, Tensor] | None = None  # (images, labels) of the train split
         self._resume: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
-        self.batched_views = BatchedTwoViews(self.recipe_q, self.recipe_k) if views == "batched" else None
+        self.device_views = DeviceViews(self.recipe_q, self.recipe_k, seed) if views == "batched" else None
 
     # ------------------------------------------------------------------ data
     def split(self, train: bool) -> Dataset | None:
@@ -165,7 +120,7 @@ class ContrastiveData(L.LightningDataModule):
     def _prepare(self, base: Dataset, train: bool, name: str) -> Dataset:
         limit = self.train_subset if train else self.eval_subset
         if limit is not None and limit < len(base):
-            base = _Subset(base, limit)
+            base = Subset(base, limit)
         if len(base) == 0:
             raise ValueError(f"dataset {name!r} ({'train' if train else 'test'}) is empty")
         if self.cache != "none" and not isinstance(base, TensorImages):
@@ -258,7 +213,7 @@ class ContrastiveData(L.LightningDataModule):
             sampler.resume_at(epoch, batches * self.batch_size * distributed.world_size())
             self._resume = None
         if self.cache == "device":  # indices only; images are gathered on the device
-            dataset, workers = _Indices(len(base)), 0
+            dataset, workers = Indices(len(base)), 0
         else:
             views = None if self.views == "batched" else TwoViews(self.recipe_q, self.recipe_k)
             dataset, workers = TwoViewDataset(base, views, self.seed), self.num_workers
@@ -315,76 +270,9 @@ class ContrastiveData(L.LightningDataModule):
     # ------------------------------------------------------------------ batched views on the device
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         trainer = self.trainer
-        if self.batched_views is None or trainer is None or not trainer.training:
+        if self.device_views is None or trainer is None or not trainer.training:
             return batch
-        if self.cache == "device":
-            images, labels = self._gather_on_device(batch)
-        else:
-            images, labels = batch
-        generator = torch.Generator().manual_seed(
-            derive_seed(self.seed, "views", trainer.global_step, distributed.rank())
-        )
-        return self.batched_views(images, generator), labels
-
-    def _gather_on_device(self, indices: Tensor) -> tuple[Tensor, Tensor]:
-        """The training images and labels of a batch of indices, from the copy held on the device
-        (made at the first batch)."""
-        if self._on_device is None or self._on_device[0].device != indices.device:
+        if self.cache == "device" and not self.device_views.holds_images:
             base = self.split(True)
-            self._on_device = (base.images.to(indices.device), base.labels.to(indices.device))
-        images, labels = self._on_device
-        return images[indices], labels[indices]
-
-
-class _Indices(Dataset):
-    """Sample indices (the sampler's ``epoch·N + i`` taken modulo N): the device-cache loader."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __getitem__(self, index: int) -> int:
-        return index % self.size
-
-
-def decode_all(base: Dataset, num_workers: int = 0, what: str = "images") -> TensorImages:
-    """Read every (image, label) of ``base`` once into one uint8 tensor (in parallel over
-    ``num_workers`` processes). All images must have the same size (set ``image_size``)."""
-    from tqdm.auto import tqdm
-
-    loader = DataLoader(base, batch_size=512, num_workers=num_workers)
-    images, labels = [], []
-    try:
-        for x, y in tqdm(loader, desc=f"decoding {what}", leave=False):
-            images.append(x)
-            labels.append(torch.as_tensor(y))
-    except RuntimeError as error:
-        if "stack expects each tensor to be equal size" in str(error):
-            raise ValueError(f"caching {what} needs images of one size: set --data.image_size") from error
-        raise
-    classes = getattr(base, "classes", None) or [str(i) for i in range(int(torch.cat(labels).max()) + 1)]
-    return TensorImages(torch.cat(images), torch.cat(labels), classes)
-
-
-class _Subset(Dataset):
-    """n samples spread evenly over ``base`` (datasets stored class by class keep every class)."""
-
-    def __init__(self, base: Dataset, n: int) -> None:
-        self.base = base
-        self.indices = torch.linspace(0, len(base) - 1, n).round().long()
-        self.labels = base.labels[self.indices]
-        self.classes = getattr(base, "classes", None)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int):
-        return self.base[int(self.indices[index])]
-
-
-def batch_views(batch) -> tuple[Tensor, Tensor, Tensor]:
-    """(q, k, labels) from a training batch of either path."""
-    (q, k), labels = batch
-    return q, k, labels
+            self.device_views.hold(base.images, base.labels)
+        return self.device_views(batch, trainer.global_step, distributed.rank())

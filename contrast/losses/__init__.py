@@ -4,14 +4,7 @@ from contrast.losses.infonce import InfoNCE, NTXent, info_nce, nt_xent
 from contrast.losses.pairs import cosine_embedding, hinge_embedding, margin_ranking, triplet_margin
 from contrast.losses.temperature import Temperature
 
-# Name -> loss module, for configuration files.
-LOSSES = {
-    "info_nce": InfoNCE,
-    "nt_xent": NTXent,
-}
-
 __all__ = [
-    "LOSSES",
     "InfoNCE",
     "NTXent",
     "Temperature",

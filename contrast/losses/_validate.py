@@ -47,8 +47,9 @@ def check_pair(q: object, k: object, *, min_rows: int = 1, check_finite: bool = 
         )
 
 
-def check_temperature(temperature: object) -> float | Tensor:
-    """A positive finite float, a 0-dim positive tensor, or a callable module returning one."""
+def check_temperature(temperature: object, dtype: torch.dtype | None = None) -> float | Tensor:
+    """τ checked once and in the form the kernel takes: a positive finite float, or (learnable: a
+    :class:`Temperature` module or a tensor that requires grad) a 0-dim tensor in ``dtype``."""
     if isinstance(temperature, torch.nn.Module):
         temperature = temperature()
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float, Tensor)):
@@ -59,8 +60,7 @@ def check_temperature(temperature: object) -> float | Tensor:
         if temperature.numel() != 1:
             raise ValueError(f"temperature must be a scalar, got a tensor of shape {tuple(temperature.shape)}")
         if temperature.requires_grad:  # learnable: positivity is kept by the module's clamp
-            return temperature.reshape(())
-        temperature = float(temperature)
+            return temperature.reshape(()) if dtype is None else temperature.reshape(()).to(dtype)
     temperature = float(temperature)
     if not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"temperature must be a finite number > 0, got {temperature}")

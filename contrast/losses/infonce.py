@@ -12,6 +12,11 @@
 
 Both L2-normalise rows first by default (cosine similarity), compute logits in float32 (or
 float64 for float64 input) even under autocast, and return the mean, sum, or per-row losses.
+
+One code path serves one process and many (open_clip's ``gather_features``): with
+``gather=True`` the in-batch negatives are the embeddings of every rank, gathered with gradients
+(:func:`contrast.distributed.gather`, the identity in one process), and each row's target is
+offset by ``rank · N``, so W ranks × N rows give the loss and gradients of one process with W·N.
 """
 
 from __future__ import annotations
@@ -40,8 +45,16 @@ def _prepare(x: Tensor, normalize: bool) -> Tensor:
     return F.normalize(x, dim=1) if normalize else x
 
 
-def _tau(temperature: float | Tensor, dtype: torch.dtype) -> float | Tensor:
-    return temperature.to(dtype) if isinstance(temperature, Tensor) else temperature
+def _gathered(x: Tensor, gather: bool) -> tuple[Tensor, int]:
+    """(the rows of every rank, this rank's offset in them) with ``gather``; else (x, 0)."""
+    if gather and distributed.is_distributed():
+        return distributed.gather(x), distributed.rank() * x.shape[0]
+    return x, 0
+
+
+def _min_rows(gather: bool) -> int:
+    """In-batch negatives need two rows in all; under DDP with ``gather`` they may be on other ranks."""
+    return 1 if gather and distributed.is_distributed() else 2
 
 
 def info_nce(
@@ -55,6 +68,7 @@ def info_nce(
     reduction: str = "mean",
     chunk_size: int | None = None,
     validate: bool = True,
+    gather: bool = False,
 ) -> Tensor:
     """Single-view InfoNCE: ``cross_entropy(q @ k.T / τ, arange(N))``.
 
@@ -64,12 +78,13 @@ def info_nce(
         temperature: τ > 0, a float or a :class:`Temperature` module (learnable).
         negatives: optional (M, D) bank of extra negatives (the MoCo queue). Then the logits are
             ``[q_i·k_i | q_i @ negatives.T] / τ`` (N×(1+M)), target 0, and the other keys of the
-            batch are *not* negatives, as in MoCo.
+            batch are *not* negatives, as in MoCo (nothing is gathered).
         normalize: L2-normalise q, k and negatives first (cosine similarity).
         symmetric: average the q→k and k→q losses (MoCo v3). Not defined with ``negatives``.
         reduction: "mean" | "sum" | "none" (N per-row losses; symmetric rows average both directions).
         chunk_size: rows per block for the memory-bounded path; None chooses automatically.
         validate: check for NaN/Inf input (one host sync); shapes and τ are always checked.
+        gather: under DDP, the keys (and queries, when symmetric) of every rank are the negatives.
 
     Returns:
         A scalar, or (N,) losses for ``reduction="none"``.
@@ -79,9 +94,8 @@ def info_nce(
         q, k = torch.randn(256, 128), torch.randn(256, 128)
         loss = info_nce(q, k, temperature=0.2)
     """
-    check_pair(q, k, min_rows=1 if negatives is not None else 2, check_finite=validate)
+    check_pair(q, k, min_rows=1 if negatives is not None else _min_rows(gather), check_finite=validate)
     check_reduction(reduction)
-    tau = check_temperature(temperature)
     if negatives is not None:
         if symmetric:
             raise ValueError("symmetric=True is not defined with negatives (the queue holds keys only)")
@@ -91,20 +105,23 @@ def info_nce(
                 f"negatives must have the embedding width D={q.shape[1]} of q, got shape {tuple(negatives.shape)}"
             )
     with no_autocast(q.device):
-        q, k = _prepare(q, normalize), _prepare(k, normalize)
-        tau = _tau(tau, q.dtype)
+        q, k = _prepare(q, normalize), _prepare(k, normalize)  # (N, D) each
+        tau = check_temperature(temperature, q.dtype)
         if negatives is not None:
             return reduce(_moco_losses(q, k, _prepare(negatives, normalize).to(q.dtype), tau), reduction)
-        targets = torch.arange(q.shape[0], device=q.device)
-        losses = contrastive_cross_entropy(q, k, tau, targets, chunk_size=chunk_size)
+        all_k, offset = _gathered(k, gather)  # (W·N, D)
+        targets = torch.arange(offset, offset + q.shape[0], device=q.device)  # (N,) column of each positive
+        losses = contrastive_cross_entropy(q, all_k, tau, targets, chunk_size=chunk_size)  # (N,)
         if symmetric:
-            losses = 0.5 * (losses + contrastive_cross_entropy(k, q, tau, targets, chunk_size=chunk_size))
+            all_q, _ = _gathered(q, gather)
+            losses = 0.5 * (losses + contrastive_cross_entropy(k, all_q, tau, targets, chunk_size=chunk_size))
         return reduce(losses, reduction)
 
 
 def _moco_losses(q: Tensor, k: Tensor, negatives: Tensor, tau: float | Tensor) -> Tensor:
-    positive = (q * k).sum(dim=1, keepdim=True)
-    logits = torch.cat([positive, q @ negatives.T], dim=1) / tau
+    l_pos = (q * k).sum(dim=1, keepdim=True)  # (N, 1)
+    l_neg = q @ negatives.T  # (N, M)
+    logits = torch.cat([l_pos, l_neg], dim=1) / tau  # (N, 1+M), the positive in column 0
     return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device), reduction="none")
 
 
@@ -118,6 +135,7 @@ def nt_xent(
     reduction: str = "mean",
     chunk_size: int | None = None,
     validate: bool = True,
+    gather: bool = False,
 ) -> Tensor:
     """NT-Xent, the concatenated 2N form of SimCLR.
 
@@ -136,48 +154,62 @@ def nt_xent(
         chunk_size: rows per block for the memory-bounded path; None chooses automatically
             (chunked above 2**27 similarities, i.e. N > 5792).
         validate: check for NaN/Inf input (one host sync).
+        gather: under DDP, q and k of every rank are the negatives.
 
     Example::
 
         z1, z2 = projector(encoder(view1)), projector(encoder(view2))
         loss = nt_xent(z1, z2, temperature=0.5)
     """
-    check_pair(q, k, min_rows=2, check_finite=validate)
+    check_pair(q, k, min_rows=_min_rows(gather), check_finite=validate)
     check_reduction(reduction)
-    tau = check_temperature(temperature)
     with no_autocast(q.device):
-        z = torch.cat([_prepare(q, normalize), _prepare(k, normalize)], dim=0)
-        losses = _nt_xent_rows(z, z, 0, _tau(tau, z.dtype), exclude_self, chunk_size)
+        q, k = _prepare(q, normalize), _prepare(k, normalize)  # (N, D) each
+        tau = check_temperature(temperature, q.dtype)
+        (all_q, offset), (all_k, _) = _gathered(q, gather), _gathered(k, gather)  # (W·N, D) each
+        n, total = q.shape[0], all_q.shape[0]
+        rows = torch.cat([q, k])  # (2N, D): this rank's q rows, then its k rows
+        columns = rows if all_q is q else torch.cat([all_q, all_k])  # (2·W·N, D); one process: rows
+        local = torch.arange(offset, offset + n, device=q.device)  # (N,) this rank's samples
+        self_index = torch.cat([local, local + total])  # (2N,) the column of each row itself
+        targets = torch.cat([local + total, local])  # (2N,) the other view of the same sample
+        losses = contrastive_cross_entropy(
+            rows, columns, tau, targets, self_index if exclude_self else None, chunk_size
+        )  # (2N,)
         return reduce(losses, reduction)
 
 
-def _nt_xent_rows(
-    rows: Tensor, columns: Tensor, offset: int, tau: float | Tensor, exclude_self: bool, chunk_size: int | None
-) -> Tensor:
-    """NT-Xent losses of ``rows`` = cat(q_local, k_local) (2n) against ``columns`` = cat(q_all, k_all) (2N).
-
-    The local samples are columns offset .. offset+n of each half (offset = rank * n).
-    """
-    n, total = rows.shape[0] // 2, columns.shape[0] // 2
-    local = torch.arange(offset, offset + n, device=rows.device)
-    self_index = torch.cat([local, local + total])
-    targets = torch.cat([local + total, local])
-    return contrastive_cross_entropy(rows, columns, tau, targets, self_index if exclude_self else None, chunk_size)
-
-
 class _ContrastiveLoss(nn.Module):
-    def __init__(self, temperature: float | Temperature, normalize: bool, reduction: str, gather_distributed: bool):
+    """Holds the hyper-parameters (and a learnable τ); ``forward`` is one call to the function."""
+
+    def __init__(
+        self,
+        temperature: float | Temperature,
+        normalize: bool,
+        reduction: str,
+        gather_distributed: bool,
+        chunk_size: int | None,
+        validate: bool,
+    ) -> None:
         super().__init__()
         if not isinstance(temperature, Temperature):
             temperature = float(check_temperature(temperature))
         check_reduction(reduction)
         self.temperature = temperature
-        self.normalize = normalize
-        self.reduction = reduction
-        self.gather_distributed = gather_distributed
+        self.normalize, self.reduction, self.gather_distributed = normalize, reduction, gather_distributed
+        self.chunk_size, self.validate = chunk_size, validate
 
     def tau(self) -> float | Tensor:
         return self.temperature() if isinstance(self.temperature, Temperature) else self.temperature
+
+    def options(self) -> dict:
+        return dict(
+            normalize=self.normalize,
+            reduction=self.reduction,
+            chunk_size=self.chunk_size,
+            validate=self.validate,
+            gather=self.gather_distributed,
+        )
 
 
 class InfoNCE(_ContrastiveLoss):
@@ -199,29 +231,11 @@ class InfoNCE(_ContrastiveLoss):
         chunk_size: int | None = None,
         validate: bool = True,
     ) -> None:
-        super().__init__(temperature, normalize, reduction, gather_distributed)
+        super().__init__(temperature, normalize, reduction, gather_distributed, chunk_size, validate)
         self.symmetric = symmetric
-        self.chunk_size = chunk_size
-        self.validate = validate
 
     def forward(self, q: Tensor, k: Tensor, negatives: Tensor | None = None) -> Tensor:
-        kwargs = dict(
-            normalize=self.normalize, reduction=self.reduction, chunk_size=self.chunk_size, validate=self.validate
-        )
-        if negatives is not None or not (self.gather_distributed and distributed.is_distributed()):
-            return info_nce(q, k, self.tau(), negatives=negatives, symmetric=self.symmetric, **kwargs)
-        check_pair(q, k, min_rows=1, check_finite=self.validate)
-        tau = check_temperature(self.tau())
-        with no_autocast(q.device):
-            q, k = _prepare(q, self.normalize), _prepare(k, self.normalize)
-            tau = _tau(tau, q.dtype)
-            n, offset = q.shape[0], distributed.rank() * q.shape[0]
-            targets = torch.arange(offset, offset + n, device=q.device)
-            losses = contrastive_cross_entropy(q, distributed.gather(k), tau, targets, chunk_size=self.chunk_size)
-            if self.symmetric:
-                back = contrastive_cross_entropy(k, distributed.gather(q), tau, targets, chunk_size=self.chunk_size)
-                losses = 0.5 * (losses + back)
-            return reduce(losses, self.reduction)
+        return info_nce(q, k, self.tau(), negatives=negatives, symmetric=self.symmetric, **self.options())
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, normalize={self.normalize}, symmetric={self.symmetric}"
@@ -244,32 +258,11 @@ class NTXent(_ContrastiveLoss):
         chunk_size: int | None = None,
         validate: bool = True,
     ) -> None:
-        super().__init__(temperature, normalize, reduction, gather_distributed)
+        super().__init__(temperature, normalize, reduction, gather_distributed, chunk_size, validate)
         self.exclude_self = exclude_self
-        self.chunk_size = chunk_size
-        self.validate = validate
 
     def forward(self, q: Tensor, k: Tensor) -> Tensor:
-        if not (self.gather_distributed and distributed.is_distributed()):
-            return nt_xent(
-                q,
-                k,
-                self.tau(),
-                normalize=self.normalize,
-                exclude_self=self.exclude_self,
-                reduction=self.reduction,
-                chunk_size=self.chunk_size,
-                validate=self.validate,
-            )
-        check_pair(q, k, min_rows=1, check_finite=self.validate)
-        tau = check_temperature(self.tau())
-        with no_autocast(q.device):
-            q, k = _prepare(q, self.normalize), _prepare(k, self.normalize)
-            rows = torch.cat([q, k], dim=0)
-            columns = torch.cat([distributed.gather(q), distributed.gather(k)], dim=0)
-            offset = distributed.rank() * q.shape[0]
-            losses = _nt_xent_rows(rows, columns, offset, _tau(tau, q.dtype), self.exclude_self, self.chunk_size)
-            return reduce(losses, self.reduction)
+        return nt_xent(q, k, self.tau(), exclude_self=self.exclude_self, **self.options())
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, normalize={self.normalize}, exclude_self={self.exclude_self}"

@@ -138,11 +138,10 @@ def contrastive_cross_entropy(
     """Per-row losses (R,) of ``cross_entropy(a @ b.T / τ, targets)`` with optional self-masking.
 
     ``a`` and ``b`` must already be in the compute dtype (float32 or float64) and may be the
-    same tensor (NT-Xent). ``temperature`` is a positive float or a 0-dim tensor (learnable).
+    same tensor (NT-Xent). ``temperature`` is a positive float, or a 0-dim tensor in that dtype
+    (learnable; :func:`contrast.losses._validate.check_temperature` gives either).
     ``chunk_size`` is the number of rows per block; None chooses automatically (one block up to
     ``AUTO_CHUNK_ELEMENTS`` similarities).
     """
     chunk = resolve_chunk_size(a.shape[0], b.shape[0], chunk_size)
-    if isinstance(temperature, Tensor):
-        temperature = temperature.to(a.dtype)
     return _ContrastiveCrossEntropy.apply(a, b, temperature, targets, self_index, chunk)

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrast import distributed
-from contrast.data.module import batch_views
 from contrast.methods.lars import LARS
 from contrast.models import build_backbone
 
@@ -78,17 +77,20 @@ class ContrastiveModule(L.LightningModule):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ shared
+    def memory_format(self, images: Tensor) -> Tensor:
+        """Images in the memory format of the weights (channels-last when ``channels_last``)."""
+        return images.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else images
+
     def encode(self, images: Tensor) -> Tensor:
-        if self.hparams.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return self._encode(images)
+        """Backbone features (N, F) of images (N, C, H, W)."""
+        return self._encode(self.memory_format(images))
 
     def forward(self, images: Tensor) -> Tensor:
         """Backbone features of images (what evaluation and export use)."""
         return self.encode(images)
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
-        q, k, labels = batch_views(batch)
+        (q, k), labels = batch  # two views of each image (either data path), and its label
         loss, features = self.contrastive_step(q, k)
         batch_size = q.shape[0]
         self.log("train/loss", self._logged(loss), prog_bar=True, batch_size=batch_size)
@@ -130,21 +132,18 @@ class ContrastiveModule(L.LightningModule):
             if not param.requires_grad or name.startswith("probe."):
                 continue
             (no_decay if param.ndim <= 1 else decay).append(param)
+        # No weight decay on biases and norms; LARS leaves them (and the probe) unadapted, as SimCLR.
+        lars = hp.optimizer == "lars"
         groups = [
             {"params": decay, "weight_decay": hp.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True},
+            {"params": no_decay, "weight_decay": 0.0} | ({"lars_exclude": True} if lars else {}),
         ]
         if self.probe is not None:
-            groups.append(
-                {"params": list(self.probe.parameters()), "weight_decay": 0.0, "lars_exclude": True, "lr": hp.probe_lr}
-            )
+            probe = {"params": list(self.probe.parameters()), "weight_decay": 0.0, "lr": hp.probe_lr}
+            groups.append(probe | ({"lars_exclude": True} if lars else {}))
         if hp.optimizer == "sgd":
-            for g in groups:
-                g.pop("lars_exclude", None)
             optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.sgd_momentum)
         elif hp.optimizer == "adamw":
-            for g in groups:
-                g.pop("lars_exclude", None)
             optimizer = torch.optim.AdamW(groups, lr=hp.lr)
         else:
             optimizer = LARS(groups, lr=hp.lr, momentum=hp.sgd_momentum)

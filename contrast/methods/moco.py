@@ -34,11 +34,11 @@ class _MomentumMethod(ContrastiveModule):
         if momentum_schedule not in SCHEDULES:
             raise ValueError(f"momentum_schedule must be one of {SCHEDULES}, got {momentum_schedule!r}")
 
-    def build_momentum_branch(self, online: nn.Module) -> None:
-        # backbone + projector, the branch that gets gradients; not registered as a submodule so
-        # that the checkpoint holds the backbone's weights once.
-        object.__setattr__(self, "online", online)
-        self.momentum_encoder = momentum_copy(online)
+    def build_momentum_branch(self) -> None:
+        """The online branch (backbone → projector, the one that gets gradients) and its momentum
+        copy. ``online`` is not registered as a submodule, so the checkpoint holds the backbone once."""
+        object.__setattr__(self, "online", nn.Sequential(self.backbone, self.projector))
+        self.momentum_encoder = momentum_copy(self.online)
 
     def current_momentum(self) -> float:
         hp = self.hparams
@@ -55,17 +55,9 @@ class _MomentumMethod(ContrastiveModule):
         self.log("train/momentum", self.current_momentum())
 
     @torch.no_grad()
-    def keys(self, images: Tensor) -> Tensor:
-        if self.hparams.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return self.momentum_encoder(images)
-
-
-class _Online(nn.Sequential):
-    """backbone → projector, returning both the features and the projection."""
-
-    def forward(self, images: Tensor) -> Tensor:  # type: ignore[override]
-        return self[1](self[0](images))
+    def encode_keys(self, images: Tensor) -> Tensor:
+        """Projections of the momentum encoder (no gradient)."""
+        return self.momentum_encoder(self.memory_format(images))
 
 
 class MoCoV2(_MomentumMethod):
@@ -86,26 +78,25 @@ class MoCoV2(_MomentumMethod):
     ) -> None:
         super().__init__(base_momentum, momentum_schedule, **kwargs)
         self.projector = mlp(self.feature_dim, projector_hidden, projector_dim, batch_norm=False)
-        self.build_momentum_branch(_Online(self.backbone, self.projector))
+        self.build_momentum_branch()
         self.queue = Queue(queue_size, projector_dim)
         self.criterion = InfoNCE(temperature, validate=False)
 
-    def contrastive_step(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+    def contrastive_step(self, x_q: Tensor, x_k: Tensor) -> tuple[Tensor, Tensor]:
         self.update_momentum_encoder()
-        features = self.encode(q)
-        query = F.normalize(self.projector(features), dim=1)
-        key = F.normalize(self.keys(k), dim=1)
-        negatives = self.queue.negatives()
-        loss = self.criterion(query, key, negatives)
-        keys = [key]
-        if self.hparams.symmetric:
-            features_k = self.encode(k)
-            query_k = F.normalize(self.projector(features_k), dim=1)
-            key_q = F.normalize(self.keys(q), dim=1)
-            loss = loss + self.criterion(query_k, key_q, negatives)
-            keys.append(key_q)
-        for batch_keys in keys:
-            self.queue.push(distributed.gather_no_grad(batch_keys))
+        features = self.encode(x_q)  # (N, F)
+        q = F.normalize(self.projector(features), dim=1)  # (N, C) queries
+        k = F.normalize(self.encode_keys(x_k), dim=1)  # (N, C) keys
+        queue = self.queue.negatives()  # (K, C) negatives
+        loss = self.criterion(q, k, queue)  # logits [q·k | q @ queue.T] / τ: (N, 1+K)
+        new_keys = [k]
+        if self.hparams.symmetric:  # the swapped pair: x_k as the query, x_q as the key
+            q_swapped = F.normalize(self.projector(self.encode(x_k)), dim=1)  # (N, C)
+            k_swapped = F.normalize(self.encode_keys(x_q), dim=1)  # (N, C)
+            loss = loss + self.criterion(q_swapped, k_swapped, queue)
+            new_keys.append(k_swapped)
+        for keys in new_keys:
+            self.queue.push(distributed.gather_no_grad(keys))  # (W·N, C) keys of every rank
         return loss, features
 
 
@@ -127,15 +118,17 @@ class MoCoV3(_MomentumMethod):
         super().__init__(base_momentum, momentum_schedule, **kwargs)
         self.projector = mlp(self.feature_dim, projector_hidden, projector_dim, num_layers=3, last_bn=True)
         self.predictor = mlp(projector_dim, predictor_hidden, projector_dim, num_layers=2)
-        self.build_momentum_branch(_Online(self.backbone, self.projector))
+        self.build_momentum_branch()
         self.criterion = InfoNCE(temperature, validate=False)
 
-    def contrastive_step(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+    def contrastive_step(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
         self.update_momentum_encoder()
-        n = q.shape[0]
-        features = self.encode(torch.cat([q, k]))
-        predictions = self.predictor(self.projector(features))
-        keys = self.keys(torch.cat([q, k]))
-        scale = 2.0 * self.hparams.temperature
-        loss = scale * (self.criterion(predictions[:n], keys[n:]) + self.criterion(predictions[n:], keys[:n]))
+        n = x1.shape[0]
+        x = torch.cat([x1, x2])  # (2N, C, H, W): both views in one forward
+        features = self.encode(x)  # (2N, F)
+        q = self.predictor(self.projector(features))  # (2N, D): q1 then q2
+        k = self.encode_keys(x)  # (2N, D): k1 then k2
+        # ctr(q1, k2) + ctr(q2, k1), each scaled by 2τ as in the reference code (moco-v3 builder.py).
+        scale = 2.0 * self.criterion.tau()
+        loss = scale * (self.criterion(q[:n], k[n:]) + self.criterion(q[n:], k[:n]))
         return loss, features[:n]

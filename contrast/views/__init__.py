@@ -2,12 +2,14 @@
 
 from contrast.views.batched import BatchedTwoViews, BatchedViews, ViewParams
 from contrast.views.cpu import TwoViews, cpu_transform
+from contrast.views.device import DeviceViews
 from contrast.views.recipes import RECIPES, Recipe, get_recipe
 
 __all__ = [
     "RECIPES",
     "BatchedTwoViews",
     "BatchedViews",
+    "DeviceViews",
     "Recipe",
     "TwoViews",
     "ViewParams",

@@ -1,0 +1,102 @@
+"""The datasets the data module hands to its loaders: two-view training samples, evaluation
+images, sample indices for the on-device cache, subsets, and decode-once caching."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from contrast.data.sources import TensorImages
+from contrast.seeds import derive_seed
+from contrast.views import Recipe, TwoViews
+
+
+class TwoViewDataset(Dataset):
+    """((q, k), label) with per-sample views; index ``epoch·N + i`` seeds sample i's augmentation."""
+
+    def __init__(self, base: Dataset, views: TwoViews | None, seed: int) -> None:
+        self.base, self.views, self.seed = base, views, seed
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        image, label = self.base[index % len(self.base)]
+        if self.views is None:  # batched path: views are made on the device
+            return image, label
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(self.seed, "views", index))
+            return self.views(image), label
+
+
+class EvalDataset(Dataset):
+    """(image, label) with the deterministic evaluation transform: resize to the recipe's size
+    (shorter side, centre crop) and normalise."""
+
+    def __init__(self, base: Dataset, recipe: Recipe) -> None:
+        from torchvision.transforms import v2
+
+        self.base = base
+        self.transform = v2.Compose(
+            [
+                v2.Resize(recipe.size, antialias=True),
+                v2.CenterCrop(recipe.size),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(recipe.mean, recipe.std),
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        image, label = self.base[index]
+        return self.transform(image), label
+
+
+class Indices(Dataset):
+    """Sample indices (the sampler's ``epoch·N + i`` taken modulo N): the device-cache loader."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> int:
+        return index % self.size
+
+
+def decode_all(base: Dataset, num_workers: int = 0, what: str = "images") -> TensorImages:
+    """Read every (image, label) of ``base`` once into one uint8 tensor (in parallel over
+    ``num_workers`` processes). All images must have the same size (set ``image_size``)."""
+    from tqdm.auto import tqdm
+
+    loader = DataLoader(base, batch_size=512, num_workers=num_workers)
+    images, labels = [], []
+    try:
+        for x, y in tqdm(loader, desc=f"decoding {what}", leave=False):
+            images.append(x)
+            labels.append(torch.as_tensor(y))
+    except RuntimeError as error:
+        if "stack expects each tensor to be equal size" in str(error):
+            raise ValueError(f"caching {what} needs images of one size: set --data.image_size") from error
+        raise
+    classes = getattr(base, "classes", None) or [str(i) for i in range(int(torch.cat(labels).max()) + 1)]
+    return TensorImages(torch.cat(images), torch.cat(labels), classes)
+
+
+class Subset(Dataset):
+    """n samples spread evenly over ``base`` (datasets stored class by class keep every class)."""
+
+    def __init__(self, base: Dataset, n: int) -> None:
+        self.base = base
+        self.indices = torch.linspace(0, len(base) - 1, n).round().long()
+        self.labels = base.labels[self.indices]
+        self.classes = getattr(base, "classes", None)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int):
+        return self.base[int(self.indices[index])]
