@@ -23,7 +23,6 @@ Data: ``$CONTRAST_DATA_DIR/cifar10-jpeg/{train,test}/<class>/*.jpg``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -33,7 +32,15 @@ import lightning as L
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import append_results, markdown_table  # noqa: E402
+from common import (  # noqa: E402
+    append_results,
+    lightly_lr,
+    markdown_table,
+    quiet_trainer,
+    scale_config,
+    simclr_notes,
+    simclr_parser,
+)
 
 from contrast.data import ContrastiveData  # noqa: E402
 from contrast.eval.features import extract_features  # noqa: E402
@@ -122,17 +129,10 @@ def backbone_for(cfg: dict) -> torch.nn.Module:
 
 
 def trainer_for(cfg: dict, timer: EpochTimer) -> L.Trainer:
-    return L.Trainer(
+    return quiet_trainer(
+        cfg["gpu"],
+        cfg["precision"],
         max_epochs=cfg["epochs"],
-        accelerator="gpu" if cfg["gpu"] else "cpu",
-        devices=1,
-        precision=cfg["precision"],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
         log_every_n_steps=50,
         callbacks=[timer],
         deterministic=False,
@@ -279,12 +279,9 @@ def run_lightly(cfg: dict) -> Run:
 
 # ---------------------------------------------------------------------- main
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    parser = simclr_parser(__doc__, SCALES, "--scale")
     parser.add_argument("--epochs", type=int, help="default: 4 (cpu), 200 (gpu)")
     parser.add_argument("--lightly-epochs", type=int, help="epochs for lightly (default: the same)")
-    parser.add_argument("--batch", type=int)
-    parser.add_argument("--workers", type=int, help="DataLoader workers (lightly's augmentation; our decoding)")
     parser.add_argument("--tau", type=float, default=0.5, help="NT-Xent temperature (lightly's benchmark: 0.5)")
     parser.add_argument("--lr", type=float, help="default 0.06 × batch / 128, the rule of lightly's CIFAR-10 benchmark")
     parser.add_argument("--wd", type=float, default=5e-4)
@@ -295,12 +292,9 @@ def main() -> None:
     parser.add_argument("--no-ours", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-minutes", type=float, help="stop training after this long (epochs then fall short)")
-    parser.add_argument("--subset", type=int, help="train on n images only (a quick check; not for results)")
-    parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
 
-    cfg = dict(SCALES[args.scale])
-    cfg.update({k: v for k, v in (("epochs", args.epochs), ("batch", args.batch), ("workers", args.workers)) if v})
+    cfg = scale_config(SCALES, args.scale, args, keys=("epochs", "batch", "workers"))
     cfg.update(
         subset=args.subset,
         max_minutes=args.max_minutes,
@@ -311,15 +305,8 @@ def main() -> None:
         seed=args.seed,
         compile=args.compile,
     )
-    cfg["lr"] = args.lr or 0.06 * cfg["batch"] / 128
+    cfg["lr"] = args.lr or lightly_lr(cfg["batch"])
     cfg["gpu"] = args.scale == "gpu"
-    if cfg["gpu"] and not torch.cuda.is_available():
-        raise SystemExit("--scale gpu needs a CUDA device")
-    if cfg["gpu"]:
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    print(f"config: {cfg}", flush=True)
 
     runs: list[Run] = []
     if not args.no_ours:
@@ -370,11 +357,9 @@ def main() -> None:
     print(table)
     if not args.no_append:
         device = "cuda" if cfg["gpu"] else "cpu"
-        backbone = cfg["backbone"]
         notes = (
-            f"SimCLR on cifar10-jpeg, {backbone}{', CIFAR stem' if cfg['cifar_stem'] else ''}, batch {cfg['batch']}, "
-            f"SGD lr {cfg['lr']:.3g} wd {cfg['wd']:g}, τ {cfg['tau']}, projector {cfg['hidden']}-128, "
-            f"precision {cfg['precision']}, seed {cfg['seed']}, {cfg['workers']} DataLoader workers"
+            f"{simclr_notes(cfg)}, SGD lr {cfg['lr']:.3g} wd {cfg['wd']:g}, τ {cfg['tau']}, "
+            f"projector {cfg['hidden']}-128, precision {cfg['precision']}, seed {cfg['seed']}"
             f"{', torch.compile' if cfg['compile'] else ''}. kNN: k=200, τ=0.07, train split as the bank, test "
             "split scored. samples/s = training images × epochs / training wall time (all epochs, first included). "
             "Set-up: data decoding and model construction; our set-up decodes both splits once."

@@ -24,7 +24,6 @@ except where the host waits). It is the profile that chose the order of the work
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -38,7 +37,16 @@ import torch
 from lightning.pytorch.profilers import SimpleProfiler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import append_results, markdown_table, naive_nt_xent  # noqa: E402
+from common import (  # noqa: E402
+    append_results,
+    lightly_lr,
+    markdown_table,
+    naive_nt_xent,
+    quiet_trainer,
+    scale_config,
+    simclr_notes,
+    simclr_parser,
+)
 
 from contrast.data import ContrastiveData  # noqa: E402
 from contrast.methods import SimCLR  # noqa: E402
@@ -117,7 +125,7 @@ def run_rung(name: str, setting: Setting, cfg: dict, device: str) -> Result:
         projector_dim=128,
         temperature=TEMPERATURE,
         optimizer="sgd",
-        lr=0.06 * cfg["batch"] / 128,  # lightly's CIFAR-10 benchmark rule, as bench_e2e
+        lr=lightly_lr(cfg["batch"]),
         num_classes=10,
         compile=setting.compile,
     )
@@ -128,17 +136,10 @@ def run_rung(name: str, setting: Setting, cfg: dict, device: str) -> Result:
     with tempfile.TemporaryDirectory() as report_dir, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         profiler = SimpleProfiler(dirpath=report_dir, filename="profile")  # its report to a file, not stdout
-        trainer = L.Trainer(
+        trainer = quiet_trainer(
+            device == "cuda",
+            setting.precision,
             max_steps=cfg["warmup"] + cfg["steps"],
-            accelerator="gpu" if device == "cuda" else "cpu",
-            devices=1,
-            precision=setting.precision,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
             callbacks=[throughput],
             profiler=profiler,
         )
@@ -171,27 +172,14 @@ def summarise(runs: list[Result]) -> tuple[float, float, float, dict[str, float]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=sorted(SCALES), default="cpu")
+    parser = simclr_parser(__doc__, SCALES, "--device")
     parser.add_argument("--steps", type=int, help="measured steps per rung")
     parser.add_argument("--warmup", type=int, help="steps before the measurement")
-    parser.add_argument("--batch", type=int)
-    parser.add_argument("--workers", type=int, help="DataLoader workers")
-    parser.add_argument("--subset", type=int, help="train on n images (default: 10240 on CPU, all on GPU)")
     parser.add_argument("--compile", action="store_true", help="add the torch.compile rung")
     parser.add_argument("--repeats", type=int, default=1, help="run the ladder this many times (median, range)")
-    parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
 
-    cfg = dict(SCALES[args.device])
-    for key in ("steps", "warmup", "batch", "workers", "subset"):
-        if getattr(args, key) is not None:
-            cfg[key] = getattr(args, key)
-    if args.device == "cuda":
-        if not torch.cuda.is_available():
-            raise SystemExit("--device cuda needs a CUDA device")
-        torch.backends.cudnn.benchmark = True
-    print(f"config: {cfg}", flush=True)
+    cfg = scale_config(SCALES, args.device, args, keys=("steps", "warmup", "batch", "workers", "subset"))
 
     rungs, setting = [], Setting()
     for name, change, gpu_only in RUNGS:
@@ -225,11 +213,8 @@ def main() -> None:
     table = markdown_table(header, rows)
     print(table)
     if not args.no_append:
-        subset = f" ({cfg['subset']} training images)" if cfg["subset"] else ""
         notes = (
-            f"SimCLR on cifar10-jpeg{subset}, "
-            f"{cfg['backbone']}{', CIFAR stem' if cfg['cifar_stem'] else ''}, batch {cfg['batch']}, "
-            f"{cfg['workers']} DataLoader workers, {cfg['steps']} measured steps after {cfg['warmup']} per rung, "
+            f"{simclr_notes(cfg)}, {cfg['steps']} measured steps after {cfg['warmup']} per rung, "
             f"the ladder run {args.repeats} time(s). Each rung adds its change to the rung above. samples/s: "
             "contrast.speed.Throughput (median over the repeats). The ms columns are medians per step of "
             "Lightning's SimpleProfiler (host time): next batch = waiting for the "

@@ -87,3 +87,65 @@ def naive_nt_xent(q, k, temperature: float):
     logits = (z @ z.T / temperature).fill_diagonal_(float("-inf"))
     targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
     return F.cross_entropy(logits, targets)
+
+
+# ---------------------------------------------------------------------- SimCLR-on-CIFAR benchmarks
+def simclr_parser(description: str, scales: dict, scale_flag: str):
+    """The command line bench_e2e and bench_speedups share: the scale, batch, workers, subset."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(scale_flag, choices=sorted(scales), default="cpu")
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--workers", type=int, help="DataLoader workers")
+    parser.add_argument("--subset", type=int, help="train on n images only")
+    parser.add_argument("--no-append", action="store_true", help="print the table without appending it")
+    return parser
+
+
+def scale_config(scales: dict, scale: str, args, keys=("batch", "workers", "subset")) -> dict:
+    """The scale's settings with the command line's overrides; on a GPU, checks for one and turns
+    on cuDNN autotuning and TF32 matmuls."""
+    import torch
+
+    cfg = dict(scales[scale])
+    cfg.update({key: getattr(args, key) for key in keys if getattr(args, key, None) is not None})
+    if scale in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise SystemExit(f"{scale} needs a CUDA device")
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    print(f"config: {cfg}", flush=True)
+    return cfg
+
+
+def lightly_lr(batch: int) -> float:
+    """lightly's CIFAR-10 benchmark rule: SGD lr 0.06 × batch / 128."""
+    return 0.06 * batch / 128
+
+
+def simclr_notes(cfg: dict) -> str:
+    """The start of a results note: data, backbone, batch, workers."""
+    stem = ", CIFAR stem" if cfg["cifar_stem"] else ""
+    subset = f" ({cfg['subset']} training images)" if cfg.get("subset") else ""
+    workers = f"{cfg['workers']} DataLoader workers"
+    return f"SimCLR on cifar10-jpeg{subset}, {cfg['backbone']}{stem}, batch {cfg['batch']}, {workers}"
+
+
+def quiet_trainer(gpu: bool, precision: str, **kwargs):
+    """One device, training only: no logger, checkpoints, progress bar, summary or validation."""
+    import lightning as L
+
+    options = dict(
+        accelerator="gpu" if gpu else "cpu",
+        devices=1,
+        precision=precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    return L.Trainer(**(options | kwargs))

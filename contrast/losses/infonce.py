@@ -180,16 +180,19 @@ def nt_xent(
 
 
 class _ContrastiveLoss(nn.Module):
-    """Holds the hyper-parameters (and a learnable τ); ``forward`` is one call to the function."""
+    """Holds the hyper-parameters (and a learnable τ); ``forward`` is one call to the function.
+
+    Options of both modules: ``normalize``, ``reduction``, ``chunk_size``, ``validate`` as in the
+    functions, and ``gather_distributed`` (default True): the functions' ``gather``."""
 
     def __init__(
         self,
         temperature: float | Temperature,
-        normalize: bool,
-        reduction: str,
-        gather_distributed: bool,
-        chunk_size: int | None,
-        validate: bool,
+        normalize: bool = True,
+        reduction: str = "mean",
+        gather_distributed: bool = True,
+        chunk_size: int | None = None,
+        validate: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(temperature, Temperature):
@@ -221,17 +224,8 @@ class InfoNCE(_ContrastiveLoss):
     negatives come from the queue, which the method fills with the keys of all ranks.
     """
 
-    def __init__(
-        self,
-        temperature: float | Temperature = 0.1,
-        normalize: bool = True,
-        symmetric: bool = False,
-        reduction: str = "mean",
-        gather_distributed: bool = True,
-        chunk_size: int | None = None,
-        validate: bool = True,
-    ) -> None:
-        super().__init__(temperature, normalize, reduction, gather_distributed, chunk_size, validate)
+    def __init__(self, temperature: float | Temperature = 0.1, symmetric: bool = False, **options) -> None:
+        super().__init__(temperature, **options)
         self.symmetric = symmetric
 
     def forward(self, q: Tensor, k: Tensor, negatives: Tensor | None = None) -> Tensor:
@@ -248,17 +242,8 @@ class NTXent(_ContrastiveLoss):
     used as negatives, so a step on 2 ranks × B samples equals a single-process step on 2B samples.
     """
 
-    def __init__(
-        self,
-        temperature: float | Temperature = 0.5,
-        normalize: bool = True,
-        exclude_self: bool = True,
-        reduction: str = "mean",
-        gather_distributed: bool = True,
-        chunk_size: int | None = None,
-        validate: bool = True,
-    ) -> None:
-        super().__init__(temperature, normalize, reduction, gather_distributed, chunk_size, validate)
+    def __init__(self, temperature: float | Temperature = 0.5, exclude_self: bool = True, **options) -> None:
+        super().__init__(temperature, **options)
         self.exclude_self = exclude_self
 
     def forward(self, q: Tensor, k: Tensor) -> Tensor:
