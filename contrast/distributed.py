@@ -99,3 +99,31 @@ def mean_over_ranks(x: Tensor) -> Tensor:
     x = x.detach().clone()
     dist.all_reduce(x, op=dist.ReduceOp.SUM)
     return x / world_size()
+
+
+@torch.no_grad()
+def batch_shuffle(x: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Shuffle the global batch across ranks (MoCo's shuffling BN, He et al. 2020, §3.3).
+
+    ``x`` (n, ...) is this rank's part. All ranks' parts are gathered (W·n rows), permuted with
+    ``generator`` (seeded alike on every rank, so no broadcast is needed), and this rank gets rows
+    rank·n … (rank+1)·n of the permuted batch. Returns (those n rows, the permutation) for
+    :func:`batch_unshuffle`. In one process it permutes the batch."""
+    everything = gather_no_grad(x)  # (W·n, ...)
+    permutation = torch.randperm(everything.shape[0], generator=generator)  # (W·n,) drawn on the host
+    if everything.device.type == "cuda":  # to the device without waiting for it
+        permutation = permutation.pin_memory().to(everything.device, non_blocking=True)
+    else:
+        permutation = permutation.to(everything.device)
+    n = x.shape[0]
+    return everything[permutation[rank() * n : (rank() + 1) * n]], permutation
+
+
+@torch.no_grad()
+def batch_unshuffle(y: Tensor, permutation: Tensor) -> Tensor:
+    """Undo :func:`batch_shuffle` on its output ``y`` (n, ...): row i of the result belongs to row i
+    of this rank's original part."""
+    everything = gather_no_grad(y)  # (W·n, ...) in the shuffled order
+    n = y.shape[0]
+    inverse = torch.argsort(permutation)  # (W·n,) where each original row went
+    return everything[inverse[rank() * n : (rank() + 1) * n]]

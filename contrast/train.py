@@ -116,8 +116,11 @@ class ContrastCLI(LightningCLI):
         return
 
     # ------------------------------------------------------------------ the run folder
+    def _config(self):
+        return self.config[self.subcommand] if self.subcommand else self.config
+
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand]
+        config = self._config()
         trainer = config.trainer
         root = Path(trainer.get("default_root_dir") or DEFAULT_ROOT)
         run_dir = config.get("run_dir")
@@ -148,7 +151,7 @@ class ContrastCLI(LightningCLI):
         dirpath = self._explicit_dirpath(config)
         if run_dir is not None:
             last = Path(dirpath) / LastCheckpoint.FILENAME if dirpath else Path(run_dir) / "checkpoints" / "last.ckpt"
-            if ckpt_path is None and self.subcommand == "fit" and last.is_file():
+            if ckpt_path is None and self.subcommand in ("fit", None) and last.is_file():
                 raise CheckpointError(
                     f"--run_dir {run_dir} already holds {last} from an earlier run: resume it with "
                     "--ckpt_path last, or choose another --run_dir"
@@ -196,7 +199,7 @@ class ContrastCLI(LightningCLI):
 
     # ------------------------------------------------------------------ the checkpoint fits the config
     def before_fit(self) -> None:
-        config = self.config[self.subcommand]
+        config = self._config()
         ckpt_path = config.get("ckpt_path")
         if ckpt_path is None:
             return
@@ -228,7 +231,7 @@ class ContrastCLI(LightningCLI):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
         # Every run keeps a last.ckpt (so that --ckpt_path last works), unless checkpointing is off
         # or the config brings its own checkpoint callback.
-        trainer_init = self.config_init[self.subcommand]["trainer"]
+        trainer_init = (self.config_init[self.subcommand] if self.subcommand else self.config_init)["trainer"]
         callbacks = list(trainer_init.get("callbacks") or [])
         if trainer_init.get("enable_checkpointing") is not False and not any(
             isinstance(cb, Checkpoint) for cb in callbacks

@@ -22,6 +22,7 @@ from contrast import distributed
 from contrast.losses import InfoNCE
 from contrast.methods.base import ContrastiveModule
 from contrast.models import Queue, cosine_momentum, ema_update, mlp, momentum_copy
+from contrast.seeds import derive_seed
 
 SCHEDULES = ("cosine", "constant")
 
@@ -55,15 +56,25 @@ class _MomentumMethod(ContrastiveModule):
         self.log("train/momentum", self.current_momentum())
 
     @torch.no_grad()
-    def encode_keys(self, images: Tensor) -> Tensor:
-        """Projections of the momentum encoder (no gradient)."""
-        return self.momentum_encoder(self.memory_format(images))
+    def encode_keys(self, images: Tensor, shuffle: int | None = None) -> Tensor:
+        """Projections of the momentum encoder (no gradient). With ``shuffle`` (a stream number,
+        one per call in a step), the batch goes through the encoder shuffled across ranks and the
+        keys come back in the original order (MoCo's shuffling BN, §3.3): with BatchNorm per rank,
+        a key then never shares batch statistics with its query."""
+        if shuffle is None:
+            return self.momentum_encoder(self.memory_format(images))
+        generator = torch.Generator().manual_seed(derive_seed(0, "batch_shuffle", self.global_step, shuffle))
+        shuffled, permutation = distributed.batch_shuffle(images, generator)  # (N, C, H, W)
+        return distributed.batch_unshuffle(self.momentum_encoder(self.memory_format(shuffled)), permutation)
 
 
 class MoCoV2(_MomentumMethod):
     """Args: projector_hidden / projector_dim (2048 / 128); queue_size K (65536 ImageNet, 4096 CIFAR
     demo; a multiple of the global batch size); temperature τ (0.2 ImageNet, 0.1 CIFAR demo);
-    base_momentum m (0.999 ImageNet, 0.99 CIFAR demo); momentum_schedule; symmetric loss."""
+    base_momentum m (0.999 ImageNet, 0.99 CIFAR demo); momentum_schedule; symmetric loss;
+    shuffle_bn: compute the keys on the batch shuffled across ranks (MoCo §3.3; under DDP without
+    SyncBatchNorm it keeps BatchNorm from leaking the key into its query's statistics; in one
+    process BatchNorm sees the whole batch either way, and the shuffle changes nothing)."""
 
     def __init__(
         self,
@@ -74,6 +85,7 @@ class MoCoV2(_MomentumMethod):
         base_momentum: float = 0.99,
         momentum_schedule: str = "constant",
         symmetric: bool = True,
+        shuffle_bn: bool = True,
         **kwargs,
     ) -> None:
         super().__init__(base_momentum, momentum_schedule, **kwargs)
@@ -86,13 +98,14 @@ class MoCoV2(_MomentumMethod):
         self.update_momentum_encoder()
         features = self.encode(x_q)  # (N, F)
         q = F.normalize(self.projector(features), dim=1)  # (N, C) queries
-        k = F.normalize(self.encode_keys(x_k), dim=1)  # (N, C) keys
+        shuffle = self.hparams.shuffle_bn
+        k = F.normalize(self.encode_keys(x_k, 0 if shuffle else None), dim=1)  # (N, C) keys
         queue = self.queue.negatives()  # (K, C) negatives
         loss = self.criterion(q, k, queue)  # logits [q·k | q @ queue.T] / τ: (N, 1+K)
         new_keys = [k]
         if self.hparams.symmetric:  # the swapped pair: x_k as the query, x_q as the key
             q_swapped = F.normalize(self.projector(self.encode(x_k)), dim=1)  # (N, C)
-            k_swapped = F.normalize(self.encode_keys(x_q), dim=1)  # (N, C)
+            k_swapped = F.normalize(self.encode_keys(x_q, 1 if shuffle else None), dim=1)  # (N, C)
             loss = loss + self.criterion(q_swapped, k_swapped, queue)
             new_keys.append(k_swapped)
         for keys in new_keys:

@@ -54,6 +54,10 @@ def _worker(rank: int, init_file: str, out: str) -> None:
         for _ in range(6):
             queue.push(distributed.gather_no_grad(torch.randn(B, D) + rank))
         results["queue"] = queue.bank.clone()
+        # MoCo's shuffled BN: the global batch is permuted across ranks and put back.
+        x = torch.arange(B * D, dtype=torch.float64).view(B, D) + 1000 * rank
+        shuffled, permutation = distributed.batch_shuffle(x, torch.Generator().manual_seed(5))
+        results["shuffle"] = (x, shuffled, distributed.batch_unshuffle(3 * shuffled + 1, permutation))
         results["pointer"] = int(queue.pointer)
         torch.save(results, f"{out}/rank{rank}.pt")
     finally:
@@ -97,6 +101,17 @@ def test_moco_queue_is_identical_on_both_ranks_and_equals_the_single_process_que
     for step in range(6):
         single.push(torch.cat([generators[rank][step] for rank in range(WORLD)]))
     assert torch.equal(single.bank, ranks[0]["queue"]) and int(single.pointer) == ranks[0]["pointer"]
+
+
+def test_batch_shuffle_across_ranks_is_undone_exactly(ranks):
+    originals = torch.cat([r["shuffle"][0] for r in ranks])  # (W·B, D), rank order
+    shuffled = torch.cat([r["shuffle"][1] for r in ranks])
+    for r in ranks:  # a row-wise function of the shuffled rows comes back to the row it belongs to
+        x, _, back = r["shuffle"]
+        assert torch.equal(back, 3 * x + 1)
+    # Each rank received a slice of one permutation of the global batch, rows of the other rank among them.
+    assert sorted(map(tuple, shuffled.tolist())) == sorted(map(tuple, originals.tolist()))
+    assert not torch.equal(ranks[0]["shuffle"][1].sort(0).values, ranks[0]["shuffle"][0])
 
 
 def _torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:

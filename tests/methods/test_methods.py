@@ -233,3 +233,62 @@ def test_throughput_callback_measures_after_warmup_and_logs():
     speed = Throughput(warmup=1)
     fit(speed, max_steps=5)
     assert len(speed.samples_per_s) == 1
+
+
+@torch.no_grad()
+def _lars_loop_reference(params, lr, momentum, weight_decay, trust_coefficient, exclude, buffers):
+    """The per-parameter loop LARS was written as before the multi-tensor step (8 kernels a parameter)."""
+    for i, p in enumerate(params):
+        grad = p.grad
+        if not exclude:
+            grad = grad.add(p, alpha=weight_decay)
+            param_norm, grad_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(grad)
+            trust = torch.where(
+                (param_norm > 0) & (grad_norm > 0),
+                trust_coefficient * param_norm / grad_norm,
+                torch.ones_like(param_norm),
+            )
+            grad = grad.mul(trust)
+        if buffers[i] is None:
+            buffers[i] = torch.clone(grad).detach()
+        else:
+            buffers[i].mul_(momentum).add_(grad)
+        p.add_(buffers[i], alpha=-lr)
+
+
+def test_multi_tensor_lars_equals_the_per_parameter_loop_over_steps():
+    torch.manual_seed(0)
+    shapes = [(16, 8, 3, 3), (16,), (10, 16), (10,), (4, 4)]
+    ours = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    ours[-1].data.zero_()  # a zero weight: trust ratio 1
+    reference = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    groups = [{"params": ours[0::2]}, {"params": ours[1::2], "lars_exclude": True}]
+    optimizer = LARS(groups, lr=0.3, momentum=0.9, weight_decay=1e-4, trust_coefficient=0.001)
+    buffers = {0: [None] * 3, 1: [None] * 2}
+    for _ in range(5):
+        grads = [torch.randn(s) for s in shapes]
+        for p, r, g in zip(ours, reference, grads):
+            p.grad, r.grad = g.clone(), g.clone()
+        optimizer.step()
+        _lars_loop_reference(reference[0::2], 0.3, 0.9, 1e-4, 0.001, False, buffers[0])
+        _lars_loop_reference(reference[1::2], 0.3, 0.9, 1e-4, 0.001, True, buffers[1])
+        for p, r in zip(ours, reference):
+            torch.testing.assert_close(p, r, rtol=1e-6, atol=1e-7)
+
+
+def test_batch_shuffle_is_undone_exactly_in_one_process():
+    from contrast.distributed import batch_shuffle, batch_unshuffle
+
+    x = torch.randn(32, 3, 4, 4)
+    shuffled, permutation = batch_shuffle(x, torch.Generator().manual_seed(0))
+    assert not torch.equal(shuffled, x) and torch.equal(shuffled, x[permutation])
+    assert torch.equal(batch_unshuffle(shuffled.flatten(1).sum(1), permutation), x.flatten(1).sum(1))
+
+
+def test_moco_v2_keys_with_shuffled_bn_are_the_unshuffled_keys_in_one_process():
+    """In one process BatchNorm sees the whole batch either way: shuffling must change nothing but
+    the order of the summation inside BatchNorm."""
+    torch.manual_seed(0)
+    model = MoCoV2(backbone="tiny_cnn", num_classes=10, **SMALL[MoCoV2])
+    _, k, _ = _views(16)
+    torch.testing.assert_close(model.encode_keys(k, shuffle=0), model.encode_keys(k), rtol=1e-5, atol=1e-5)
