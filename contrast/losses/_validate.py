@@ -67,6 +67,19 @@ def check_temperature(temperature: object, dtype: torch.dtype | None = None) -> 
     return temperature
 
 
+def check_labels(labels: Tensor | None, n: int, device: torch.device) -> Tensor | None:
+    """None, or (N,) integer class ids on ``device``."""
+    if labels is None:
+        return None
+    if not isinstance(labels, Tensor):
+        raise ValueError(f"labels must be a torch.Tensor of shape (N,), got {type(labels).__name__}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be an integer tensor of class ids, got dtype {labels.dtype}; use labels.long()")
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape (N,) = ({n},), got {tuple(labels.shape)}")
+    return labels.to(device)
+
+
 def check_reduction(reduction: str) -> str:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")

@@ -22,21 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from contrast.losses._validate import check_pair, check_reduction
+from contrast.losses._validate import check_labels, check_pair, check_reduction
 
 MINING = ("all", "hardest", "semi-hard")
-
-
-def _check_labels(labels: Tensor | None, n: int, device: torch.device) -> Tensor | None:
-    if labels is None:
-        return None
-    if not isinstance(labels, Tensor):
-        raise ValueError(f"labels must be a torch.Tensor of shape (N,), got {type(labels).__name__}")
-    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be an integer tensor of class ids, got dtype {labels.dtype}; use labels.long()")
-    if labels.shape != (n,):
-        raise ValueError(f"labels must have shape (N,) = ({n},), got {tuple(labels.shape)}")
-    return labels.to(device)
 
 
 def _negative_mask(n: int, labels: Tensor | None, device: torch.device) -> Tensor:
@@ -84,7 +72,7 @@ def triplet_margin(
     _check_margin(margin)
     if mining not in MINING:
         raise ValueError(f"mining must be one of {MINING}, got {mining!r}")
-    labels = _check_labels(labels, q.shape[0], q.device)
+    labels = check_labels(labels, q.shape[0], q.device)
     mask = _negative_mask(q.shape[0], labels, q.device)
     _require_negatives(mask)
     if mining == "all":
@@ -128,7 +116,7 @@ def margin_ranking(
     check_pair(q, k, min_rows=2)
     check_reduction(reduction)
     _check_margin(margin)
-    labels = _check_labels(labels, q.shape[0], q.device)
+    labels = check_labels(labels, q.shape[0], q.device)
     mask = _negative_mask(q.shape[0], labels, q.device)
     _require_negatives(mask)
     similarity = _similarity(q, k, normalize)
@@ -169,7 +157,7 @@ def cosine_embedding(
     check_reduction(reduction)
     if not -1.0 <= float(margin) <= 1.0:
         raise ValueError(f"margin must lie in [-1, 1] for cosine similarity, got {margin}")
-    labels = _check_labels(labels, q.shape[0], q.device)
+    labels = check_labels(labels, q.shape[0], q.device)
     q_index, k_index, target = _shifted_pairs(q, k, shift, labels)
     return F.cosine_embedding_loss(q[q_index], k[k_index], target, margin=float(margin), reduction=reduction)
 
@@ -189,7 +177,7 @@ def hinge_embedding(
     check_pair(q, k, min_rows=2)
     check_reduction(reduction)
     _check_margin(margin)
-    labels = _check_labels(labels, q.shape[0], q.device)
+    labels = check_labels(labels, q.shape[0], q.device)
     q_index, k_index, target = _shifted_pairs(q, k, shift, labels)
     distance = F.pairwise_distance(q[q_index], k[k_index], p=p)
     return F.hinge_embedding_loss(distance, target, margin=margin, reduction=reduction)

@@ -15,7 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from contrast import distributed
-from contrast.losses import InfoNCE, NTXent
+from contrast.losses import DCLLoss, InfoNCE, NTXent, SupConLoss
 from contrast.models import Queue
 
 WORLD, B, D = 2, 6, 5
@@ -29,11 +29,19 @@ def _global_batch():
     )
 
 
-def _losses():
+LABELS = torch.arange(WORLD * B) % 4  # class ids of the global batch (SupCon)
+
+
+def _losses(rows=slice(None)):
+    """name -> loss of (q, k) for the global batch's ``rows``."""
+    supcon = SupConLoss(0.3)
     return {
         "nt_xent": NTXent(0.3),
         "info_nce": InfoNCE(0.2),
         "info_nce_symmetric": InfoNCE(0.2, symmetric=True),
+        "sup_con": lambda q, k: supcon(q, k, LABELS[rows]),
+        "dcl": DCLLoss(0.2),
+        "dclw": DCLLoss(0.2, weighting="vmf"),
     }
 
 
@@ -42,7 +50,7 @@ def _worker(rank: int, init_file: str, out: str) -> None:
     try:
         q_all, k_all = _global_batch()
         results = {}
-        for name, loss_fn in _losses().items():
+        for name, loss_fn in _losses(slice(rank * B, (rank + 1) * B)).items():
             q = q_all[rank * B : (rank + 1) * B].clone().requires_grad_()
             k = k_all[rank * B : (rank + 1) * B].clone().requires_grad_()
             loss = loss_fn(q, k)
@@ -75,7 +83,7 @@ def _rel(a, b):
     return float((a - b).norm() / b.norm())
 
 
-@pytest.mark.parametrize("name", ["nt_xent", "info_nce", "info_nce_symmetric"])
+@pytest.mark.parametrize("name", ["nt_xent", "info_nce", "info_nce_symmetric", "sup_con", "dcl", "dclw"])
 def test_gathered_loss_and_gradients_equal_the_single_process_ones(ranks, name):
     q_all, k_all = _global_batch()
     q, k = q_all.clone().requires_grad_(), k_all.clone().requires_grad_()

@@ -1,0 +1,89 @@
+"""Supervised contrastive loss, SupCon (Khosla et al. 2020, "Supervised Contrastive Learning").
+
+The L_out form (eq. 2) over the 2N views ``z = cat(q, k)``: for an anchor i, every other view of
+the same class is a positive, P(i), and every other view is in the denominator, A(i) = all but i:
+
+    loss_i = -1/|P(i)| Σ_{p∈P(i)} log( exp(z_i·z_p / τ) / Σ_{a∈A(i)} exp(z_i·z_a / τ) )
+
+With ``labels=None`` each sample is its own class, P(i) is the other view of the same image, and
+the loss is :func:`contrast.losses.nt_xent`. Logits are computed in float32 (float64 for float64
+input) under any autocast.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from contrast import distributed
+from contrast.losses._validate import check_labels, check_pair, check_reduction, check_temperature, reduce
+from contrast.losses.infonce import TemperatureLike, _gathered, _min_rows, _prepare
+from contrast.losses.kernel import no_autocast
+from contrast.losses.temperature import Temperature
+
+
+def sup_con(
+    q: Tensor,
+    k: Tensor,
+    labels: Tensor | None = None,
+    temperature: TemperatureLike = 0.1,
+    *,
+    normalize: bool = True,
+    reduction: str = "mean",
+    validate: bool = True,
+    gather: bool = False,
+) -> Tensor:
+    """SupCon's L_out over the 2N views.
+
+    Args:
+        q, k: (N, D) two views; row i of each is the same image.
+        labels: (N,) integer class ids of the images (None: each image its own class).
+        temperature: τ > 0, a float or a :class:`Temperature` module.
+        normalize: L2-normalise rows first (cosine similarity).
+        reduction: "mean" | "sum" | "none" (2N per-view losses: the q rows, then the k rows).
+        validate: check for NaN/Inf input (one host sync).
+        gather: under DDP, the views and labels of every rank are the other views.
+
+    Example::
+
+        loss = sup_con(projector(encoder(x1)), projector(encoder(x2)), labels, temperature=0.1)
+    """
+    check_pair(q, k, min_rows=_min_rows(gather), check_finite=validate)
+    check_reduction(reduction)
+    labels = check_labels(labels, q.shape[0], q.device)
+    with no_autocast(q.device):
+        q, k = _prepare(q, normalize), _prepare(k, normalize)  # (N, D) each
+        tau = check_temperature(temperature, q.dtype)
+        (all_q, offset), (all_k, _) = _gathered(q, gather), _gathered(k, gather)  # (M, D) each, M = W·N
+        n, m = q.shape[0], all_q.shape[0]
+        local = torch.arange(offset, offset + n, device=q.device)  # (N,) this rank's images
+        if labels is None:
+            labels, all_labels = local, torch.arange(m, device=q.device)  # each image its own class
+        else:
+            all_labels = distributed.gather_no_grad(labels) if gather else labels  # (M,)
+        logits = torch.cat([q, k]) @ torch.cat([all_q, all_k]).T / tau  # (2N, 2M)
+        rows = torch.arange(2 * n, device=q.device)
+        self_index = torch.cat([local, local + m])  # (2N,) each view's own column
+        logits = logits.index_put((rows, self_index), logits.new_tensor(float("-inf")))  # a ∈ A(i): not i
+        positives = torch.cat([labels, labels])[:, None] == torch.cat([all_labels, all_labels])[None, :]  # (2N, 2M)
+        positives[rows, self_index] = False
+        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)  # (2N, 2M)
+        losses = -log_prob.masked_fill(~positives, 0.0).sum(dim=1) / positives.sum(dim=1)  # (2N,)
+        return reduce(losses, reduction)
+
+
+class SupConLoss(nn.Module):
+    """Module form of :func:`sup_con`; ``gather_distributed`` (default True) is its ``gather``."""
+
+    def __init__(
+        self, temperature: float | Temperature = 0.1, gather_distributed: bool = True, validate: bool = True
+    ) -> None:
+        super().__init__()
+        self.temperature = (
+            temperature if isinstance(temperature, Temperature) else float(check_temperature(temperature))
+        )
+        self.gather_distributed, self.validate = gather_distributed, validate
+
+    def forward(self, q: Tensor, k: Tensor, labels: Tensor | None = None) -> Tensor:
+        tau = self.temperature() if isinstance(self.temperature, Temperature) else self.temperature
+        return sup_con(q, k, labels, tau, validate=self.validate, gather=self.gather_distributed)
