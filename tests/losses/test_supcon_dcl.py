@@ -26,7 +26,7 @@ def ref_sup_con(q, k, labels, tau):
     losses = []
     for i in range(len(y)):
         others = [a for a in range(len(y)) if a != i]
-        denominator = sum(math.e**0 * torch.exp(z[i] @ z[a] / tau) for a in others)
+        denominator = sum(torch.exp(z[i] @ z[a] / tau) for a in others)
         positives = [p for p in others if y[p] == y[i]]
         losses.append(-sum(torch.log(torch.exp(z[i] @ z[p] / tau) / denominator) for p in positives) / len(positives))
     return torch.stack(losses)
