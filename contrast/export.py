@@ -50,7 +50,13 @@ def torchvision_recipe(arch: dict, feature_dim: int) -> list[str]:
     """Python lines that build the exported architecture from torchvision (or this package's
     tiny CNN) and load ``backbone.pt`` into it."""
     name, stem, channels = arch["backbone"], arch["cifar_stem"], arch["in_channels"]
-    if name.startswith("tiny_cnn"):
+    if name.startswith("timm/"):
+        extra = ", img_size=32, patch_size=4" if stem else ""
+        model_name = name.removeprefix("timm/")
+        lines = [
+            f'model = timm.create_model("{model_name}", pretrained=False, num_classes=0, in_chans={channels}{extra})'
+        ]
+    elif name.startswith("tiny_cnn"):
         width = int(name.removeprefix("tiny_cnn_w") or 16) if name != "tiny_cnn" else 16
         lines = [f"model = contrast.models.TinyCNN(in_channels={channels}, width={width})  # not in torchvision"]
     else:

@@ -33,7 +33,18 @@ def test_quickstart_config_fast_dev_run(tmp_path, monkeypatch):
     assert main(["fit", "--config", str(ROOT / "configs/quickstart.yaml"), *FAST]) == 0
 
 
-@pytest.mark.parametrize("config", ["simclr_cifar10", "moco_v2_cifar10", "moco_v3_cifar10"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        "simclr_cifar10",
+        "moco_v2_cifar10",
+        "moco_v3_cifar10",
+        "simclr_cifar10_lightly",
+        "moco_v2_cifar10_lightly",
+        "supcon_cifar10",
+        "nnclr_cifar10",
+    ],
+)
 def test_cifar10_configs_run_a_few_steps_on_the_real_data(config, data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["fit", "--config", str(ROOT / f"configs/{config}.yaml"), *FAST, "--data.root", str(data_dir)]) == 0

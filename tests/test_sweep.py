@@ -81,3 +81,30 @@ def test_probe_command_on_a_quickstart_checkpoint(tmp_path, monkeypatch, capsys)
 def test_bad_tau_lists(text):
     with pytest.raises(ValueError, match="--tau"):
         parse_taus(text)
+
+
+METHOD_OVERRIDES = {
+    "moco_v2": ["--model", "contrast.methods.MoCoV2", "--model.init_args.queue_size", "64"],
+    "moco_v3": ["--model", "contrast.methods.MoCoV3", "--model.init_args.predictor_hidden", "64"],
+    "nnclr": [
+        "--model",
+        "contrast.methods.NNCLR",
+        "--model.init_args.support_size",
+        "64",
+        "--model.init_args.predictor_hidden",
+        "64",
+    ],
+    "supcon": ["--model", "contrast.methods.SupCon"],
+    "simclr_dclw": ["--model.init_args.loss", "dclw"],
+}
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_OVERRIDES))
+def test_the_sweep_and_the_knn_callback_work_for_every_method(method, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "sweep"
+    args = ["sweep", "--config", str(ROOT / "configs/quickstart.yaml"), "--tau", "0.2", "--out", str(out), *TINY]
+    args += ["--model.init_args.projector_hidden", "64", "--model.init_args.projector_dim", "32"]
+    assert main(args + METHOD_OVERRIDES[method]) == 0
+    (row,) = list(csv.DictReader(open(out / "sweep.csv")))
+    assert 0 < float(row["knn_top1"]) <= 100 and float(row["final_loss"]) == float(row["final_loss"])  # not NaN

@@ -2,9 +2,11 @@
 
 from contrast.methods.base import ContrastiveModule
 from contrast.methods.moco import MoCoV2, MoCoV3
+from contrast.methods.nnclr import NNCLR
 from contrast.methods.simclr import SimCLR
+from contrast.methods.supcon import SupCon
 
 # Name -> method class.
-METHODS = {"simclr": SimCLR, "moco_v2": MoCoV2, "moco_v3": MoCoV3}
+METHODS = {"simclr": SimCLR, "moco_v2": MoCoV2, "moco_v3": MoCoV3, "supcon": SupCon, "nnclr": NNCLR}
 
-__all__ = ["METHODS", "ContrastiveModule", "MoCoV2", "MoCoV3", "SimCLR"]
+__all__ = ["METHODS", "NNCLR", "ContrastiveModule", "MoCoV2", "MoCoV3", "SimCLR", "SupCon"]

@@ -72,9 +72,16 @@ class ContrastiveModule(L.LightningModule):
         object.__setattr__(self, "_encode", torch.compile(self.backbone) if compile else self.backbone)
 
     # ------------------------------------------------------------------ what methods define
+    uses_labels = False  # True: contrastive_step(q, k, labels) (SupCon)
+
     def contrastive_step(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
         """Return (loss, backbone features of the q view) for one batch of views."""
         raise NotImplementedError
+
+    def setup(self, stage: str) -> None:
+        data = self.trainer.datamodule if self._trainer is not None else None
+        if stage == "fit" and self.uses_labels and data is not None and not getattr(data, "labelled", True):
+            raise ValueError(f"{type(self).__name__} needs labelled training images; the data has none")
 
     # ------------------------------------------------------------------ shared
     def memory_format(self, images: Tensor) -> Tensor:
@@ -91,7 +98,7 @@ class ContrastiveModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         (q, k), labels = batch  # two views of each image (either data path), and its label
-        loss, features = self.contrastive_step(q, k)
+        loss, features = self.contrastive_step(q, k, labels) if self.uses_labels else self.contrastive_step(q, k)
         batch_size = q.shape[0]
         self.log("train/loss", self._logged(loss), prog_bar=True, batch_size=batch_size)
         if self.probe is None:  # unlabelled data

@@ -1,23 +1,43 @@
-"""SimCLR (Chen et al. 2020): two views, a 2-layer MLP projector, NT-Xent over the 2N views."""
+"""SimCLR (Chen et al. 2020): two views, a 2-layer MLP projector, NT-Xent over the 2N views.
+
+``loss="dcl"`` / ``"dclw"`` trains the same model with the decoupled loss of Yeh et al. (2022)
+(the positive out of the denominator; DCLW also weights the positive), as their paper does."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from contrast.losses import NTXent
+from contrast.losses import DCLLoss, NTXent
 from contrast.methods.base import ContrastiveModule
 from contrast.models import mlp
+
+# loss name -> criterion for a temperature
+LOSSES = {
+    "nt_xent": lambda tau: NTXent(tau, validate=False),
+    "dcl": lambda tau: DCLLoss(tau, validate=False),
+    "dclw": lambda tau: DCLLoss(tau, weighting="vmf", validate=False),
+}
 
 
 class SimCLR(ContrastiveModule):
     """Args (besides :class:`ContrastiveModule`'s): projector_hidden, projector_dim: widths of the
-    projector (2048, 128 in the paper); temperature: NT-Xent τ (0.5 for CIFAR-10 in the paper)."""
+    projector (2048, 128 in the paper); temperature: τ (0.5 for CIFAR-10 in the paper; DCL uses
+    0.1); loss: "nt_xent" | "dcl" | "dclw"."""
 
-    def __init__(self, projector_hidden: int = 2048, projector_dim: int = 128, temperature: float = 0.5, **kwargs):
+    def __init__(
+        self,
+        projector_hidden: int = 2048,
+        projector_dim: int = 128,
+        temperature: float = 0.5,
+        loss: str = "nt_xent",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {loss!r}")
         self.projector = mlp(self.feature_dim, projector_hidden, projector_dim)
-        self.criterion = NTXent(temperature, validate=False)
+        self.criterion = LOSSES[loss](temperature)
 
     def contrastive_step(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
         n = q.shape[0]

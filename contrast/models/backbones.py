@@ -60,8 +60,33 @@ def _strip_classifier(model: nn.Module, name: str) -> int:
     raise ValueError(f"backbone {name!r}: could not find its classifier (looked for {_CLASSIFIER_ATTRS})")
 
 
+def _timm_backbone(name: str, cifar_stem: bool, in_channels: int) -> nn.Module:
+    """``timm/<name>``: timm's model without its classifier (``num_classes=0``), random weights."""
+    try:
+        import timm
+    except ImportError as error:
+        raise ValueError(f"backbone {name!r} needs timm: pip install timm (or contrast[timm])") from error
+    model_name = name.removeprefix("timm/")
+    if not timm.is_model(model_name):
+        close = timm.list_models(f"*{model_name.split('_')[0]}*")[:5]
+        raise ValueError(f"unknown backbone {name!r}: timm has no model {model_name!r} (e.g. {close})")
+    kwargs = dict(pretrained=False, num_classes=0, in_chans=in_channels)
+    if cifar_stem:  # 32 px images: a ViT with 4×4 patches (ViT/4); other families have no such option here
+        if "vit" not in model_name:
+            raise ValueError(f"cifar_stem applies to ResNets and timm ViTs (32 px, patch 4), not to {name!r}")
+        kwargs |= dict(img_size=32, patch_size=4)
+    model = timm.create_model(model_name, **kwargs)
+    model.feature_dim = model.num_features
+    return model
+
+
 def build_backbone(
-    name: str = "resnet18", *, cifar_stem: bool = False, in_channels: int = 3, channels_last: bool = False
+    name: str = "resnet18",
+    *,
+    cifar_stem: bool = False,
+    in_channels: int = 3,
+    channels_last: bool = False,
+    pretrained: bool = False,
 ) -> nn.Module:
     """An encoder with randomly initialised weights (no download).
 
@@ -73,9 +98,22 @@ def build_backbone(
         in_channels: input channels (1 for MNIST); ResNets and tiny_cnn.
         channels_last: store weights in channels-last memory format (faster convolutions on GPUs
             with bf16; feed channels-last inputs too).
+        pretrained: not offered: nothing is downloaded; load trained weights with
+            ``contrast.load_backbone`` or ``model.load_state_dict``.
+
+    ``timm/<name>`` (e.g. ``timm/resnet50``, ``timm/convnext_tiny``, ``timm/vit_small_patch16_224``)
+    builds timm's model (``pip install timm``) without classifier; with ``cifar_stem`` a timm ViT
+    takes 32 px images in 4×4 patches (ViT-S/4 for CIFAR).
     """
+    if pretrained:
+        raise ValueError(
+            f"pretrained weights for {name!r}: this toolkit never downloads weights (it runs offline); "
+            "load a state_dict you have with contrast.load_backbone or model.load_state_dict"
+        )
     custom = re.fullmatch(r"tiny_cnn_w([1-9][0-9]*)", name)
-    if name in CUSTOM_BACKBONES or custom:
+    if name.startswith("timm/"):
+        model = _timm_backbone(name, cifar_stem, in_channels)
+    elif name in CUSTOM_BACKBONES or custom:
         if cifar_stem:
             raise ValueError(f"cifar_stem applies to ResNets, not to {name!r}")
         if custom:  # tiny_cnn_w<width>: the tiny CNN at another width

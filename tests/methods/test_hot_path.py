@@ -59,8 +59,10 @@ def test_a_training_step_reads_nothing_back_from_the_device(data, method, optimi
     small = dict(projector_hidden=64, projector_dim=32)
     if method == "moco_v2":
         small["queue_size"] = 64
-    if method == "moco_v3":
+    if method in ("moco_v3", "nnclr"):
         small["predictor_hidden"] = 64
+    if method == "nnclr":
+        small["support_size"] = 64
     model = METHODS[method](backbone="tiny_cnn", num_classes=10, optimizer=optimizer, channels_last=True, **small).to(
         META
     )

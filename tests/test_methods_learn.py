@@ -1,0 +1,39 @@
+"""Every method beyond the quickstart's SimCLR learns on the embedded default: the quickstart's
+budget (Shapes-10, tiny CNN, 20 epochs) ends at least 20 kNN points above the untrained encoder."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from contrast.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = {
+    "supcon": ["--model", "contrast.methods.SupCon"],
+    "nnclr": [
+        "--model",
+        "contrast.methods.NNCLR",
+        "--model.init_args.support_size",
+        "1024",
+        "--model.init_args.predictor_hidden",
+        "512",
+    ],
+    "simclr_dcl": ["--model.init_args.loss", "dcl"],
+    "simclr_dclw": ["--model.init_args.loss", "dclw"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_method_learns_on_shapes10(method, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--config", str(ROOT / "configs/quickstart.yaml"), "--trainer.enable_progress_bar", "false"]
+    assert main(args + METHODS[method]) == 0
+    out = capsys.readouterr().out
+    match = re.search(r"top-1 ([\d.]+)% \(untrained encoder: ([\d.]+)%\)", out)
+    assert match, out[-2000:]
+    trained, untrained = float(match.group(1)), float(match.group(2))
+    assert trained >= untrained + 20, (method, trained, untrained)
