@@ -38,6 +38,6 @@ def test_method_learns_on_shapes10(method, tmp_path, monkeypatch, capsys):
     match = re.search(r"top-1 ([\d.]+)% \(untrained encoder: ([\d.]+)%\)", out)
     assert match, out[-2000:]
     trained, untrained = float(match.group(1)), float(match.group(2))
-    # NNCLR measured +20.8 points on this budget (50.9% vs 30.1%): its margin over the +20 target is
-    # thin, so the guard here is +15 (a platform's rounding must not flip CI); the others pass +20 by far.
-    assert trained >= untrained + (15 if method == "nnclr" else 20), (method, trained, untrained)
+    # Measured (2-core CPU): SupCon 98.8, DCL 84.8, DCLW 91.5, NNCLR 50.9 against 30.1 untrained.
+    # NNCLR's margin is thin (+20.8): it needs a small support set and τ = 0.1 at this budget.
+    assert trained >= untrained + 20, (method, trained, untrained)
