@@ -18,6 +18,14 @@ def _pair(n, d, seed=0, dtype=torch.float64):
     return q, k
 
 
+def assert_same_values_and_gradients(ours, reference, inputs, rtol, atol):
+    torch.testing.assert_close(ours, reference, rtol=rtol, atol=atol)
+    grads = torch.autograd.grad(ours.sum(), inputs)
+    expected = torch.autograd.grad(reference.sum(), inputs)
+    for a, b in zip(grads, expected):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+
+
 # ---------------------------------------------------------------- references: loops over the formula
 def ref_sup_con(q, k, labels, tau):
     """Khosla et al. (2020), eq. 2, one anchor at a time."""
@@ -53,12 +61,7 @@ def test_sup_con_matches_the_formula_in_value_and_gradient(n, d, tau):
     q, k = _pair(n, d)
     labels = torch.arange(n) % 3
     ours = sup_con(q, k, labels, tau, reduction="none")
-    reference = ref_sup_con(q, k, labels, tau)
-    torch.testing.assert_close(ours, reference, rtol=1e-10, atol=1e-10)
-    grads = torch.autograd.grad(ours.mean(), (q, k))
-    expected = torch.autograd.grad(reference.mean(), (q, k))
-    for a, b in zip(grads, expected):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert_same_values_and_gradients(ours, ref_sup_con(q, k, labels, tau), (q, k), 1e-10, 1e-10)
 
 
 def test_sup_con_without_labels_is_nt_xent():
@@ -74,11 +77,7 @@ def test_sup_con_matches_pytorch_metric_learning(tau):
     labels = torch.arange(16) % 4
     ours = sup_con(q, k, labels, tau)
     theirs = pml.SupConLoss(temperature=tau)(torch.cat([q, k]), torch.cat([labels, labels]))
-    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
-    grads = torch.autograd.grad(ours, (q, k))
-    expected = torch.autograd.grad(theirs, (q, k))
-    for a, b in zip(grads, expected):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert_same_values_and_gradients(ours, theirs, (q, k), 1e-4, 1e-5)
 
 
 @pytest.mark.parametrize("sigma", [None, 0.5])
@@ -86,12 +85,7 @@ def test_sup_con_matches_pytorch_metric_learning(tau):
 def test_dcl_and_dclw_match_the_formula_in_value_and_gradient(n, d, tau, sigma):
     q, k = _pair(n, d, seed=3)
     ours = dcl(q, k, tau, weighting="vmf" if sigma else None, sigma=sigma or 0.5, reduction="none")
-    reference = ref_dcl(q, k, tau, sigma)
-    torch.testing.assert_close(ours, reference, rtol=1e-10, atol=1e-10)
-    grads = torch.autograd.grad(ours.sum(), (q, k))
-    expected = torch.autograd.grad(reference.sum(), (q, k))
-    for a, b in zip(grads, expected):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert_same_values_and_gradients(ours, ref_dcl(q, k, tau, sigma), (q, k), 1e-10, 1e-10)
 
 
 def test_dcl_is_nt_xent_without_the_positive_in_the_denominator():
@@ -110,12 +104,7 @@ def test_dcl_matches_lightly(weighting):
     lightly_loss = require("lightly.loss")
     q, k = _pair(16, 8, seed=5, dtype=torch.float32)
     peer = lightly_loss.DCLWLoss(temperature=0.1, sigma=0.5) if weighting else lightly_loss.DCLLoss(temperature=0.1)
-    ours, theirs = dcl(q, k, 0.1, weighting=weighting), peer(q, k)
-    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
-    grads = torch.autograd.grad(ours, (q, k))
-    expected = torch.autograd.grad(theirs, (q, k))
-    for a, b in zip(grads, expected):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert_same_values_and_gradients(dcl(q, k, 0.1, weighting=weighting), peer(q, k), (q, k), 1e-4, 1e-5)
 
 
 @pytest.mark.parametrize(
