@@ -117,12 +117,12 @@ def test_simclr_trains_on_cuda_in_bf16_with_the_images_held_on_the_gpu(tmp_path)
         default_root_dir=tmp_path,
     )
     trainer.fit(model, datamodule=data)
-    assert data._on_device is not None and data._on_device[0].device.type == "cuda"
+    assert data.device_views.holds_images and data.device_views.images.device.type == "cuda"
     assert len(losses) == 16 and all(math.isfinite(x) for x in losses)
 
     # On one fixed batch of GPU-made views, bf16 channels-last steps lower the loss.
     model = model.cuda()
-    q, k = data.batched_views(data._on_device[0][:64], torch.Generator().manual_seed(0))
+    q, k = data.device_views.views(data.device_views.images[:64], torch.Generator().manual_seed(0))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     fixed = []
     for _ in range(15):

@@ -29,6 +29,11 @@ class DeviceViews:
     def holds_images(self) -> bool:
         return self._images is not None
 
+    @property
+    def images(self) -> Tensor | None:
+        """The held training images (N, C, H, W) uint8, on the device after the first batch."""
+        return self._images
+
     def hold(self, images: Tensor, labels: Tensor) -> None:
         """Keep the training images (N, C, H, W) uint8 and labels (N,); copied to the device of
         the first batch of indices."""
