@@ -305,6 +305,9 @@ def summary(cli: ContrastCLI) -> str:
     checkpoint = next(
         (cb.last_path for cb in trainer.callbacks if isinstance(cb, LastCheckpoint) and cb.last_path), None
     )
+    resumed = getattr(cli, "resumed_from", None)
+    if checkpoint is None and resumed is not None:  # resumed a finished run: nothing was left to train
+        checkpoint = resumed[0]
     line = f"run finished: {trainer.current_epoch} epochs, {trainer.global_step} steps"
     line += f"; checkpoint {checkpoint}" if checkpoint else "; no checkpoint written"
     line += f"; logs in {trainer.log_dir}"
