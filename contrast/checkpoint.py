@@ -174,9 +174,8 @@ class LastCheckpoint(Checkpoint):
 
     def save(self, trainer: L.Trainer) -> Path:
         path = self.path(trainer)
-        trainer.save_checkpoint(
-            path, weights_only=False
-        )  # all ranks call it; rank 0 writes (atomically: AtomicCheckpointIO)
+        # Every rank calls it; rank 0 writes (atomically, with AtomicCheckpointIO).
+        trainer.save_checkpoint(path, weights_only=False)
         self.last_path, self._last_write = path, time.monotonic()
         return path
 
@@ -241,10 +240,3 @@ class LastCheckpoint(Checkpoint):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore_handlers()
-
-    @property
-    def state_key(self) -> str:
-        return self._generate_state_key(every_n_steps=self.every_n_steps, every_minutes=self.every_minutes)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"every_n_steps": self.every_n_steps, "every_minutes": self.every_minutes}

@@ -26,10 +26,6 @@ from contrast.models import build_backbone
 ARCH_KEYS = ("backbone", "cifar_stem", "in_channels")
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    return read_checkpoint(path)
-
-
 def backbone_from_checkpoint(checkpoint: dict | str | os.PathLike) -> tuple[nn.Module, dict]:
     """(the backbone with the checkpoint's weights, its architecture: backbone, cifar_stem, in_channels)."""
     source = checkpoint if not isinstance(checkpoint, dict) else "the checkpoint"

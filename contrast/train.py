@@ -135,7 +135,7 @@ class ContrastCLI(LightningCLI):
             for logger in versioned:
                 if str(logger.init_args.get("save_dir")) == DEFAULT_ROOT:
                     logger.init_args.save_dir = str(root)
-        self.run_home = self._resolve_resume(config, run_dir, loggers, versioned, root)
+        self._resolve_resume(config, run_dir, loggers, versioned, root)
 
     def _explicit_dirpath(self, config) -> str | None:
         for callback in config.trainer.get("callbacks") or []:
@@ -145,12 +145,12 @@ class ContrastCLI(LightningCLI):
                     return dirpath
         return None
 
-    def _resolve_resume(self, config, run_dir, loggers, versioned, root: Path) -> Path | None:
+    def _resolve_resume(self, config, run_dir, loggers, versioned, root: Path) -> None:
         """Turn ``ckpt_path="last"`` into the path of the run's last.ckpt; check an explicit path."""
         ckpt_path = config.get("ckpt_path")
         dirpath = self._explicit_dirpath(config)
         if run_dir is not None:
-            last = Path(dirpath) / LastCheckpoint.FILENAME if dirpath else Path(run_dir) / "checkpoints" / "last.ckpt"
+            last = Path(dirpath or Path(run_dir) / "checkpoints") / LastCheckpoint.FILENAME
             if ckpt_path is None and self.subcommand in ("fit", None) and last.is_file():
                 raise CheckpointError(
                     f"--run_dir {run_dir} already holds {last} from an earlier run: resume it with "
@@ -160,11 +160,11 @@ class ContrastCLI(LightningCLI):
                 if not last.is_file():
                     raise CheckpointError(f"--ckpt_path last: nothing to resume, {last} does not exist")
                 config.ckpt_path = str(last)
-            return Path(run_dir)
+            return
         if ckpt_path != "last":
-            if ckpt_path is not None:
-                read_checkpoint(ckpt_path)  # a clear error now rather than deep inside Lightning
-            return None
+            if ckpt_path is not None:  # a clear error now rather than deep inside Lightning
+                read_checkpoint(ckpt_path, mmap=True)
+            return
         if dirpath:
             candidates = [Path(dirpath) / LastCheckpoint.FILENAME]
             where = str(candidates[0])
@@ -195,7 +195,6 @@ class ContrastCLI(LightningCLI):
             for logger in versioned:  # keep logging into the resumed run's folder
                 logger.init_args.version = number if folder == f"version_{number}" else folder
         config.ckpt_path = str(last)
-        return last.parent.parent
 
     # ------------------------------------------------------------------ the checkpoint fits the config
     def before_fit(self) -> None:
@@ -216,7 +215,7 @@ class ContrastCLI(LightningCLI):
                 f"{ckpt_path} does not fit the config:\n  {lines}\n"
                 "Resume with the config the run was started with, or pass --allow_mismatch true"
             )
-        self.resumed_from = (Path(ckpt_path), checkpoint.get("epoch", 0), checkpoint.get("global_step", 0))
+        self.resumed_from = Path(ckpt_path)
         print(
             f"resuming from {ckpt_path}: epoch {checkpoint.get('epoch', 0)}, global step "
             f"{checkpoint.get('global_step', 0)}" + (" (settings differ, allowed)" if differences else ""),
@@ -305,9 +304,8 @@ def summary(cli: ContrastCLI) -> str:
     checkpoint = next(
         (cb.last_path for cb in trainer.callbacks if isinstance(cb, LastCheckpoint) and cb.last_path), None
     )
-    resumed = getattr(cli, "resumed_from", None)
-    if checkpoint is None and resumed is not None:  # resumed a finished run: nothing was left to train
-        checkpoint = resumed[0]
+    if checkpoint is None:  # resumed a finished run: nothing was left to train
+        checkpoint = getattr(cli, "resumed_from", None)
     line = f"run finished: {trainer.current_epoch} epochs, {trainer.global_step} steps"
     line += f"; checkpoint {checkpoint}" if checkpoint else "; no checkpoint written"
     line += f"; logs in {trainer.log_dir}"
