@@ -25,6 +25,8 @@ EPILOG = """examples:
   contrast knn --ckpt runs/lightning_logs/version_0/checkpoints/last.ckpt
   contrast export --ckpt last.ckpt --out exported/
   contrast sweep --config configs/quickstart.yaml --tau 0.1,0.2,0.5 --out sweep/
+  contrast fit --config configs/crossmodal_shapes.yaml                  # two towers, images <-> captions
+  contrast retrieve --ckpt runs/lightning_logs/version_1/checkpoints/last.ckpt
 each command has its own --help (contrast fit --help)"""
 
 
@@ -58,9 +60,22 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--weighting", default="weighted", choices=["weighted", "majority"])
             command.add_argument("--backend", default="auto", choices=["auto", "faiss", "torch"])
 
+    retrieve = commands.add_parser(
+        "retrieve", help="cross-modal retrieval (R@K, median rank, mAP) of a two-tower checkpoint"
+    )
+    retrieve.add_argument("--ckpt", required=True, help="a checkpoint written by contrast fit with CrossModal")
+    retrieve.add_argument("--root", default=None, help="data folder (default: the checkpoint's / $CONTRAST_DATA_DIR)")
+    retrieve.add_argument("--batch-size", type=int, default=512)
+    retrieve.add_argument("--json", default=None, help="also write the figures to this JSON file")
+
     sweep = commands.add_parser("sweep", help="temperature ablation: one pretraining per τ, then a report")
     sweep.add_argument("--config", required=True, help="a fit config, e.g. configs/quickstart.yaml")
-    sweep.add_argument("--tau", required=True, help="comma-separated temperatures, e.g. 0.05,0.1,0.2,0.5,1.0")
+    sweep.add_argument(
+        "--tau",
+        required=True,
+        help="comma-separated temperatures, e.g. 0.05,0.1,0.2,0.5,1.0; for a CrossModal config also 'learned' "
+        "(τ learned from the config's initial value)",
+    )
     sweep.add_argument("--out", default="sweep", help="output folder: runs, logs and report (reruns skip finished τ)")
     return parser
 
@@ -148,6 +163,38 @@ def _export(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _retrieve(args: argparse.Namespace, overrides: list[str]) -> int:
+    import inspect
+    import json
+
+    import torch
+
+    from contrast.checkpoint import read_checkpoint
+    from contrast.data import PairedData
+    from contrast.eval.crossmodal import format_scores, retrieval_scores
+    from contrast.methods import CrossModal
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = CrossModal.from_checkpoint(args.ckpt, map_location=device)
+    checkpoint = read_checkpoint(args.ckpt, mmap=True)
+    accepted = inspect.signature(PairedData.__init__).parameters
+    data_hp = {k: v for k, v in checkpoint.get("datamodule_hyper_parameters", {}).items() if k in accepted}
+    if args.root is not None:
+        data_hp["root"] = args.root
+    data_hp["eval_batch_size"] = args.batch_size
+    data = PairedData(**data_hp)
+    if data.towers() != model.towers:
+        raise ValueError(f"--ckpt {args.ckpt}: the data's vocabulary or input widths differ from the checkpoint's")
+    scores = retrieval_scores(model, data)
+    split = data.split(False)
+    print(f"{data.dataset} test split: {len(split)} images, {split.text_image.shape[0]} texts")
+    print(format_scores(scores).replace("; ", "\n"))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(scores, f, indent=2)
+    return 0
+
+
 def _checkpoint_features(args: argparse.Namespace):
     """(data module, (train features, labels), (test features, labels)) of a checkpoint's backbone."""
     import inspect
@@ -181,7 +228,7 @@ def _checkpoint_features(args: argparse.Namespace):
     return data, train, test
 
 
-COMMANDS = {"knn": _knn, "probe": _probe, "sweep": _sweep, "export": _export}
+COMMANDS = {"knn": _knn, "probe": _probe, "sweep": _sweep, "export": _export, "retrieve": _retrieve}
 
 
 # ---------------------------------------------------------------------- errors a person can read
@@ -276,14 +323,16 @@ def _init_parameters(cls: type) -> list[str]:
 def _with_option(message: str) -> str:
     """Name the command-line option a constructor argument comes from ("lr must be ..." ->
     "--model.init_args.lr: lr must be ...")."""
-    from contrast.data import ContrastiveData
+    from contrast.data import ContrastiveData, PairedData
     from contrast.methods import METHODS
 
-    first = message.removeprefix("unknown ").split(" ", 1)[0]  # "lr must be ..." / "unknown backbone ..."
+    first = message.removeprefix("unknown ").split(" ", 1)[0].rstrip(":")  # "lr must be ..." / "unknown backbone ..."
     if any(first in _init_parameters(cls) for cls in METHODS.values()):
         return f"--model.init_args.{first}: {message}"
     if first in _init_parameters(ContrastiveData):
         return f"--data.{first}: {message}"
+    if first in _init_parameters(PairedData):
+        return f"--data.init_args.{first}: {message}"
     return message
 
 

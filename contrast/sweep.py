@@ -3,9 +3,11 @@
 For each τ, ``run_sweep`` trains with ``--model.init_args.temperature τ`` and scores the encoder:
 weighted-kNN top-1/top-5, linear-probe top-1, the final training loss, and, on the projections
 of two augmented views of test images, the alignment and uniformity of Wang & Isola (2020) and
-the mean softmax probability of the positive pair at that τ. Each τ's result is written to
-``<out>/tau_<τ>/result.json`` when its run finishes; a rerun of an interrupted sweep skips the τ
-values already done and resumes an interrupted one from its last checkpoint. The report is
+the mean softmax probability of the positive pair at that τ. For a two-tower (CrossModal) config
+with the ``clip`` objective each τ is held fixed, ``learned`` adds a row where τ is learned from
+the config's initial value, and the scores are retrieval both ways (R@1/5/10, median rank, mAP).
+Each τ's result is written to ``<out>/tau_<τ>/result.json`` when its run finishes; a rerun of an
+interrupted sweep skips the τ values already done and resumes an interrupted one from its last checkpoint. The report is
 ``sweep.csv``, ``sweep.md`` and ``sweep.png``.
 """
 
@@ -24,16 +26,55 @@ from contrast.eval.linear import linear_probe
 from contrast.eval.retrieval import alignment, positive_probability, uniformity
 
 COLUMNS = ("tau", "knn_top1", "knn_top5", "linear_top1", "final_loss", "alignment", "uniformity", "positive_prob")
+CROSSMODAL_COLUMNS = (
+    "tau",
+    "final_tau",
+    "i2t/R@1",
+    "i2t/R@5",
+    "i2t/R@10",
+    "t2i/R@1",
+    "t2i/R@5",
+    "t2i/R@10",
+    "i2t/mAP",
+    "t2i/mAP",
+    "final_loss",
+)
+LEARNED = "learned"
 
 
-def parse_taus(text: str) -> list[float]:
-    try:
-        taus = [float(t) for t in text.split(",") if t.strip()]
-    except ValueError as error:
-        raise ValueError(f"--tau must be a comma-separated list of numbers, got {text!r}") from error
-    if not taus or any(not (t > 0 and t < float("inf")) for t in taus):
+def parse_taus(text: str) -> list[float | str]:
+    """Temperatures from "0.05,0.1,learned" ("learned": a row with τ learned, two-tower configs only)."""
+    taus: list[float | str] = []
+    for part in (t.strip() for t in text.split(",")):
+        if not part:
+            continue
+        if part == LEARNED:
+            taus.append(LEARNED)
+            continue
+        try:
+            taus.append(float(part))
+        except ValueError as error:
+            raise ValueError(f"--tau must be a comma-separated list of numbers (or 'learned'), got {text!r}") from error
+    if not taus or any(t != LEARNED and not (t > 0 and t < float("inf")) for t in taus):
         raise ValueError(f"--tau needs temperatures > 0, got {text!r}")
     return taus
+
+
+def is_crossmodal(config: str | os.PathLike) -> bool:
+    """Whether a fit config trains a two-tower CrossModal model."""
+    import yaml
+
+    content = yaml.safe_load(Path(config).read_text()) or {}
+    model = content.get("model") or {}
+    return isinstance(model, dict) and str(model.get("class_path", "")).endswith("CrossModal")
+
+
+@torch.no_grad()
+def score_crossmodal(model, data) -> dict[str, float]:
+    from contrast.eval.crossmodal import retrieval_scores
+
+    scores = retrieval_scores(model, data)
+    return {"final_tau": float(model.tau())} | {k: v for k, v in scores.items() if k in CROSSMODAL_COLUMNS}
 
 
 @torch.no_grad()
@@ -63,29 +104,40 @@ def score_run(model, data, temperature: float, knn_k: int = 200, knn_temperature
     }
 
 
-def run_sweep(config: str, taus: list[float], out: str | os.PathLike, overrides: list[str] | None = None) -> list[dict]:
+def run_sweep(
+    config: str, taus: list[float | str], out: str | os.PathLike, overrides: list[str] | None = None
+) -> list[dict]:
     """Pretrain once per τ under ``out/tau_<τ>/`` (logs and checkpoints there), score, report."""
     from contrast.train import lightning_cli
 
+    crossmodal = is_crossmodal(config)
+    if LEARNED in taus and not crossmodal:
+        raise ValueError("--tau learned: a learned τ is swept for the clip objective of a CrossModal config only")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for tau in taus:
-        run_dir = out / f"tau_{tau:g}"
+        name = LEARNED if tau == LEARNED else f"{tau:g}"
+        run_dir = out / f"tau_{name}"
         result_file = run_dir / "result.json"
         if result_file.is_file():
-            print(f"τ = {tau:g}: finished earlier, skipping ({result_file})", flush=True)
+            print(f"τ = {name}: finished earlier, skipping ({result_file})", flush=True)
             rows.append(json.loads(result_file.read_text()))
             continue
-        print(f"τ = {tau:g}: pretraining", flush=True)
+        print(f"τ = {name}: pretraining", flush=True)
+        if crossmodal:
+            learned = "true" if tau == LEARNED else "false"
+            settings = ["--model.init_args.learn_temperature", learned]
+            settings += [] if tau == LEARNED else ["--model.init_args.temperature", str(tau)]
+        else:
+            settings = ["--model.init_args.temperature", str(tau)]
         cli = lightning_cli(
             [
                 "fit",
                 "--config",
                 config,
                 *(overrides or []),
-                "--model.init_args.temperature",
-                str(tau),
+                *settings,
                 "--run_dir",
                 str(run_dir),
                 # an interrupted run of this τ resumes where it stopped
@@ -94,7 +146,7 @@ def run_sweep(config: str, taus: list[float], out: str | os.PathLike, overrides:
         )
         metrics = cli.trainer.callback_metrics
         row = {"tau": tau, "final_loss": float(metrics["train/loss"]) if "train/loss" in metrics else float("nan")}
-        row |= score_run(cli.model, cli.datamodule, tau)
+        row |= score_crossmodal(cli.model, cli.datamodule) if crossmodal else score_run(cli.model, cli.datamodule, tau)
         run_dir.mkdir(parents=True, exist_ok=True)
         tmp = result_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(row, indent=2))
@@ -105,7 +157,9 @@ def run_sweep(config: str, taus: list[float], out: str | os.PathLike, overrides:
 
 
 def write_report(rows: list[dict], out: Path) -> None:
-    rows = sorted(rows, key=lambda r: r["tau"])
+    rows = sorted(rows, key=lambda r: (r["tau"] == LEARNED, 0.0 if r["tau"] == LEARNED else r["tau"]))
+    if "final_tau" in rows[0]:
+        return write_crossmodal_report(rows, out)
     with open(out / "sweep.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
@@ -139,4 +193,47 @@ def plot(rows: list[dict], path: Path) -> None:
     right.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_crossmodal_report(rows: list[dict], out: Path) -> None:
+    with open(out / "sweep.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CROSSMODAL_COLUMNS)
+        writer.writeheader()
+        writer.writerows({c: r.get(c) for c in CROSSMODAL_COLUMNS} for r in rows)
+    header = [
+        "τ",
+        "final τ",
+        *(c.replace("i2t/", "image→text ").replace("t2i/", "text→image ") for c in CROSSMODAL_COLUMNS[2:]),
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" ---: " for _ in header) + "|"]
+    for r in rows:
+        tau = r["tau"] if r["tau"] == LEARNED else f"{r['tau']:g}"
+        cells = [tau, f"{r['final_tau']:.4f}"]
+        cells += [f"{r[c]:.2f}" if c in r else "–" for c in CROSSMODAL_COLUMNS[2:-1]] + [f"{r['final_loss']:.4f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    (out / "sweep.md").write_text("\n".join(lines) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fixed = [r for r in rows if r["tau"] != LEARNED]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (("i2t/R@1", "image→text R@1"), ("t2i/R@1", "text→image R@1")):
+        line = ax.plot([r["tau"] for r in fixed], [r[key] for r in fixed], marker="o", label=f"{label}, fixed τ")
+        for r in rows:
+            if r["tau"] == LEARNED:
+                ax.scatter(
+                    [r["final_tau"]],
+                    [r[key]],
+                    marker="*",
+                    s=150,
+                    color=line[0].get_color(),
+                    label=f"{label}, learned τ",
+                )
+    ax.set(xscale="log", xlabel="temperature τ (learned: its final value)", ylabel="recall (%)", title="Retrieval vs τ")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "sweep.png", dpi=120)
     plt.close(fig)

@@ -33,7 +33,7 @@ DEFAULT_ROOT = "runs"
 VERSIONED_LOGGERS = ("CSVLogger", "TensorBoardLogger")
 # Settings that change how a run executes, not what it computes: they may differ on resume.
 EXECUTION_ONLY = {
-    "model": {"compile", "channels_last"},
+    "model": {"compile", "channels_last", "image_weights"},
     "data": {"root", "num_workers", "eval_batch_size", "download", "cache"},
 }
 
@@ -99,6 +99,9 @@ class ContrastCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_channels", "model.init_args.in_channels", apply_on="instantiate")
+        # `data:` without a class_path is ContrastiveData's arguments (images); paired data for two
+        # towers is `data: {class_path: contrast.data.PairedData, init_args: ...}`.
+        parser.set_defaults({"data": {"class_path": "contrast.data.ContrastiveData"}})
         parser.add_argument(
             "--run_dir", type=str | None, default=None, help="the run folder: logs and checkpoints/last.ckpt go here"
         )
@@ -275,7 +278,8 @@ def _argv(argv: list[str]):
 
 def lightning_cli(argv: list[str], run: bool = True) -> ContrastCLI:
     """Build (and with ``run=True`` run) the Lightning CLI for ``argv`` = [subcommand, options...]."""
-    from contrast.data import ContrastiveData
+    import lightning as L
+
     from contrast.methods import ContrastiveModule
 
     _wandb_offline_unless_reachable(argv)
@@ -283,8 +287,9 @@ def lightning_cli(argv: list[str], run: bool = True) -> ContrastCLI:
     with _argv(argv):
         return ContrastCLI(
             ContrastiveModule,
-            ContrastiveData,
+            L.LightningDataModule,
             subclass_mode_model=True,
+            subclass_mode_data=True,
             run=run,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={**quiet, "fit": quiet, "validate": quiet, "test": quiet},
@@ -310,6 +315,9 @@ def summary(cli: ContrastCLI) -> str:
     line += f"; checkpoint {checkpoint}" if checkpoint else "; no checkpoint written"
     line += f"; logs in {trainer.log_dir}"
     for callback in trainer.callbacks:
-        if hasattr(callback, "describe") and "top1" in getattr(callback, "results", {}):
+        results = getattr(callback, "results", {})
+        if "i2t/R@5" in results:
+            line += f"; retrieval R@5 image→text {results['i2t/R@5']:.1f}%, text→image {results['t2i/R@5']:.1f}%"
+        if hasattr(callback, "describe") and "top1" in results:
             line += f"; {callback.describe()} top-1 {callback.results['top1']:.2f}%"
     return line

@@ -1,7 +1,8 @@
 """Datasets and the LightningDataModule."""
 
 from contrast.data.module import ContrastiveData
+from contrast.data.paired import PairedData
 from contrast.data.shapes import generate_shapes
 from contrast.data.sources import DataNotFoundError, load_split
 
-__all__ = ["ContrastiveData", "DataNotFoundError", "generate_shapes", "load_split"]
+__all__ = ["ContrastiveData", "PairedData", "DataNotFoundError", "generate_shapes", "load_split"]

@@ -51,6 +51,25 @@ def _masks(x: Tensor, y: Tensor, s: Tensor) -> list[Tensor]:
     ]
 
 
+def _render(
+    labels: Tensor, centre: Tensor, half: Tensor, angle: Tensor, foreground: Tensor, background: Tensor, size: int, g
+) -> Tensor:
+    """(n, 3, size, size) uint8: shape ``labels`` at ``centre`` (n, 2; x right, y down, pixels), half-size
+    ``half`` (n,), rotation ``angle`` (n,), colours ``foreground`` / ``background`` (n, 3, 1, 1) in [0, 1]."""
+    n = labels.shape[0]
+    grid = torch.arange(size, dtype=torch.float32) + 0.5
+    gy, gx = torch.meshgrid(grid, grid, indexing="ij")
+    dx = gx[None] - centre[:, 0, None, None]
+    dy = centre[:, 1, None, None] - gy[None]  # y up
+    cos, sin = torch.cos(angle)[:, None, None], torch.sin(angle)[:, None, None]
+    x, y = cos * dx + sin * dy, -sin * dx + cos * dy
+    all_masks = torch.stack(_masks(x, y, half[:, None, None]), dim=1)  # (n, 10, H, W)
+    mask = all_masks[torch.arange(n), labels].float()[:, None]  # (n, 1, H, W)
+    images = mask * foreground + (1 - mask) * background  # (n, 3, H, W)
+    images = images + 0.03 * torch.randn(images.shape, generator=g)
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 def generate_shapes(n: int, size: int = 32, seed: int = 0) -> tuple[Tensor, Tensor]:
     """(n, 3, size, size) uint8 images and (n,) labels, balanced over the 10 classes, deterministic in seed."""
     if n < 1:
@@ -62,19 +81,47 @@ def generate_shapes(n: int, size: int = 32, seed: int = 0) -> tuple[Tensor, Tens
     centre = (torch.rand(n, 2, generator=g) * 12 + 10) * unit
     half = (torch.rand(n, generator=g) * 5 + 6) * unit
     angle = (torch.rand(n, generator=g) - 0.5) * math.radians(30)
-    grid = torch.arange(size, dtype=torch.float32) + 0.5
-    gy, gx = torch.meshgrid(grid, grid, indexing="ij")
-    dx = gx[None] - centre[:, 0, None, None]
-    dy = centre[:, 1, None, None] - gy[None]  # y up
-    cos, sin = torch.cos(angle)[:, None, None], torch.sin(angle)[:, None, None]
-    x, y = cos * dx + sin * dy, -sin * dx + cos * dy
-    all_masks = torch.stack(_masks(x, y, half[:, None, None]), dim=1)  # (n, 10, H, W)
-    mask = all_masks[torch.arange(n), labels].float()[:, None]
     bright = 0.6 + 0.4 * torch.rand(n, 1, 1, 1, generator=g)
     dark = 0.35 * torch.rand(n, 1, 1, 1, generator=g)
     light_on_dark = torch.rand(n, 1, 1, 1, generator=g) < 0.5
     foreground = torch.where(light_on_dark, bright, dark) + 0.1 * (torch.rand(n, 3, 1, 1, generator=g) - 0.5)
     background = torch.where(light_on_dark, dark, bright) + 0.1 * (torch.rand(n, 3, 1, 1, generator=g) - 0.5)
-    images = mask * foreground + (1 - mask) * background
-    images = images + 0.03 * torch.randn(images.shape, generator=g)
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8), labels
+    return _render(labels, centre, half, angle, foreground, background, size, g), labels
+
+
+# Attributes of the captioned scenes (Shapes-10 captions): each name's index is its code.
+COLOURS = {
+    "red": (0.9, 0.15, 0.15),
+    "green": (0.15, 0.75, 0.2),
+    "blue": (0.2, 0.3, 0.95),
+    "yellow": (0.95, 0.85, 0.1),
+    "white": (0.95, 0.95, 0.95),
+    "purple": (0.6, 0.2, 0.8),
+}
+SIZES = ("small", "large")
+POSITIONS = ("top left", "top right", "bottom left", "bottom right")
+
+
+def generate_scenes(n: int, size: int = 32, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Coloured Shapes-10 scenes for captioning: (n, 3, size, size) uint8 images and (n, 4) attribute
+    codes (shape, colour, size, position) with names in ``CLASSES``, ``COLOURS``, ``SIZES``,
+    ``POSITIONS``: one saturated shape on a dark gray background, small or large, in one quadrant
+    (jittered within it), slightly rotated. Deterministic in seed."""
+    if n < 1:
+        raise ValueError(f"n must be a positive number of images, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    shape = torch.randint(len(CLASSES), (n,), generator=g)
+    colour = torch.randint(len(COLOURS), (n,), generator=g)
+    large = torch.randint(len(SIZES), (n,), generator=g)
+    position = torch.randint(len(POSITIONS), (n,), generator=g)
+    unit = size / 32
+    right, bottom = (position % 2).float(), (position // 2).float()
+    half = torch.where(large.bool(), 7.5 + 1.5 * torch.rand(n, generator=g), 4.5 + torch.rand(n, generator=g)) * unit
+    jitter = (torch.rand(n, 2, generator=g) - 0.5) * 2 * unit
+    centre = torch.stack([9 + 14 * right, 9 + 14 * bottom], dim=1) * unit + jitter  # (n, 2) quadrant centres
+    angle = (torch.rand(n, generator=g) - 0.5) * math.radians(20)
+    palette = torch.tensor(list(COLOURS.values()))  # (6, 3)
+    foreground = (palette[colour] + 0.08 * (torch.rand(n, 3, generator=g) - 0.5))[:, :, None, None]
+    background = (0.12 + 0.15 * torch.rand(n, 1, 1, 1, generator=g)).expand(n, 3, 1, 1)
+    images = _render(shape, centre, half, angle, foreground, background, size, g)
+    return images, torch.stack([shape, colour, large, position], dim=1)

@@ -1,13 +1,22 @@
-"""Retrieval metrics on embeddings: label-based Recall@K and mAP@R, and cross-view Recall@K.
+"""Retrieval metrics on embeddings, computed in chunks of queries (never the full N×M matrix).
 
-* Recall@K (label-based, the metric-learning convention of Song et al. 2016 / Musgrave et al.
-  2020): the fraction of queries with at least one item of their own class among their K nearest
-  neighbours (cosine similarity; the query itself excluded when queries are the database).
-  Recall@1 equals "precision at 1".
-* mAP@R (Musgrave et al. 2020, "A Metric Learning Reality Check"): for a query with R relevant
-  items in the database, AP@R = (1/R) Σ_{i≤R} P(i)·rel(i) over its top R neighbours.
-* Cross-view Recall@K for paired embeddings (q_i, k_i): the fraction of i with k_i among the K
-  nearest keys of q_i (q→k), and the reverse (k→q).
+Everything ranks by cosine similarity, best first, and breaks ties by the lower gallery index, so
+every figure is deterministic. One routine per kind of question:
+
+* :func:`rank`: each query's k nearest gallery items (scores and indices);
+* :func:`first_relevant_rank`: the 1-based place of each query's best-placed relevant item, where
+  "relevant" means equal ids (pair identity: a caption and its image share an id; several
+  captions per image share it too). Recall@K is the fraction of queries with that place ≤ K, the
+  median rank its median (Faghri et al. 2018, "VSE++"; open_clip's R@K);
+* :func:`average_precision`: each query's AP over the whole ranked gallery with label relevance
+  (the mAP of cross-modal retrieval papers, e.g. Wang et al. 2017, "ACMR"), or AP@R (Musgrave et
+  al. 2020, "A Metric Learning Reality Check").
+
+Memory: a block of ``chunk_size`` queries × the gallery at a time (``chunk_size=None`` keeps a
+block at about 2**24 similarities, 64 MiB in float32). Float64 input is ranked in float64.
+
+On top of them: label-based Recall@K and mAP@R (metric learning), cross-view and cross-modal
+Recall@K both ways, and the alignment / uniformity of Wang & Isola (2020).
 """
 
 from __future__ import annotations
@@ -16,24 +25,174 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+BLOCK_ELEMENTS = 2**24
+BACKENDS = ("torch", "faiss")
+
 
 def _check(x: Tensor, name: str) -> Tensor:
     if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[0] == 0 or not x.is_floating_point():
         raise ValueError(f"{name} must be a non-empty floating (N, D) tensor, got {getattr(x, 'shape', x)}")
-    return F.normalize(x.float(), dim=1)
+    x = x.detach()
+    return F.normalize(x if x.dtype == torch.float64 else x.float(), dim=1)
 
 
-def _ranked(queries: Tensor, database: Tensor | None, k: int) -> tuple[Tensor, bool]:
-    """Indices (N, k) of each query's k nearest database items, self excluded when database is None."""
-    same = database is None
-    db = queries if same else database
-    sims = queries @ db.T
-    if same:
-        sims.fill_diagonal_(float("-inf"))
-    k = min(k, db.shape[0] - (1 if same else 0))
-    return sims.topk(k, dim=1).indices, same
+def _check_ids(ids: Tensor, n: int, name: str) -> Tensor:
+    if not isinstance(ids, Tensor) or ids.dim() != 1 or ids.shape[0] != n:
+        raise ValueError(
+            f"{name} must be a 1-D tensor of {n} ids or labels (one per row), got {getattr(ids, 'shape', ids)}"
+        )
+    return ids
 
 
+def _chunk(chunk_size: int | None, gallery_rows: int) -> int:
+    if chunk_size is None:
+        return max(1, BLOCK_ELEMENTS // max(1, gallery_rows))
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int or None (automatic), got {chunk_size!r}")
+    return chunk_size
+
+
+def _blocks(queries: Tensor, gallery: Tensor, chunk_size: int | None, exclude_self: bool):
+    """Yield (start, similarities (c, G)) block by block; self-similarities -inf with ``exclude_self``."""
+    if queries.shape[1] != gallery.shape[1]:
+        raise ValueError(f"queries and gallery must have the same width, got {queries.shape[1]} and {gallery.shape[1]}")
+    if exclude_self and queries.shape[0] != gallery.shape[0]:
+        raise ValueError("exclude_self needs the queries to be the gallery")
+    gallery = gallery.to(queries.dtype)
+    step = _chunk(chunk_size, gallery.shape[0])
+    for start in range(0, queries.shape[0], step):
+        block = queries[start : start + step] @ gallery.T  # (c, G)
+        if exclude_self:
+            rows = torch.arange(block.shape[0], device=block.device)
+            block[rows, rows + start] = float("-inf")
+        yield start, block
+
+
+def rank(
+    queries: Tensor,
+    gallery: Tensor,
+    k: int,
+    *,
+    chunk_size: int | None = None,
+    exclude_self: bool = False,
+    backend: str = "torch",
+) -> tuple[Tensor, Tensor]:
+    """(scores, indices), each (Nq, k): the k most similar gallery rows of every query, best first,
+    ties broken by the lower index. ``exclude_self``: the queries are the gallery, and row i is not
+    its own neighbour. ``backend="faiss"`` searches an exact inner-product index (faster on large
+    galleries on a CPU) and orders ties by index within the k it returns."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    queries, gallery = _check(queries, "queries"), _check(gallery, "gallery")
+    available = gallery.shape[0] - (1 if exclude_self else 0)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= available:
+        raise ValueError(f"k must be an int in [1, {available}] (the gallery's size), got {k!r}")
+    if backend == "faiss":
+        return _rank_faiss(queries, gallery, k, exclude_self)
+    scores, indices = [], []
+    for _, block in _blocks(queries, gallery, chunk_size, exclude_self):
+        top, where = block.sort(dim=1, descending=True, stable=True)  # stable: equal scores keep index order
+        scores.append(top[:, :k])
+        indices.append(where[:, :k])
+    return torch.cat(scores), torch.cat(indices)
+
+
+def _rank_faiss(queries: Tensor, gallery: Tensor, k: int, exclude_self: bool) -> tuple[Tensor, Tensor]:
+    import faiss
+    import numpy as np
+
+    index = faiss.IndexFlatIP(gallery.shape[1])
+    index.add(np.ascontiguousarray(gallery.float().cpu().numpy()))
+    scores, indices = index.search(np.ascontiguousarray(queries.float().cpu().numpy()), k + int(exclude_self))
+    scores, indices = torch.from_numpy(scores).double(), torch.from_numpy(indices)
+    if exclude_self:
+        own = indices == torch.arange(indices.shape[0])[:, None]
+        scores = scores.masked_fill(own, float("-inf"))
+    # order by (score descending, index ascending): sort by index, then stably by score
+    by_index = indices.argsort(dim=1)
+    scores, indices = scores.gather(1, by_index), indices.gather(1, by_index)
+    order = scores.argsort(dim=1, descending=True, stable=True)
+    return scores.gather(1, order)[:, :k].to(queries.dtype), indices.gather(1, order)[:, :k]
+
+
+def first_relevant_rank(
+    queries: Tensor,
+    gallery: Tensor,
+    query_ids: Tensor,
+    gallery_ids: Tensor,
+    *,
+    chunk_size: int | None = None,
+    exclude_self: bool = False,
+) -> Tensor:
+    """(Nq,) the 1-based place of each query's best-placed relevant gallery item (gallery item j is
+    relevant to query i when ``gallery_ids[j] == query_ids[i]``); ``inf`` for a query with none.
+
+    Computed without sorting: place = #(scores above the best relevant score) + #(equal scores at a
+    lower index) + 1, which is where that item lands in the index-tie-broken order."""
+    queries, gallery = _check(queries, "queries"), _check(gallery, "gallery")
+    query_ids = _check_ids(query_ids, queries.shape[0], "query_ids").to(queries.device)
+    gallery_ids = _check_ids(gallery_ids, gallery.shape[0], "gallery_ids").to(queries.device)
+    columns = torch.arange(gallery.shape[0], device=queries.device)  # (G,)
+    places = []
+    for start, block in _blocks(queries, gallery, chunk_size, exclude_self):
+        relevant = query_ids[start : start + block.shape[0], None] == gallery_ids[None, :]  # (c, G)
+        relevant &= block > float("-inf")  # not itself
+        best = block.masked_fill(~relevant, float("-inf")).amax(dim=1, keepdim=True)  # (c, 1)
+        at_best = relevant & (block == best)
+        first = torch.where(at_best, columns, gallery.shape[0]).amin(dim=1, keepdim=True)  # (c, 1) its index
+        place = (block > best).sum(1) + ((block == best) & (columns < first)).sum(1) + 1  # (c,)
+        places.append(torch.where(relevant.any(dim=1), place.double(), float("inf")))
+    return torch.cat(places)
+
+
+def recall_from_ranks(places: Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
+    """{"R@K": percent of queries whose first relevant item is within the top K, "MedR": median place}."""
+    out = {f"R@{k}": 100.0 * (places <= k).double().mean().item() for k in ks}
+    out["MedR"] = places.median().item()  # the lower median, as torch (and VSE++'s np.floor(median) + 1)
+    return out
+
+
+def average_precision(
+    queries: Tensor,
+    gallery: Tensor,
+    query_labels: Tensor,
+    gallery_labels: Tensor,
+    *,
+    at_r: bool = False,
+    chunk_size: int | None = None,
+    exclude_self: bool = False,
+) -> Tensor:
+    """(Nq,) average precision of each query with label relevance (gallery item j is relevant to
+    query i when their labels are equal), NaN for a query with no relevant item.
+
+    ``at_r=False``: AP over the whole ranking, (1/R) Σ_i P(i)·rel(i), R = number of relevant items
+    (the ACMR protocol's mAP). ``at_r=True``: AP@R, the same sum over the top R places only."""
+    queries, gallery = _check(queries, "queries"), _check(gallery, "gallery")
+    query_labels = _check_ids(query_labels, queries.shape[0], "query_labels").to(queries.device)
+    gallery_labels = _check_ids(gallery_labels, gallery.shape[0], "gallery_labels").to(queries.device)
+    places = torch.arange(1, gallery.shape[0] + 1, device=queries.device, dtype=torch.float64)  # (G,)
+    out = []
+    for start, block in _blocks(queries, gallery, chunk_size, exclude_self):
+        order = block.sort(dim=1, descending=True, stable=True).indices  # (c, G), self (-inf) last
+        labels = query_labels[start : start + block.shape[0], None]
+        hits = (gallery_labels[order] == labels) & (block.gather(1, order) > float("-inf"))  # (c, G)
+        hits = hits.double()
+        relevant = hits.sum(dim=1)  # (c,) R
+        precision = hits.cumsum(dim=1) / places  # (c, G) P(i)
+        if at_r:
+            hits = hits * (places[None, :] <= relevant[:, None])
+        out.append((precision * hits).sum(dim=1) / relevant)  # NaN where R = 0
+    return torch.cat(out)
+
+
+def _mean_defined(values: Tensor, what: str) -> float:
+    defined = values[~values.isnan()]
+    if defined.numel() == 0:
+        raise ValueError(f"{what}: no query has a relevant item in the gallery")
+    return 100.0 * defined.mean().item()
+
+
+# ---------------------------------------------------------------------- metric learning (one modality)
 def recall_at_k(
     queries: Tensor,
     query_labels: Tensor,
@@ -41,54 +200,85 @@ def recall_at_k(
     database_labels: Tensor | None = None,
     ks: tuple[int, ...] = (1, 5, 10),
 ) -> dict[int, float]:
-    """Label-based Recall@K in percent, for each K in ``ks``."""
-    queries = _check(queries, "queries")
-    database = None if database is None else _check(database, "database")
-    db_labels = query_labels if database is None else database_labels
-    if db_labels is None:
+    """Label-based Recall@K in percent (Song et al. 2016): queries with an item of their own class
+    among their K nearest; the query itself excluded when the queries are the database."""
+    if database is not None and database_labels is None:
         raise ValueError("database_labels are required with a database")
-    index, _ = _ranked(queries, database, max(ks))
-    hits = db_labels[index] == query_labels[:, None]
-    return {k: 100.0 * hits[:, :k].any(dim=1).float().mean().item() for k in ks}
+    same = database is None
+    places = first_relevant_rank(
+        queries,
+        queries if same else database,
+        query_labels,
+        query_labels if same else database_labels,
+        exclude_self=same,
+    )
+    return {k: 100.0 * (places <= k).double().mean().item() for k in ks}
 
 
 def map_at_r(
     queries: Tensor, query_labels: Tensor, database: Tensor | None = None, database_labels: Tensor | None = None
 ) -> float:
     """Mean average precision at R in percent (queries with no relevant item are skipped)."""
-    queries = _check(queries, "queries")
-    database = None if database is None else _check(database, "database")
-    db_labels = query_labels if database is None else database_labels
-    if db_labels is None:
+    if database is not None and database_labels is None:
         raise ValueError("database_labels are required with a database")
-    relevant = (db_labels[None, :] == query_labels[:, None]).sum(1) - (1 if database is None else 0)
-    max_r = int(relevant.max())
-    if max_r == 0:
-        raise ValueError("no query has a relevant item in the database")
-    index, _ = _ranked(queries, database, max_r)
-    hits = (db_labels[index] == query_labels[:, None]).float()
-    ranks = torch.arange(1, index.shape[1] + 1, dtype=torch.float32)
-    within_r = ranks[None, :] <= relevant[:, None]
-    precision = hits.cumsum(1) / ranks
-    ap = (precision * hits * within_r).sum(1) / relevant.clamp_min(1)
-    keep = relevant > 0
-    return 100.0 * ap[keep].mean().item()
+    same = database is None
+    ap = average_precision(
+        queries,
+        queries if same else database,
+        query_labels,
+        query_labels if same else database_labels,
+        at_r=True,
+        exclude_self=same,
+    )
+    return _mean_defined(ap, "map_at_r")
 
 
 def cross_view_recall(q: Tensor, k: Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
     """Recall@K in percent of paired embeddings, both ways: keys "q2k@K" and "k2q@K"."""
-    q, k = _check(q, "q"), _check(k, "k")
     if q.shape != k.shape:
         raise ValueError(f"q and k must have the same shape, got {tuple(q.shape)} and {tuple(k.shape)}")
-    target = torch.arange(q.shape[0])[:, None]
+    ids = torch.arange(q.shape[0])
     out = {}
     for name, a, b in (("q2k", q, k), ("k2q", k, q)):
-        index = (a @ b.T).topk(min(max(ks), b.shape[0]), dim=1).indices
-        for kk in ks:
-            out[f"{name}@{kk}"] = 100.0 * (index[:, :kk] == target).any(1).float().mean().item()
+        places = first_relevant_rank(a, b, ids, ids)
+        out |= {f"{name}@{kk}": 100.0 * (places <= kk).double().mean().item() for kk in ks}
     return out
 
 
+# ---------------------------------------------------------------------- two modalities
+def cross_modal_retrieval(
+    images: Tensor,
+    texts: Tensor,
+    image_ids: Tensor,
+    text_ids: Tensor,
+    image_labels: Tensor | None = None,
+    text_labels: Tensor | None = None,
+    *,
+    ks: tuple[int, ...] = (1, 5, 10),
+    chunk_size: int | None = None,
+) -> dict[str, float]:
+    """Both directions at once: ``i2t/R@K``, ``i2t/MedR`` (image queries, text gallery) and
+    ``t2i/...``, with a hit when ids are equal (the caption belongs to, or describes, the image);
+    with labels also ``i2t/mAP``, ``t2i/mAP`` (whole ranking) and ``.../mAP@R``, label relevance."""
+    out: dict[str, float] = {}
+    for name, q, g, q_ids, g_ids in (
+        ("i2t", images, texts, image_ids, text_ids),
+        ("t2i", texts, images, text_ids, image_ids),
+    ):
+        places = first_relevant_rank(q, g, q_ids, g_ids, chunk_size=chunk_size)
+        out |= {f"{name}/{key}": value for key, value in recall_from_ranks(places, ks).items()}
+    if image_labels is not None and text_labels is not None:
+        for name, q, g, q_labels, g_labels in (
+            ("i2t", images, texts, image_labels, text_labels),
+            ("t2i", texts, images, text_labels, image_labels),
+        ):
+            for suffix, at_r in (("mAP", False), ("mAP@R", True)):
+                ap = average_precision(q, g, q_labels, g_labels, at_r=at_r, chunk_size=chunk_size)
+                out[f"{name}/{suffix}"] = _mean_defined(ap, f"{name} {suffix}")
+    return out
+
+
+# ---------------------------------------------------------------------- geometry of the embedding
 def alignment(q: Tensor, k: Tensor, alpha: float = 2.0) -> float:
     """Wang & Isola (2020): E ‖f(x) − f(y)‖^α over positive pairs of L2-normalised embeddings (lower is better)."""
     q, k = _check(q, "q"), _check(k, "k")

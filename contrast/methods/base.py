@@ -26,7 +26,8 @@ OPTIMIZERS = ("sgd", "adamw", "lars")
 class ContrastiveModule(L.LightningModule):
     """Args shared by all methods:
 
-    backbone: torchvision model name or "tiny_cnn"; cifar_stem: 3×3 stem for 32 px images;
+    backbone: torchvision model name, "tiny_cnn", "timm/<name>" (or "none" where a method takes feature
+    vectors); cifar_stem: 3×3 stem for 32 px images;
     in_channels: image channels (linked from the data); channels_last: channels-last memory format;
     optimizer: "sgd" | "adamw" | "lars"; lr: peak learning rate (for the batch size you run; scale
     it yourself, e.g. lr = base_lr × batch / 256); weight_decay; sgd_momentum; warmup_epochs:
@@ -62,17 +63,23 @@ class ContrastiveModule(L.LightningModule):
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes == 1 or num_classes < 0:
             raise ValueError(f"num_classes must be an int >= 2 (or 0: unlabelled data, no probe), got {num_classes!r}")
         self.save_hyperparameters()
-        self.backbone = build_backbone(
-            backbone, cifar_stem=cifar_stem, in_channels=in_channels, channels_last=channels_last
+        if backbone == "none" and not self.accepts_vectors:
+            raise ValueError(f"backbone 'none' is for methods that take feature vectors, not {type(self).__name__}")
+        self.backbone = (
+            nn.Identity()
+            if backbone == "none"
+            else build_backbone(backbone, cifar_stem=cifar_stem, in_channels=in_channels, channels_last=channels_last)
         )
-        self.feature_dim = self.backbone.feature_dim
-        self.probe = nn.Linear(self.feature_dim, num_classes) if num_classes else None
+        self.feature_dim = getattr(self.backbone, "feature_dim", 0)
+        self.probe = nn.Linear(self.feature_dim, num_classes) if num_classes and self.online_probe else None
         # Not registered as a submodule: the checkpoint holds the backbone once, under the same
         # keys whether or not it is compiled.
         object.__setattr__(self, "_encode", torch.compile(self.backbone) if compile else self.backbone)
 
     # ------------------------------------------------------------------ what methods define
     uses_labels = False  # True: contrastive_step(q, k, labels) (SupCon)
+    online_probe = True  # False: no linear probe on the backbone features (CrossModal)
+    accepts_vectors = False  # True: backbone "none" (the inputs are feature vectors) is allowed
 
     def contrastive_step(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
         """Return (loss, backbone features of the q view) for one batch of views."""

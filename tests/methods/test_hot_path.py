@@ -54,7 +54,7 @@ def _optimizers(model):
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", sorted(set(METHODS) - {"crossmodal"}))  # its batch: pairs (below)
 def test_a_training_step_reads_nothing_back_from_the_device(data, method, optimizer):
     small = dict(projector_hidden=64, projector_dim=32)
     if method == "moco_v2":
@@ -80,3 +80,28 @@ def test_a_training_step_reads_nothing_back_from_the_device(data, method, optimi
             opt.step()
             schedule.step()
     assert all(p.grad is not None for p in model.backbone.parameters())
+
+
+@pytest.mark.parametrize("learn_temperature", [True, False])
+def test_a_crossmodal_clip_step_reads_nothing_back_from_the_device(learn_temperature):
+    from contrast.methods import CrossModal
+
+    model = CrossModal(
+        backbone="tiny_cnn", embed_dim=16, head_hidden=32, text_width=16, learn_temperature=learn_temperature
+    )
+    model.build_towers(vocabulary=["<pad>", "<unk>", "red", "disc"], num_classes=10)
+    model = model.to(META)
+    opt, schedule = _optimizers(model)
+    images = torch.empty(16, 3, 32, 32, dtype=torch.uint8, device=META)
+    texts = torch.empty(16, 7, dtype=torch.long, device=META)
+    labels = torch.empty(16, dtype=torch.long, device=META)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for step in range(2):
+            loss = model.training_step((images, texts, labels), step)
+            assert loss.device == META and loss.shape == ()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            schedule.step()
+    assert all(p.grad is not None for p in model.text_encoder.parameters())

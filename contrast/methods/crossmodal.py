@@ -1,0 +1,288 @@
+"""Two towers into one space: CLIP-style and ACMR-style cross-modal retrieval training.
+
+Image tower: a backbone of the registry (or a pretrained one, frozen or fine-tuned), or nothing
+(``backbone: none``) when the images are pre-extracted feature vectors; then an MLP head into
+``embed_dim``. Text tower: a text encoder over word ids (``bag`` or ``transformer``, vocabulary
+from the training captions), or nothing when the texts are vectors; then an MLP head.
+
+Objectives, weighted and summed (``objectives={"clip": 1.0, "triplet": 0.5}``):
+
+* ``clip`` (Radford et al. 2021): symmetric InfoNCE with a learnable, clamped temperature
+  (open_clip: logit scale initialised to 1/0.07, clamped at 100; here τ = 1/scale, learned as log τ,
+  clamped to [``min_temperature``, 1]); under DDP open_clip's local loss with gathered features.
+* ``triplet``: cross-modal triplet constraints (VSE++ hardest negatives by default), label-aware when
+  the data has labels (an item of the same label is never a negative).
+* ``acmr`` (Wang et al. 2017, "Adversarial Cross-Modal Retrieval"): a label classifier on both
+  modalities' embeddings (``label_weight``), the label-aware cross-modal triplet, and a modality
+  classifier trained through gradient reversal (``adversarial_weight`` × Ganin's ramp λ_p).
+
+The towers are built in ``setup`` from the data (vocabulary, input widths, classes; Lightning's
+lazy-model pattern) and recorded in every checkpoint, so :meth:`CrossModal.from_checkpoint`
+rebuilds the model without the data.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from contrast.checkpoint import CheckpointError, read_checkpoint
+from contrast.losses import Temperature, clip_loss, cross_modal_triplet, modality_loss
+from contrast.losses.adversarial import ganin_schedule
+from contrast.methods.base import ContrastiveModule
+from contrast.models import mlp
+from contrast.models.text import build_text_encoder
+
+OBJECTIVES = ("clip", "triplet", "acmr")
+MINING = ("hardest", "semi-hard", "all")
+
+
+class CrossModal(ContrastiveModule):
+    """Args (besides :class:`ContrastiveModule`'s; ``backbone`` is the image encoder):
+
+    text_encoder: "bag" | "transformer"; text_width: its width; embed_dim: the shared space;
+    head_hidden: hidden width of both MLP heads; objectives: {name: weight} over "clip",
+    "triplet", "acmr"; temperature: τ of ``clip`` (its initial value when learned);
+    learn_temperature; min_temperature: the clamp (0.01 = logit scale 100); margin and mining of
+    the triplet terms; label_weight, adversarial_weight: ACMR's label and modality terms;
+    image_weights: an exported backbone folder or a checkpoint to start the image tower from;
+    freeze_image: keep the image encoder fixed (its BatchNorm statistics too); image_mean,
+    image_std: normalisation of uint8 images.
+    """
+
+    online_probe = False  # the label classifier of ACMR is part of the objective instead
+    accepts_vectors = True
+
+    def __init__(
+        self,
+        text_encoder: str = "bag",
+        text_width: int = 256,
+        embed_dim: int = 128,
+        head_hidden: int = 512,
+        objectives: dict[str, float] | None = None,
+        temperature: float = 0.07,
+        learn_temperature: bool = True,
+        min_temperature: float = 0.01,
+        margin: float = 0.2,
+        mining: str = "hardest",
+        label_weight: float = 1.0,
+        adversarial_weight: float = 0.1,
+        image_weights: str | None = None,
+        freeze_image: bool = False,
+        image_mean: tuple[float, ...] = (0.5, 0.5, 0.5),
+        image_std: tuple[float, ...] = (0.25, 0.25, 0.25),
+        max_length: int = 32,
+        **kwargs,
+    ) -> None:
+        kwargs.setdefault("optimizer", "adamw")
+        kwargs.setdefault("lr", 1e-3)
+        kwargs.setdefault("weight_decay", 1e-4)
+        super().__init__(**kwargs)
+        objectives = {"clip": 1.0} if objectives is None else dict(objectives)
+        unknown = set(objectives) - set(OBJECTIVES)
+        if unknown or not objectives:
+            raise ValueError(f"objectives must map some of {OBJECTIVES} to weights, got {objectives!r}")
+        for name, weight in objectives.items():
+            if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+                raise ValueError(f"objectives: the weight of {name!r} must be a finite number >= 0, got {weight!r}")
+        if isinstance(embed_dim, bool) or not isinstance(embed_dim, int) or embed_dim < 1:
+            raise ValueError(f"embed_dim must be a positive int, got {embed_dim!r}")
+        if mining not in MINING:
+            raise ValueError(f"mining must be one of {MINING}, got {mining!r}")
+        for name, value in (
+            ("margin", margin),
+            ("label_weight", label_weight),
+            ("adversarial_weight", adversarial_weight),
+        ):
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not isinstance(temperature, (int, float)) or not min_temperature <= temperature <= 1.0:
+            raise ValueError(f"temperature must lie in [min_temperature={min_temperature}, 1], got {temperature!r}")
+        if len(image_mean) != len(image_std) or any(s <= 0 for s in image_std):
+            raise ValueError(
+                f"image_mean and image_std need one value per channel, std > 0; got {image_mean}, {image_std}"
+            )
+        self.objectives = objectives
+        self.temperature = (
+            Temperature(temperature, min_value=min_temperature, max_value=1.0)
+            if learn_temperature
+            else float(temperature)
+        )
+        self.register_buffer("image_mean", torch.tensor(image_mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(image_std).view(1, -1, 1, 1), persistent=False)
+        if image_weights is not None:
+            self.backbone, arch = _pretrained(image_weights)
+            wanted = {"backbone": self.hparams.backbone, "cifar_stem": self.hparams.cifar_stem}
+            if {k: arch[k] for k in wanted} != wanted:
+                raise ValueError(
+                    f"image_weights: {image_weights} holds a {arch['backbone']!r} backbone (cifar_stem "
+                    f"{arch['cifar_stem']}); set --model.init_args.backbone and cifar_stem to match"
+                )
+            self.feature_dim = self.backbone.feature_dim
+            object.__setattr__(self, "_encode", self.backbone)
+        if freeze_image:
+            self.backbone.requires_grad_(False)
+        self.towers: dict | None = None
+
+    # ------------------------------------------------------------------ the towers, from the data
+    def setup(self, stage: str) -> None:
+        data = self.trainer.datamodule if self._trainer is not None else None
+        if self.towers is None:
+            if data is None or not hasattr(data, "towers"):
+                raise ValueError("CrossModal needs paired data (contrast.data.PairedData) to build its towers")
+            self.build_towers(**data.towers())
+        if "acmr" in self.objectives and not self.towers["num_classes"]:
+            raise ValueError("objectives: 'acmr' needs labelled pairs (its label classifier); the data has none")
+
+    def build_towers(
+        self, vocabulary: list[str] | None, image_dim: int = 0, text_dim: int = 0, num_classes: int = 0
+    ) -> None:
+        """Build the heads and the text encoder for data with this vocabulary (or text vectors of
+        width ``text_dim``), images (or vectors of width ``image_dim``) and ``num_classes`` labels."""
+        hp = self.hparams
+        if (vocabulary is None) == (text_dim == 0):
+            raise ValueError(
+                "the texts are either captions (a vocabulary) or vectors (text_dim > 0), not both or neither"
+            )
+        if image_dim and hp.backbone != "none":
+            raise ValueError(
+                f"backbone: the data's images are feature vectors of width {image_dim}; "
+                "set --model.init_args.backbone none"
+            )
+        if not image_dim and hp.backbone == "none":
+            raise ValueError("backbone 'none' takes image feature vectors, but the data's images are pictures")
+        self.towers = {
+            "vocabulary": vocabulary,
+            "image_dim": image_dim,
+            "text_dim": text_dim,
+            "num_classes": num_classes,
+        }
+        image_width = image_dim or self.feature_dim
+        if vocabulary is not None:
+            self.text_encoder = build_text_encoder(hp.text_encoder, len(vocabulary), hp.text_width, hp.max_length)
+            text_width = self.text_encoder.feature_dim
+        else:
+            self.text_encoder, text_width = nn.Identity(), text_dim
+        self.image_head = mlp(image_width, hp.head_hidden, hp.embed_dim, batch_norm=False)  # (B, F) -> (B, E)
+        self.text_head = mlp(text_width, hp.head_hidden, hp.embed_dim, batch_norm=False)  # (B, W) -> (B, E)
+        if "acmr" in self.objectives and num_classes:
+            self.label_classifier = nn.Linear(hp.embed_dim, num_classes)
+            hidden = max(2, hp.embed_dim // 2)
+            self.modality_classifier = nn.Sequential(  # ACMR's 3-layer discriminator: E -> E/2 -> E/4 -> 2
+                nn.Linear(hp.embed_dim, hidden),
+                nn.ReLU(),
+                nn.Linear(hidden, max(2, hidden // 2)),
+                nn.ReLU(),
+                nn.Linear(max(2, hidden // 2), 2),
+            )
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["crossmodal_towers"] = self.towers
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("crossmodal_towers")
+        if saved is None:
+            raise CheckpointError("the checkpoint holds no cross-modal towers; it was not written by a CrossModal run")
+        if self.towers is not None and saved != self.towers:
+            differ = [key for key in saved if saved[key] != self.towers.get(key)]
+            raise CheckpointError(f"the checkpoint's towers were built for other data ({', '.join(differ)} differ)")
+
+    @classmethod
+    def from_checkpoint(cls, path, map_location: str = "cpu") -> CrossModal:
+        """The trained model of a checkpoint written by ``contrast fit`` (no data needed)."""
+        checkpoint = read_checkpoint(path)
+        hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
+        if "crossmodal_towers" not in checkpoint:
+            raise CheckpointError(f"{path}: not a CrossModal checkpoint (no 'crossmodal_towers')")
+        hparams.pop("image_weights", None)  # the weights are in the checkpoint
+        model = cls(**hparams)
+        model.build_towers(**checkpoint["crossmodal_towers"])
+        model.load_state_dict(checkpoint["state_dict"])
+        return model.to(map_location).eval()
+
+    # ------------------------------------------------------------------ the towers at work
+    def train(self, mode: bool = True) -> CrossModal:
+        super().train(mode)
+        if self.hparams.freeze_image:
+            self.backbone.eval()  # a frozen encoder keeps its BatchNorm statistics
+        return self
+
+    def embed_images(self, images: Tensor) -> Tensor:
+        """(B, E) image embeddings (not normalised) of uint8 / float pictures or image vectors."""
+        if images.dtype == torch.uint8:
+            images = (images.float() / 255 - self.image_mean) / self.image_std
+        features = self.encode(images) if images.dim() == 4 else images.float()
+        return self.image_head(features)
+
+    def embed_texts(self, texts: Tensor) -> Tensor:
+        """(B, E) text embeddings of (B, L) word ids or (B, Dt) text vectors."""
+        return self.text_head(self.text_encoder(texts if texts.dtype == torch.long else texts.float()))
+
+    def tau(self) -> float | Tensor:
+        return self.temperature() if isinstance(self.temperature, Temperature) else self.temperature
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        images, texts, labels = batch  # (B, ...), (B, L) or (B, Dt), (B,)
+        image, text = self.embed_images(images), self.embed_texts(texts)  # (B, E) each
+        labelled = bool(self.towers["num_classes"])
+        terms: dict[str, Tensor] = {}
+        if "clip" in self.objectives:
+            terms["clip"] = clip_loss(image, text, self.tau(), validate=False, gather=True)
+        if "triplet" in self.objectives:
+            terms["triplet"] = cross_modal_triplet(
+                image,
+                text,
+                self.hparams.margin,
+                labels=labels if labelled else None,
+                mining=self.hparams.mining,
+                gather=True,
+            )
+        if "acmr" in self.objectives:
+            terms["acmr"] = self._acmr(image, text, labels)
+        loss = sum(self.objectives[name] * value for name, value in terms.items())
+        batch_size = images.shape[0]
+        self.log("train/loss", self._logged(loss), prog_bar=True, batch_size=batch_size)
+        for name, value in terms.items():
+            self.log(f"train/{name}", self._logged(value), batch_size=batch_size)
+        self.log(
+            "train/temperature",
+            float(self.tau()) if isinstance(self.tau(), float) else self.tau().detach(),
+            batch_size=batch_size,
+        )
+        return loss
+
+    def _acmr(self, image: Tensor, text: Tensor, labels: Tensor) -> Tensor:
+        hp = self.hparams
+        label = 0.5 * (
+            F.cross_entropy(self.label_classifier(image).float(), labels)
+            + F.cross_entropy(self.label_classifier(text).float(), labels)
+        )
+        triplet = cross_modal_triplet(image, text, hp.margin, labels=labels, mining=hp.mining, gather=True)
+        progress = self.global_step / self.total_steps if self._trainer is not None else 1.0
+        weight = hp.adversarial_weight * ganin_schedule(progress)
+        adversarial = modality_loss(self.modality_classifier, image, text, weight)
+        self.log("train/acmr_modality", self._logged(adversarial), batch_size=image.shape[0])
+        return hp.label_weight * label + triplet + adversarial
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        return None  # scored by contrast.eval.RetrievalCallback
+
+
+def _pretrained(path: str) -> tuple[nn.Module, dict]:
+    """(image backbone, its architecture) from an export folder (``contrast export``) or a checkpoint."""
+    import json
+    from pathlib import Path
+
+    from contrast.export import backbone_from_checkpoint, load_backbone
+
+    source = Path(path)
+    if source.is_dir() or source.name in ("backbone.pt", "backbone.json"):
+        folder = source if source.is_dir() else source.parent
+        model = load_backbone(folder)
+        return model, json.loads((folder / "backbone.json").read_text())
+    if not source.is_file():
+        raise FileNotFoundError(f"image_weights: {path} is neither an export folder nor a checkpoint file")
+    return backbone_from_checkpoint(str(source))
