@@ -273,7 +273,12 @@ def _is_argument_error(error: BaseException) -> bool:
 
 
 def _argument_message(text: str) -> str:
-    """One line from jsonargparse's nested report: the option, and what was wrong with its value."""
+    """One line from jsonargparse's nested report: the option, and what was wrong with its value
+    (``--data.x`` and ``--data.init_args.x`` both work; the short form is the one named)."""
+    return _argument_message_long(text).replace("--data.init_args.", "--data.")
+
+
+def _argument_message_long(text: str) -> str:
     unknown = re.search(r"Option '([^']+)' is not accepted", text)
     if unknown:
         name = unknown.group(1)
@@ -332,7 +337,7 @@ def _with_option(message: str) -> str:
     if first in _init_parameters(ContrastiveData):
         return f"--data.{first}: {message}"
     if first in _init_parameters(PairedData):
-        return f"--data.init_args.{first}: {message}"
+        return f"--data.{first}: {message}"
     return message
 
 

@@ -1,7 +1,10 @@
 """Retrieval metrics on embeddings, computed in chunks of queries (never the full N×M matrix).
 
 Everything ranks by cosine similarity, best first, and breaks ties by the lower gallery index, so
-every figure is deterministic. One routine per kind of question:
+every figure is deterministic. Similarities are computed in float64 and compared on a grid of
+2**-32: equal embeddings (the same caption twice) then tie exactly, whatever the chunking or the
+matrix-product kernel, where float32 products differ in their last bits from one block shape to
+another. One routine per kind of question:
 
 * :func:`rank`: each query's k nearest gallery items (scores and indices);
 * :func:`first_relevant_rank`: the 1-based place of each query's best-placed relevant item, where
@@ -13,7 +16,7 @@ every figure is deterministic. One routine per kind of question:
   al. 2020, "A Metric Learning Reality Check").
 
 Memory: a block of ``chunk_size`` queries × the gallery at a time (``chunk_size=None`` keeps a
-block at about 2**24 similarities, 64 MiB in float32). Float64 input is ranked in float64.
+block at about 2**23 similarities, 64 MiB).
 
 On top of them: label-based Recall@K and mAP@R (metric learning), cross-view and cross-modal
 Recall@K both ways, and the alignment / uniformity of Wang & Isola (2020).
@@ -25,15 +28,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-BLOCK_ELEMENTS = 2**24
+BLOCK_ELEMENTS = 2**23
+GRID = 2.0**32  # similarities are compared at this resolution (ties within 2**-32)
 BACKENDS = ("torch", "faiss")
 
 
 def _check(x: Tensor, name: str) -> Tensor:
     if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[0] == 0 or not x.is_floating_point():
         raise ValueError(f"{name} must be a non-empty floating (N, D) tensor, got {getattr(x, 'shape', x)}")
-    x = x.detach()
-    return F.normalize(x if x.dtype == torch.float64 else x.float(), dim=1)
+    return F.normalize(x.detach().double(), dim=1)
 
 
 def _check_ids(ids: Tensor, n: int, name: str) -> Tensor:
@@ -58,10 +61,9 @@ def _blocks(queries: Tensor, gallery: Tensor, chunk_size: int | None, exclude_se
         raise ValueError(f"queries and gallery must have the same width, got {queries.shape[1]} and {gallery.shape[1]}")
     if exclude_self and queries.shape[0] != gallery.shape[0]:
         raise ValueError("exclude_self needs the queries to be the gallery")
-    gallery = gallery.to(queries.dtype)
     step = _chunk(chunk_size, gallery.shape[0])
     for start in range(0, queries.shape[0], step):
-        block = queries[start : start + step] @ gallery.T  # (c, G)
+        block = (queries[start : start + step] @ gallery.T).mul_(GRID).round_().div_(GRID)  # (c, G) float64
         if exclude_self:
             rows = torch.arange(block.shape[0], device=block.device)
             block[rows, rows + start] = float("-inf")
@@ -104,7 +106,7 @@ def _rank_faiss(queries: Tensor, gallery: Tensor, k: int, exclude_self: bool) ->
     index = faiss.IndexFlatIP(gallery.shape[1])
     index.add(np.ascontiguousarray(gallery.float().cpu().numpy()))
     scores, indices = index.search(np.ascontiguousarray(queries.float().cpu().numpy()), k + int(exclude_self))
-    scores, indices = torch.from_numpy(scores).double(), torch.from_numpy(indices)
+    scores, indices = torch.from_numpy(scores).double().mul_(GRID).round_().div_(GRID), torch.from_numpy(indices)
     if exclude_self:
         own = indices == torch.arange(indices.shape[0])[:, None]
         scores = scores.masked_fill(own, float("-inf"))
@@ -112,7 +114,7 @@ def _rank_faiss(queries: Tensor, gallery: Tensor, k: int, exclude_self: bool) ->
     by_index = indices.argsort(dim=1)
     scores, indices = scores.gather(1, by_index), indices.gather(1, by_index)
     order = scores.argsort(dim=1, descending=True, stable=True)
-    return scores.gather(1, order)[:, :k].to(queries.dtype), indices.gather(1, order)[:, :k]
+    return scores.gather(1, order)[:, :k], indices.gather(1, order)[:, :k]
 
 
 def first_relevant_rank(

@@ -46,4 +46,5 @@ def modality_loss(classifier: nn.Module, image: Tensor, text: Tensor, weight: fl
     classifier and pushes the embeddings to fool it."""
     both = grad_reverse(torch.cat([image, text]), weight)  # (Ni + Nt, E)
     target = torch.cat([torch.zeros(image.shape[0]), torch.ones(text.shape[0])]).long().to(both.device)
-    return F.cross_entropy(classifier(both).float(), target)
+    logits = classifier(both)  # (Ni + Nt, 2)
+    return F.cross_entropy(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, target)

@@ -212,14 +212,17 @@ class CrossModal(ContrastiveModule):
 
     def embed_images(self, images: Tensor) -> Tensor:
         """(B, E) image embeddings (not normalised) of uint8 / float pictures or image vectors."""
+        dtype = self.image_mean.dtype  # the model's floating type
         if images.dtype == torch.uint8:
-            images = (images.float() / 255 - self.image_mean) / self.image_std
-        features = self.encode(images) if images.dim() == 4 else images.float()
+            images = (images.to(dtype) / 255 - self.image_mean) / self.image_std
+        features = self.encode(images) if images.dim() == 4 else images.to(dtype)
         return self.image_head(features)
 
     def embed_texts(self, texts: Tensor) -> Tensor:
         """(B, E) text embeddings of (B, L) word ids or (B, Dt) text vectors."""
-        return self.text_head(self.text_encoder(texts if texts.dtype == torch.long else texts.float()))
+        return self.text_head(
+            self.text_encoder(texts if texts.dtype == torch.long else texts.to(self.image_mean.dtype))
+        )
 
     def tau(self) -> float | Tensor:
         return self.temperature() if isinstance(self.temperature, Temperature) else self.temperature
@@ -257,8 +260,8 @@ class CrossModal(ContrastiveModule):
     def _acmr(self, image: Tensor, text: Tensor, labels: Tensor) -> Tensor:
         hp = self.hparams
         label = 0.5 * (
-            F.cross_entropy(self.label_classifier(image).float(), labels)
-            + F.cross_entropy(self.label_classifier(text).float(), labels)
+            F.cross_entropy(_full_precision(self.label_classifier(image)), labels)
+            + F.cross_entropy(_full_precision(self.label_classifier(text)), labels)
         )
         triplet = cross_modal_triplet(image, text, hp.margin, labels=labels, mining=hp.mining, gather=True)
         progress = self.global_step / self.total_steps if self._trainer is not None else 1.0
@@ -269,6 +272,11 @@ class CrossModal(ContrastiveModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         return None  # scored by contrast.eval.RetrievalCallback
+
+
+def _full_precision(x: Tensor) -> Tensor:
+    """Logits for a cross-entropy: float32 under bf16 / fp16 autocast, float64 kept."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def _pretrained(path: str) -> tuple[nn.Module, dict]:

@@ -80,3 +80,159 @@ def test_alignment_uniformity_and_positive_probability_formulas():
     logits = (qn @ kn.T / 0.5).double()
     expected = sum((logits[i, i].exp() / logits[i].exp().sum()).item() for i in range(50)) / 50
     assert positive_probability(q, k, 0.5) == pytest.approx(expected, rel=1e-5)
+
+
+# ---------------------------------------------------------------------- chunked ranking vs brute force (float64)
+from contrast.eval import retrieval  # noqa: E402
+from contrast.eval.retrieval import (  # noqa: E402
+    average_precision,
+    cross_modal_retrieval,
+    first_relevant_rank,
+    rank,
+    recall_from_ranks,
+)
+
+
+def _tied(n: int, d: int, seed: int) -> torch.Tensor:
+    """Float64 embeddings on a coarse grid: many exactly equal cosine similarities (ties)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(-1, 2, (n, d), generator=g).double()
+    x[x.abs().sum(1) == 0, 0] = 1.0
+    return x
+
+
+def _order(query: torch.Tensor, gallery: torch.Tensor, skip: int | None = None) -> list[int]:
+    """Gallery indices by cosine similarity descending, ties by index: the explicit float64 definition."""
+    q = query / query.norm()
+    scores = [(float(q @ (g / g.norm())), j) for j, g in enumerate(gallery) if j != skip]
+    return [j for _, j in sorted(scores, key=lambda s: (-round(s[0], 12), s[1]))]
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, None])
+def test_rank_is_the_brute_force_order_with_ties_by_index(chunk_size):
+    queries, gallery = _tied(23, 4, 0), _tied(31, 4, 1)
+    scores, indices = rank(queries, gallery, 31, chunk_size=chunk_size)
+    for i in range(23):
+        assert indices[i].tolist() == _order(queries[i], gallery)
+    assert bool((scores[:, :-1] >= scores[:, 1:]).all())
+    _, own = rank(queries, queries, 22, chunk_size=chunk_size, exclude_self=True)
+    for i in range(23):
+        assert own[i].tolist() == _order(queries[i], queries, skip=i)
+
+
+def test_rank_with_faiss_matches_torch_without_ties():
+    g = torch.Generator().manual_seed(2)
+    queries, gallery = torch.randn(40, 16, generator=g), torch.randn(300, 16, generator=g)
+    torch_scores, torch_indices = rank(queries, gallery, 10)
+    faiss_scores, faiss_indices = rank(queries, gallery, 10, backend="faiss")
+    assert torch.equal(torch_indices, faiss_indices)
+    assert torch.allclose(torch_scores, faiss_scores, atol=1e-5)
+    _, own = rank(queries, queries, 5, exclude_self=True, backend="faiss")
+    assert torch.equal(own, rank(queries, queries, 5, exclude_self=True)[1])
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, None])
+def test_first_relevant_rank_and_recall_against_brute_force(chunk_size):
+    queries, gallery = _tied(30, 4, 3), _tied(45, 4, 4)
+    g = torch.Generator().manual_seed(5)
+    query_ids, gallery_ids = torch.randint(0, 12, (30,), generator=g), torch.randint(0, 12, (45,), generator=g)
+    query_ids[0] = 99  # a query with no relevant item
+    places = first_relevant_rank(queries, gallery, query_ids, gallery_ids, chunk_size=chunk_size)
+    expected = []
+    for i in range(30):
+        order = _order(queries[i], gallery)
+        hits = [p + 1 for p, j in enumerate(order) if gallery_ids[j] == query_ids[i]]
+        expected.append(float(hits[0]) if hits else float("inf"))
+    assert places.tolist() == expected
+    recall = recall_from_ranks(places, ks=(1, 5, 10))
+    for k in (1, 5, 10):
+        assert recall[f"R@{k}"] == pytest.approx(100 * sum(e <= k for e in expected) / 30)
+    assert recall["MedR"] == sorted(expected)[14]  # the lower median of 30 places
+
+
+@pytest.mark.parametrize("at_r", [False, True])
+@pytest.mark.parametrize("exclude_self", [False, True])
+def test_average_precision_against_the_explicit_sum(at_r, exclude_self):
+    queries = _tied(25, 4, 6)
+    gallery = queries if exclude_self else _tied(40, 4, 7)
+    g = torch.Generator().manual_seed(8)
+    query_labels = torch.randint(0, 4, (25,), generator=g)
+    gallery_labels = query_labels if exclude_self else torch.randint(0, 4, (40,), generator=g)
+    ap = average_precision(
+        queries, gallery, query_labels, gallery_labels, at_r=at_r, chunk_size=4, exclude_self=exclude_self
+    )
+    for i in range(25):
+        order = _order(queries[i], gallery, skip=i if exclude_self else None)
+        relevant = [bool(gallery_labels[j] == query_labels[i]) for j in order]
+        r = sum(relevant)
+        if r == 0:
+            assert ap[i].isnan()
+            continue
+        cut = r if at_r else len(order)
+        total, hits = 0.0, 0
+        for place, hit in enumerate(relevant[:cut], start=1):
+            hits += hit
+            total += hits / place if hit else 0.0
+        assert ap[i].item() == pytest.approx(total / r, abs=1e-12)
+
+
+def test_average_precision_matches_sklearn_without_ties():
+    metrics = require("sklearn.metrics")
+    g = torch.Generator().manual_seed(9)
+    queries, gallery = (
+        torch.randn(20, 8, generator=g, dtype=torch.float64),
+        torch.randn(60, 8, generator=g, dtype=torch.float64),
+    )
+    query_labels, gallery_labels = torch.randint(0, 3, (20,), generator=g), torch.randint(0, 3, (60,), generator=g)
+    ap = average_precision(queries, gallery, query_labels, gallery_labels)
+    scores = torch.nn.functional.normalize(queries, dim=1) @ torch.nn.functional.normalize(gallery, dim=1).T
+    for i in range(20):
+        expected = metrics.average_precision_score((gallery_labels == query_labels[i]).numpy(), scores[i].numpy())
+        assert ap[i].item() == pytest.approx(expected, abs=1e-12)
+
+
+def test_blocks_never_hold_more_than_a_chunk_of_queries(monkeypatch):
+    queries, gallery = torch.randn(100, 8), torch.randn(70, 8)
+    shapes = [block.shape for _, block in retrieval._blocks(queries, gallery, 16, False)]
+    assert max(s[0] for s in shapes) == 16 and sum(s[0] for s in shapes) == 100
+    monkeypatch.setattr(retrieval, "BLOCK_ELEMENTS", 700)  # automatic chunks: 700 // 70 = 10 queries
+    assert max(b.shape[0] for _, b in retrieval._blocks(queries, gallery, None, False)) == 10
+    ids = torch.arange(70) % 9
+    small = first_relevant_rank(queries, gallery, torch.arange(100) % 9, ids)
+    monkeypatch.setattr(retrieval, "BLOCK_ELEMENTS", 2**24)
+    assert torch.equal(small, first_relevant_rank(queries, gallery, torch.arange(100) % 9, ids))
+
+
+def test_cross_modal_retrieval_both_ways_with_several_captions_per_image():
+    images = torch.eye(3)
+    # captions 0, 1 of image 0; caption 2 of image 1; caption 3 of image 2 (but it looks like image 1)
+    texts = torch.tensor([[1.0, 0, 0], [0.9, 0.1, 0], [0, 1.0, 0], [0, 1.0, 0.1]])
+    text_ids = torch.tensor([0, 0, 1, 2])
+    out = cross_modal_retrieval(images, texts, torch.arange(3), text_ids, ks=(1, 2))
+    # image→text: image 0 finds caption 0 first (hit), image 1 caption 2 (hit), image 2 caption 3 (hit)
+    assert out["i2t/R@1"] == pytest.approx(100.0) and out["i2t/MedR"] == 1
+    # text→image: captions 0, 1, 2 hit at 1; caption 3's best image is 1, its own (2) is second
+    assert out["t2i/R@1"] == pytest.approx(75.0) and out["t2i/R@2"] == pytest.approx(100.0)
+    labelled = cross_modal_retrieval(
+        images, texts, torch.arange(3), text_ids, torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1, 1]), ks=(1,)
+    )
+    # texts 0, 1 (label 0) find image 0 first: AP 1; text 3 (label 1): images 1, 2 first: AP 1;
+    # text 2 (label 1): image 1, then 0 and 2 tie (0 first, by index): AP (1/1 + 2/3) / 2
+    assert labelled["t2i/mAP"] == pytest.approx(100 * (3 + (1 + 2 / 3) / 2) / 4)
+    assert set(labelled) >= {"i2t/mAP", "i2t/mAP@R", "t2i/mAP@R"}
+
+
+def test_retrieval_rejects_bad_input():
+    x = torch.randn(5, 4)
+    with pytest.raises(ValueError, match="query_ids must be a 1-D tensor of 5"):
+        first_relevant_rank(x, x, torch.arange(4), torch.arange(5))
+    with pytest.raises(ValueError, match="same width"):
+        first_relevant_rank(x, torch.randn(5, 3), torch.arange(5), torch.arange(5))
+    with pytest.raises(ValueError, match=r"k must be an int in \[1, 4\]"):
+        rank(x, x, 5, exclude_self=True)
+    with pytest.raises(ValueError, match="chunk_size"):
+        rank(x, x, 2, chunk_size=0)
+    with pytest.raises(ValueError, match="backend"):
+        rank(x, x, 2, backend="annoy")
+    with pytest.raises(ValueError, match="no query has a relevant item"):
+        map_at_r(x, torch.arange(5))

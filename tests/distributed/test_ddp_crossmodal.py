@@ -1,0 +1,75 @@
+"""CrossModal under DDP (2 gloo processes): W ranks × B pairs give the loss and gradients of one
+process with W·B pairs, for the clip local loss, the gathered cross-modal triplet and ACMR."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from contrast.methods import CrossModal
+
+WORLD, B = 2, 6
+OBJECTIVES = {"clip": {"clip": 1.0}, "triplet": {"triplet": 1.0}, "all": {"clip": 1.0, "triplet": 0.5, "acmr": 0.3}}
+
+
+def _model(objectives) -> CrossModal:
+    torch.manual_seed(0)
+    model = CrossModal(backbone="none", embed_dim=8, head_hidden=16, objectives=objectives).double()
+    model.build_towers(None, image_dim=6, text_dim=5, num_classes=3)
+    return model.double()
+
+
+def _global_batch():
+    g = torch.Generator().manual_seed(1)
+    images = torch.randn(WORLD * B, 6, generator=g, dtype=torch.float64)
+    texts = torch.randn(WORLD * B, 5, generator=g, dtype=torch.float64)
+    return images, texts, torch.arange(WORLD * B) % 3
+
+
+def _step(model, batch):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log without a trainer
+        loss = model.training_step(batch, 0)
+    loss.backward()
+    return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def _worker(rank: int, init_file: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        images, texts, labels = _global_batch()
+        rows = slice(rank * B, (rank + 1) * B)
+        results = {}
+        for name, objectives in OBJECTIVES.items():
+            loss, grads = _step(_model(objectives), (images[rows], texts[rows], labels[rows]))
+            dist.all_reduce(loss)
+            for grad in grads.values():  # what DDP does to parameter gradients: the mean over ranks
+                dist.all_reduce(grad)
+                grad /= WORLD
+            results[name] = (loss / WORLD, grads)
+        torch.save(results, f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ddp_crossmodal")
+    mp.spawn(_worker, args=(str(tmp / "init"), str(tmp)), nprocs=WORLD, join=True)
+    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+
+@pytest.mark.parametrize("name", list(OBJECTIVES))
+def test_two_ranks_equal_one_process_with_the_whole_batch(ranks, name):
+    loss, grads = _step(_model(OBJECTIVES[name]), _global_batch())
+    for rank in ranks:
+        rank_loss, rank_grads = rank[name]
+        if name != "triplet":  # the clip local loss and ACMR's classifiers: the mean of the ranks' losses
+            assert rank_loss.item() == pytest.approx(loss.item(), abs=1e-12)
+        assert set(rank_grads) == set(grads)
+        for key, grad in grads.items():
+            assert torch.allclose(rank_grads[key], grad, atol=1e-12), key

@@ -1,0 +1,171 @@
+"""CrossModal: the objectives together, towers from the data, checkpoints that load back, a frozen
+image tower, bad settings; and a short fit that learns to retrieve."""
+
+from __future__ import annotations
+
+import warnings
+
+import lightning as L
+import pytest
+import torch
+
+from contrast.checkpoint import CheckpointError
+from contrast.data import PairedData
+from contrast.eval.crossmodal import RetrievalCallback, retrieval_scores
+from contrast.methods import CrossModal
+
+VOCABULARY = ["<pad>", "<unk>", "red", "blue", "disc", "square", "small"]
+
+
+def _batch(n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+    texts = torch.randint(1, len(VOCABULARY), (n, 5), generator=g)
+    texts[:, 3:] = 0  # padding
+    return images, texts, torch.arange(n) % 4
+
+
+@pytest.mark.parametrize(
+    "objectives",
+    [{"clip": 1.0}, {"triplet": 1.0}, {"acmr": 1.0}, {"clip": 1.0, "triplet": 0.5, "acmr": 0.2}],
+    ids=lambda o: "+".join(o),
+)
+@pytest.mark.parametrize("text_encoder", ["bag", "transformer"])
+def test_every_objective_trains_every_part(objectives, text_encoder):
+    model = CrossModal(
+        backbone="tiny_cnn",
+        text_encoder=text_encoder,
+        embed_dim=16,
+        head_hidden=32,
+        text_width=16,
+        objectives=objectives,
+    )
+    model.build_towers(VOCABULARY, num_classes=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log without a trainer
+        loss = model.training_step(_batch(), 0)
+    loss.backward()
+    assert torch.isfinite(loss)
+    parts = [model.backbone, model.image_head, model.text_encoder, model.text_head]
+    if "acmr" in objectives:
+        parts += [model.label_classifier, model.modality_classifier]
+    for part in parts:
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters()), part
+    assert (model.temperature.log_tau.grad is not None) == ("clip" in objectives)
+
+
+def test_clip_objective_is_the_clip_loss_of_the_two_embeddings():
+    from contrast.losses import clip_loss
+
+    model = CrossModal(
+        backbone="tiny_cnn", embed_dim=16, head_hidden=32, text_width=16, learn_temperature=False, temperature=0.1
+    )
+    model.build_towers(VOCABULARY, num_classes=0)
+    images, texts, labels = _batch()
+    model.eval()  # BatchNorm: the same statistics in both forwards
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loss = model.training_step((images, texts, labels), 0)
+    expected = clip_loss(model.embed_images(images), model.embed_texts(texts), 0.1)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_feature_vectors_go_through_mlp_towers():
+    model = CrossModal(backbone="none", objectives={"acmr": 1.0}, embed_dim=8, head_hidden=16)
+    model.build_towers(None, image_dim=12, text_dim=5, num_classes=3)
+    assert isinstance(model.backbone, torch.nn.Identity) and isinstance(model.text_encoder, torch.nn.Identity)
+    image, text = model.embed_images(torch.randn(4, 12)), model.embed_texts(torch.randn(4, 5))
+    assert image.shape == text.shape == (4, 8)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"embed_dim": 0}, "embed_dim must be a positive int"),
+        ({"objectives": {"cca": 1.0}}, "objectives must map some of"),
+        ({"objectives": {}}, "objectives must map some of"),
+        ({"objectives": {"clip": -1.0}}, "the weight of 'clip'"),
+        ({"mining": "easy"}, "mining must be one of"),
+        ({"temperature": 0.001}, "temperature must lie in"),
+        ({"margin": float("nan")}, "margin must be a finite number"),
+        ({"text_encoder": "lstm"}, None),
+    ],
+)
+def test_bad_settings_are_refused(kwargs, message):
+    if message is None:  # the text encoder is built with the towers
+        model = CrossModal(backbone="tiny_cnn", **kwargs)
+        with pytest.raises(ValueError, match="unknown text_encoder 'lstm'"):
+            model.build_towers(VOCABULARY)
+        return
+    with pytest.raises(ValueError, match=message):
+        CrossModal(backbone="tiny_cnn", **kwargs)
+
+
+def test_towers_must_fit_the_data():
+    with pytest.raises(ValueError, match="set --model.init_args.backbone none"):
+        CrossModal(backbone="tiny_cnn").build_towers(None, image_dim=8, text_dim=4)
+    with pytest.raises(ValueError, match="backbone 'none' takes image feature vectors"):
+        CrossModal(backbone="none").build_towers(VOCABULARY)
+    with pytest.raises(ValueError, match="either captions .* or vectors"):
+        CrossModal(backbone="tiny_cnn").build_towers(None)
+    with pytest.raises(ValueError, match="backbone 'none' is for methods that take feature vectors"):
+        from contrast.methods import SimCLR
+
+        SimCLR(backbone="none")
+
+
+def _fit(tmp_path, max_epochs=1, train_size=256, **model_kwargs):
+    data = PairedData(train_size=train_size, test_size=64, batch_size=32, captions_per_image=3)
+    model = CrossModal(backbone="tiny_cnn", embed_dim=32, head_hidden=64, text_width=32, **model_kwargs)
+    callback = RetrievalCallback(every_n_epochs=1)
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
+    )
+    trainer.fit(model, data)
+    return trainer, model, data, callback
+
+
+def test_a_checkpoint_loads_back_without_the_data(tmp_path):
+    trainer, model, data, callback = _fit(tmp_path, objectives={"clip": 1.0, "acmr": 0.5})
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = CrossModal.from_checkpoint(path)
+    assert loaded.towers == model.towers == data.towers()
+    model.eval()
+    images, texts, _ = next(iter(data.train_dataloader()))
+    assert torch.allclose(loaded.embed_images(images), model.embed_images(images), atol=1e-6)
+    assert torch.allclose(loaded.embed_texts(texts), model.embed_texts(texts), atol=1e-6)
+    assert retrieval_scores(loaded, data) == pytest.approx(callback.results)
+    assert float(loaded.tau()) == pytest.approx(float(model.tau()))
+    # a checkpoint of another method is not a CrossModal checkpoint
+    checkpoint = torch.load(path, weights_only=False)
+    del checkpoint["crossmodal_towers"]
+    torch.save(checkpoint, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="not a CrossModal checkpoint"):
+        CrossModal.from_checkpoint(tmp_path / "other.ckpt")
+
+
+def test_a_frozen_image_encoder_does_not_change(tmp_path):
+    from contrast.methods import SimCLR
+
+    pretrained = SimCLR(backbone="tiny_cnn", projector_hidden=32, projector_dim=16)
+    torch.save(
+        {"state_dict": pretrained.state_dict(), "hyper_parameters": dict(pretrained.hparams)}, tmp_path / "simclr.ckpt"
+    )
+    before = {k: v.clone() for k, v in pretrained.backbone.state_dict().items()}
+    _, model, _, _ = _fit(tmp_path, image_weights=str(tmp_path / "simclr.ckpt"), freeze_image=True)
+    after = model.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BatchNorm statistics
+    with pytest.raises(ValueError, match="image_weights: .* holds a 'tiny_cnn' backbone"):
+        CrossModal(backbone="resnet18", image_weights=str(tmp_path / "simclr.ckpt"))
+
+
+def test_a_short_fit_learns_to_retrieve(tmp_path):
+    _, _, _, callback = _fit(tmp_path, max_epochs=3, train_size=2048, lr=3e-3)
+    for direction in ("i2t", "t2i"):
+        assert callback.results[f"{direction}/R@5"] > callback.initial[f"{direction}/R@5"] + 15
