@@ -219,6 +219,7 @@ class ContrastCLI(LightningCLI):
                 "Resume with the config the run was started with, or pass --allow_mismatch true"
             )
         self.resumed_from = Path(ckpt_path)
+        keep_csv_history(self.trainer, int(checkpoint.get("global_step", 0)))
         print(
             f"resuming from {ckpt_path}: epoch {checkpoint.get('epoch', 0)}, global step "
             f"{checkpoint.get('global_step', 0)}" + (" (settings differ, allowed)" if differences else ""),
@@ -240,6 +241,34 @@ class ContrastCLI(LightningCLI):
         ):
             kwargs["callbacks"] = [*callbacks, LastCheckpoint()]
         return super().instantiate_trainer(**kwargs)
+
+
+def keep_csv_history(trainer, before_step: int) -> None:
+    """A resumed run logs into its old folder, where Lightning's CSV writer would delete metrics.csv:
+    keep its rows up to the checkpoint (those after it are logged again), and its columns."""
+    import csv
+    import warnings
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    for logger in trainer.loggers:
+        if not isinstance(logger, CSVLogger) or not trainer.is_global_zero:
+            continue
+        path = Path(logger.log_dir) / "metrics.csv"
+        if not path.is_file():
+            continue
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = [row for row in reader if int(float(row.get("step") or 0)) < before_step]
+            columns = list(reader.fieldnames or [])
+        with warnings.catch_warnings():  # "previous log files ... will be deleted": they are kept here
+            warnings.simplefilter("ignore")
+            writer = logger.experiment  # created now: it removes the old file
+        with open(path, "w", newline="") as f:
+            out = csv.DictWriter(f, fieldnames=columns)
+            out.writeheader()
+            out.writerows(rows)
+        writer.metrics_keys = sorted(columns)
 
 
 def checkpoint_differences(checkpoint: dict[str, Any], model, datamodule) -> list[str]:

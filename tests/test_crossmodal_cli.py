@@ -1,0 +1,170 @@
+"""The cross-modal side from the command line: fit on the embedded default ends with R@K both
+ways next to the untrained model's, ``contrast retrieve`` scores the checkpoint, ``--ckpt_path
+last`` resumes, the ACMR config runs on feature pairs, the τ sweep of the clip objective (with a
+learned row), and bad input stops with one line naming what is wrong."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from contrast.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPES = [
+    "--config",
+    str(ROOT / "configs/crossmodal_shapes.yaml"),
+    "--data.train_size",
+    "384",
+    "--data.test_size",
+    "64",
+    "--data.batch_size",
+    "32",
+    "--trainer.max_epochs",
+    "2",
+    "--trainer.enable_progress_bar",
+    "false",
+]
+R_AT_K = re.compile(r"image→text R@1 [\d.]+ R@5 [\d.]+ R@10 [\d.]+ MedR [\d.]+ mAP [\d.]+; text→image R@1 [\d.]+ R@5")
+
+
+def test_fit_prints_retrieval_both_ways_then_retrieve_and_resume(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", *SHAPES]) == 0
+    out = capsys.readouterr().out
+    trained = next(line for line in out.splitlines() if line.startswith("retrieval on the test split (trained)"))
+    untrained = next(line for line in out.splitlines() if line.startswith("retrieval on the test split (untrained)"))
+    assert R_AT_K.search(trained) and R_AT_K.search(untrained)
+    assert "retrieval R@5 image→text" in out.splitlines()[-1]  # the summary line
+    checkpoint = tmp_path / "runs/lightning_logs/version_0/checkpoints/last.ckpt"
+    assert checkpoint.is_file()
+    metrics = tmp_path / "runs/lightning_logs/version_0/metrics.csv"
+    logged = list(csv.DictReader(open(metrics)))
+
+    assert main(["retrieve", "--ckpt", str(checkpoint), "--json", "scores.json"]) == 0
+    printed = capsys.readouterr().out
+    assert "64 images, 128 texts" in printed and "image→text R@1" in printed and "text→image R@1" in printed
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert {"i2t/R@1", "i2t/R@5", "i2t/R@10", "i2t/MedR", "t2i/R@5", "i2t/mAP", "t2i/mAP@R"} <= set(scores)
+    assert f"R@5 {scores['i2t/R@5']:.1f}" in trained  # the same figures as the end of the fit
+
+    # resume: one more epoch from the checkpoint, in the same run folder
+    assert (
+        main(
+            [
+                "fit",
+                *SHAPES[:-4],
+                "--trainer.max_epochs",
+                "3",
+                "--trainer.enable_progress_bar",
+                "false",
+                "--ckpt_path",
+                "last",
+            ]
+        )
+        == 0
+    )
+    captured = capsys.readouterr()
+    assert "resuming from" in captured.err and "3 epochs" in captured.out.splitlines()[-1]
+    assert "retrieval on the test split (untrained)" in captured.out  # the baseline, kept in the checkpoint
+    # the resumed run appends to the run's metrics.csv: the first two epochs' rows are still there
+    after = list(csv.DictReader(open(metrics)))
+    assert after[: len(logged)] == logged and {r["epoch"] for r in after} == {"0", "1", "2"}
+
+
+def test_acmr_config_on_feature_pairs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    g = torch.Generator().manual_seed(0)
+    centres_i, centres_t = torch.randn(4, 12, generator=g), torch.randn(4, 6, generator=g)
+    for split, n in (("train", 400), ("test", 100)):
+        labels = torch.arange(n) % 4
+        image = centres_i[labels] + 0.8 * torch.randn(n, 12, generator=g)
+        text = centres_t[labels] + 0.8 * torch.randn(n, 6, generator=g)
+        torch.save({"image": image, "text": text, "labels": labels}, tmp_path / f"{split}.pt")
+    args = ["fit", "--config", str(ROOT / "configs/acmr_features.yaml"), "--data.root", str(tmp_path)]
+    args += ["--data.batch_size", "50", "--trainer.max_epochs", "5", "--trainer.enable_progress_bar", "false"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    maps = [float(x) for x in re.findall(r"mAP ([\d.]+)", out.split("(trained):")[1].splitlines()[0])]
+    untrained = [float(x) for x in re.findall(r"mAP ([\d.]+)", out.split("(untrained):")[1].splitlines()[0])]
+    assert len(maps) == 2 and all(m > u + 20 for m, u in zip(maps, untrained)), out[-600:]
+
+
+def test_sweep_of_the_clip_temperature_with_a_learned_row(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "sweep"
+    args = [
+        "sweep",
+        "--config",
+        str(ROOT / "configs/crossmodal_shapes.yaml"),
+        "--tau",
+        "0.05,0.2,learned",
+        "--out",
+        str(out),
+    ]
+    args += SHAPES[2:-4] + ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]
+    assert main(args) == 0
+    rows = list(csv.DictReader(open(out / "sweep.csv")))
+    assert [r["tau"] for r in rows] == ["0.05", "0.2", "learned"]
+    assert float(rows[0]["final_tau"]) == pytest.approx(0.05) and float(rows[1]["final_tau"]) == pytest.approx(0.2)
+    assert float(rows[2]["final_tau"]) != pytest.approx(0.07)  # learned: moved from its initial value
+    for r in rows:
+        assert 0 <= float(r["i2t/R@1"]) <= 100 and 0 <= float(r["t2i/R@10"]) <= 100
+    assert "| learned |" in (out / "sweep.md").read_text() and (out / "sweep.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model.init_args.embed_dim", "0"], "--model.init_args.embed_dim: embed_dim must be a positive int"),
+        (["--model.init_args.objectives", "{cca: 1.0}"], "objectives must map some of"),
+        (["--data.captions_per_image", "0"], "--data.captions_per_image: captions_per_image must be a positive int"),
+        (["--model.init_args.backbone", "none"], "backbone 'none' takes image feature vectors"),
+        (
+            ["--model.init_args.objectives", "{acmr: 1.0}", "--data.dataset", "coco", "--data.root", "."],
+            "caption files not found",
+        ),
+    ],
+)
+def test_bad_input_stops_with_one_line(extra, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", *SHAPES, *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert not (tmp_path / "runs/lightning_logs/version_0/checkpoints/last.ckpt").exists()
+
+
+def test_mismatched_feature_files_name_the_files(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    torch.save(
+        {"image": torch.randn(10, 4), "text": torch.randn(9, 3), "labels": torch.arange(10) % 2}, tmp_path / "train.pt"
+    )
+    torch.save(
+        {"image": torch.randn(10, 4), "text": torch.randn(10, 3), "labels": torch.arange(10) % 2}, tmp_path / "test.pt"
+    )
+    args = [
+        "fit",
+        "--config",
+        str(ROOT / "configs/acmr_features.yaml"),
+        "--data.root",
+        str(tmp_path),
+        "--data.batch_size",
+        "4",
+    ]
+    assert main(args) == 2
+    assert "has 10 rows but" in capsys.readouterr().err
+
+
+def test_retrieve_refuses_an_image_checkpoint(tmp_path, monkeypatch, capsys):
+    from contrast.methods import SimCLR
+
+    monkeypatch.chdir(tmp_path)
+    model = SimCLR(backbone="tiny_cnn", projector_hidden=16, projector_dim=8)
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, tmp_path / "simclr.ckpt")
+    assert main(["retrieve", "--ckpt", str(tmp_path / "simclr.ckpt")]) == 2
+    assert "not a CrossModal checkpoint" in capsys.readouterr().err
