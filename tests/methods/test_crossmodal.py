@@ -169,3 +169,18 @@ def test_a_short_fit_learns_to_retrieve(tmp_path):
     _, _, _, callback = _fit(tmp_path, max_epochs=3, train_size=2048, lr=3e-3)
     for direction in ("i2t", "t2i"):
         assert callback.results[f"{direction}/R@5"] > callback.initial[f"{direction}/R@5"] + 15
+
+
+def test_the_image_tower_starts_from_an_exported_backbone(tmp_path):
+    from contrast.export import export_backbone
+    from contrast.methods import SimCLR
+
+    pretrained = SimCLR(backbone="tiny_cnn", projector_hidden=32, projector_dim=16)
+    torch.save(
+        {"state_dict": pretrained.state_dict(), "hyper_parameters": dict(pretrained.hparams)}, tmp_path / "simclr.ckpt"
+    )
+    export_backbone(str(tmp_path / "simclr.ckpt"), str(tmp_path / "exported"))
+    model = CrossModal(backbone="tiny_cnn", image_weights=str(tmp_path / "exported"))
+    for key, value in pretrained.backbone.state_dict().items():
+        assert torch.equal(model.backbone.state_dict()[key], value), key
+    assert all(p.requires_grad for p in model.backbone.parameters())  # fine-tuned unless freeze_image
