@@ -121,7 +121,7 @@ def run_sweep(
         run_dir = out / f"tau_{name}"
         result_file = run_dir / "result.json"
         if result_file.is_file():
-            print(f"τ = {name}: finished earlier, skipping ({result_file})", flush=True)
+            print(f"τ = {name}: finished earlier, skipping ({run_dir.name}/{result_file.name} in --out)", flush=True)
             rows.append(json.loads(result_file.read_text()))
             continue
         print(f"τ = {name}: pretraining", flush=True)
