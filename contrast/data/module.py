@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from contrast import distributed
 from contrast.data.datasets import EvalDataset, Indices, Subset, TwoViewDataset, decode_all
-from contrast.data.sampler import EpochShuffle
+from contrast.data.sampler import loop_position, training_sampler
 from contrast.data.sources import FolderImages, TensorImages, load_split
 from contrast.views import DeviceViews, TwoViews, get_recipe
 
@@ -201,17 +201,9 @@ class ContrastiveData(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         base = self.split(True)
-        if len(base) < self.batch_size:
-            raise ValueError(
-                f"the training set has {len(base)} images, fewer than batch_size={self.batch_size}; "
-                "lower --data.batch_size"
-            )
         # drop_last: every step has the full number of negatives (and the MoCo queue stays aligned).
-        sampler = EpochShuffle(len(base), self.seed)
-        if self._resume is not None:  # a mid-epoch checkpoint: skip what was trained on
-            epoch, batches = self._resume
-            sampler.resume_at(epoch, batches * self.batch_size * distributed.world_size())
-            self._resume = None
+        sampler = training_sampler(len(base), self.batch_size, self.seed, self._resume, "images")
+        self._resume = None  # a mid-epoch checkpoint's place is used once
         if self.cache == "device":  # indices only; images are gathered on the device
             dataset, workers = Indices(len(base)), 0
         else:
@@ -230,13 +222,8 @@ class ContrastiveData(L.LightningDataModule):
 
     # ------------------------------------------------------------------ the place in the epoch, in checkpoints
     def state_dict(self) -> dict[str, int]:
-        """(epoch, batches of it trained on) when a checkpoint is written; Lightning restores it
-        before the training data loader is built, which then starts where the run stopped."""
-        trainer = self.trainer
-        if trainer is None or not trainer.training:
-            return {}
-        batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"epoch": int(trainer.current_epoch), "batches": int(batches)}
+        """(epoch, batches of it trained on) when a checkpoint is written (see ``loop_position``)."""
+        return loop_position(self.trainer)
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if "epoch" in state:

@@ -35,8 +35,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from contrast import distributed
-from contrast.data.sampler import EpochShuffle
+from contrast.data.sampler import loop_position, training_sampler
 from contrast.data.shapes import CLASSES, COLOURS, POSITIONS, SIZES, generate_scenes
 from contrast.data.sources import DataNotFoundError, data_root, load_split
 from contrast.models.text import Vocabulary
@@ -503,16 +502,8 @@ class PairedData(L.LightningDataModule):
     # ------------------------------------------------------------------ loaders
     def train_dataloader(self) -> DataLoader:
         split = self.split(True)
-        if len(split) < self.batch_size:
-            raise ValueError(
-                f"the training set has {len(split)} pairs, fewer than batch_size={self.batch_size}; "
-                "lower --data.batch_size"
-            )
-        sampler = EpochShuffle(len(split), self.seed)
-        if self._resume is not None:
-            epoch, batches = self._resume
-            sampler.resume_at(epoch, batches * self.batch_size * distributed.world_size())
-            self._resume = None
+        sampler = training_sampler(len(split), self.batch_size, self.seed, self._resume, "pairs")
+        self._resume = None
         return DataLoader(
             PairDataset(split, self.tokens(True), self.seed),
             batch_size=self.batch_size,
@@ -533,12 +524,8 @@ class PairedData(L.LightningDataModule):
 
     # ------------------------------------------------------------------ the place in the epoch and the vocabulary
     def state_dict(self) -> dict:
-        trainer = self.trainer
-        state: dict = {"vocabulary": None if self.vocabulary is None else self.vocabulary.words}
-        if trainer is not None and trainer.training:
-            batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-            state |= {"epoch": int(trainer.current_epoch), "batches": int(batches)}
-        return state
+        vocabulary = None if self.vocabulary is None else self.vocabulary.words
+        return {"vocabulary": vocabulary} | loop_position(self.trainer)
 
     def load_state_dict(self, state: dict) -> None:
         saved = state.get("vocabulary")

@@ -51,3 +51,26 @@ class EpochShuffle(DistributedSampler):
             start = samples if epoch == self.epoch else 0
         order = order[: self.total][start:]
         return iter((order[self.rank :: self.num_replicas] + self.epoch * self.size).tolist())
+
+
+def training_sampler(size: int, batch_size: int, seed: int, resume: tuple[int, int] | None, what: str) -> EpochShuffle:
+    """The training sampler of a data module: refuses a set smaller than one batch, and starts a
+    resumed epoch after the ``resume = (epoch, batches trained)`` of a mid-epoch checkpoint."""
+    if size < batch_size:
+        raise ValueError(
+            f"the training set has {size} {what}, fewer than batch_size={batch_size}; lower --data.batch_size"
+        )
+    sampler = EpochShuffle(size, seed)
+    if resume is not None:
+        epoch, batches = resume
+        sampler.resume_at(epoch, batches * batch_size * distributed.world_size())
+    return sampler
+
+
+def loop_position(trainer) -> dict[str, int]:
+    """(epoch, batches of it trained on) while training, for a data module's ``state_dict``: Lightning
+    restores it before the training loader is built, which then starts where the run stopped."""
+    if trainer is None or not trainer.training:
+        return {}
+    batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    return {"epoch": int(trainer.current_epoch), "batches": int(batches)}

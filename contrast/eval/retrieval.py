@@ -195,6 +195,15 @@ def _mean_defined(values: Tensor, what: str) -> float:
 
 
 # ---------------------------------------------------------------------- metric learning (one modality)
+def _gallery(query_labels: Tensor, database: Tensor | None, database_labels: Tensor | None, queries: Tensor):
+    """(gallery, its labels, whether it is the queries themselves) for the metric-learning metrics."""
+    if database is None:
+        return queries, query_labels, True
+    if database_labels is None:
+        raise ValueError("database_labels are required with a database")
+    return database, database_labels, False
+
+
 def recall_at_k(
     queries: Tensor,
     query_labels: Tensor,
@@ -204,16 +213,8 @@ def recall_at_k(
 ) -> dict[int, float]:
     """Label-based Recall@K in percent (Song et al. 2016): queries with an item of their own class
     among their K nearest; the query itself excluded when the queries are the database."""
-    if database is not None and database_labels is None:
-        raise ValueError("database_labels are required with a database")
-    same = database is None
-    places = first_relevant_rank(
-        queries,
-        queries if same else database,
-        query_labels,
-        query_labels if same else database_labels,
-        exclude_self=same,
-    )
+    gallery, gallery_labels, same = _gallery(query_labels, database, database_labels, queries)
+    places = first_relevant_rank(queries, gallery, query_labels, gallery_labels, exclude_self=same)
     return {k: 100.0 * (places <= k).double().mean().item() for k in ks}
 
 
@@ -221,17 +222,8 @@ def map_at_r(
     queries: Tensor, query_labels: Tensor, database: Tensor | None = None, database_labels: Tensor | None = None
 ) -> float:
     """Mean average precision at R in percent (queries with no relevant item are skipped)."""
-    if database is not None and database_labels is None:
-        raise ValueError("database_labels are required with a database")
-    same = database is None
-    ap = average_precision(
-        queries,
-        queries if same else database,
-        query_labels,
-        query_labels if same else database_labels,
-        at_r=True,
-        exclude_self=same,
-    )
+    gallery, gallery_labels, same = _gallery(query_labels, database, database_labels, queries)
+    ap = average_precision(queries, gallery, query_labels, gallery_labels, at_r=True, exclude_self=same)
     return _mean_defined(ap, "map_at_r")
 
 

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from contrast import distributed
 from contrast.losses import DCLLoss, InfoNCE, NTXent, SupConLoss
 from contrast.models import Queue
+from tests.distributed.gloo import run_on_ranks
 
 WORLD, B, D = 2, 6, 5
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,38 +44,33 @@ def _losses(rows=slice(None)):
     }
 
 
-def _worker(rank: int, init_file: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    try:
-        q_all, k_all = _global_batch()
-        results = {}
-        for name, loss_fn in _losses(slice(rank * B, (rank + 1) * B)).items():
-            q = q_all[rank * B : (rank + 1) * B].clone().requires_grad_()
-            k = k_all[rank * B : (rank + 1) * B].clone().requires_grad_()
-            loss = loss_fn(q, k)
-            loss.backward()
-            # What DDP does to parameter gradients: average over ranks.
-            results[name] = (loss.detach(), q.grad / WORLD, k.grad / WORLD)
-        queue = Queue(size=4 * WORLD * B, dim=D)
-        torch.manual_seed(rank)  # different local keys per rank
-        for _ in range(6):
-            queue.push(distributed.gather_no_grad(torch.randn(B, D) + rank))
-        results["queue"] = queue.bank.clone()
-        # MoCo's shuffled BN: the global batch is permuted across ranks and put back.
-        x = torch.arange(B * D, dtype=torch.float64).view(B, D) + 1000 * rank
-        shuffled, permutation = distributed.batch_shuffle(x, torch.Generator().manual_seed(5))
-        results["shuffle"] = (x, shuffled, distributed.batch_unshuffle(3 * shuffled + 1, permutation))
-        results["pointer"] = int(queue.pointer)
-        torch.save(results, f"{out}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int) -> dict:
+    """Runs in one of the WORLD gloo processes."""
+    q_all, k_all = _global_batch()
+    results = {}
+    for name, loss_fn in _losses(slice(rank * B, (rank + 1) * B)).items():
+        q = q_all[rank * B : (rank + 1) * B].clone().requires_grad_()
+        k = k_all[rank * B : (rank + 1) * B].clone().requires_grad_()
+        loss = loss_fn(q, k)
+        loss.backward()
+        # What DDP does to parameter gradients: average over ranks.
+        results[name] = (loss.detach(), q.grad / WORLD, k.grad / WORLD)
+    queue = Queue(size=4 * WORLD * B, dim=D)
+    torch.manual_seed(rank)  # different local keys per rank
+    for _ in range(6):
+        queue.push(distributed.gather_no_grad(torch.randn(B, D) + rank))
+    results["queue"] = queue.bank.clone()
+    # MoCo's shuffled BN: the global batch is permuted across ranks and put back.
+    x = torch.arange(B * D, dtype=torch.float64).view(B, D) + 1000 * rank
+    shuffled, permutation = distributed.batch_shuffle(x, torch.Generator().manual_seed(5))
+    results["shuffle"] = (x, shuffled, distributed.batch_unshuffle(3 * shuffled + 1, permutation))
+    results["pointer"] = int(queue.pointer)
+    return results
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(str(tmp / "init"), str(tmp)), nprocs=WORLD, join=True)
-    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    return run_on_ranks(_worker, WORLD, tmp_path_factory.mktemp("ddp"))
 
 
 def _rel(a, b):

@@ -8,9 +8,9 @@ import warnings
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from contrast.methods import CrossModal
+from tests.distributed.gloo import run_on_ranks
 
 WORLD, B = 2, 6
 OBJECTIVES = {"clip": {"clip": 1.0}, "triplet": {"triplet": 1.0}, "all": {"clip": 1.0, "triplet": 0.5, "acmr": 0.3}}
@@ -38,29 +38,24 @@ def _step(model, batch):
     return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
-def _worker(rank: int, init_file: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    try:
-        images, texts, labels = _global_batch()
-        rows = slice(rank * B, (rank + 1) * B)
-        results = {}
-        for name, objectives in OBJECTIVES.items():
-            loss, grads = _step(_model(objectives), (images[rows], texts[rows], labels[rows]))
-            dist.all_reduce(loss)
-            for grad in grads.values():  # what DDP does to parameter gradients: the mean over ranks
-                dist.all_reduce(grad)
-                grad /= WORLD
-            results[name] = (loss / WORLD, grads)
-        torch.save(results, f"{out}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int) -> dict:
+    """Runs in one of the WORLD gloo processes."""
+    images, texts, labels = _global_batch()
+    rows = slice(rank * B, (rank + 1) * B)
+    results = {}
+    for name, objectives in OBJECTIVES.items():
+        loss, grads = _step(_model(objectives), (images[rows], texts[rows], labels[rows]))
+        dist.all_reduce(loss)
+        for grad in grads.values():  # what DDP does to parameter gradients: the mean over ranks
+            dist.all_reduce(grad)
+            grad /= WORLD
+        results[name] = (loss / WORLD, grads)
+    return results
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ddp_crossmodal")
-    mp.spawn(_worker, args=(str(tmp / "init"), str(tmp)), nprocs=WORLD, join=True)
-    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    return run_on_ranks(_worker, WORLD, tmp_path_factory.mktemp("ddp_crossmodal"))
 
 
 @pytest.mark.parametrize("name", list(OBJECTIVES))
