@@ -50,7 +50,8 @@ class CrossModal(ContrastiveModule):
     the triplet terms; label_weight, adversarial_weight: ACMR's label and modality terms;
     image_weights: an exported backbone folder or a checkpoint to start the image tower from;
     freeze_image: keep the image encoder fixed (its BatchNorm statistics too); image_mean,
-    image_std: normalisation of uint8 images.
+    image_std: normalisation of uint8 images; max_length: words per caption (the transformer's
+    positions); optimizer, lr, weight_decay: as the base's, with CLIP-like defaults (AdamW, 1e-3, 1e-4).
     """
 
     online_probe = False  # the label classifier of ACMR is part of the objective instead
@@ -75,12 +76,12 @@ class CrossModal(ContrastiveModule):
         image_mean: tuple[float, ...] = (0.5, 0.5, 0.5),
         image_std: tuple[float, ...] = (0.25, 0.25, 0.25),
         max_length: int = 32,
+        optimizer: str = "adamw",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
         **kwargs,
     ) -> None:
-        kwargs.setdefault("optimizer", "adamw")
-        kwargs.setdefault("lr", 1e-3)
-        kwargs.setdefault("weight_decay", 1e-4)
-        super().__init__(**kwargs)
+        super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, **kwargs)
         objectives = {"clip": 1.0} if objectives is None else dict(objectives)
         unknown = set(objectives) - set(OBJECTIVES)
         if unknown or not objectives:
@@ -122,7 +123,7 @@ class CrossModal(ContrastiveModule):
                     f"{arch['cifar_stem']}); set --model.init_args.backbone and cifar_stem to match"
                 )
             self.feature_dim = self.backbone.feature_dim
-            object.__setattr__(self, "_encode", self.backbone)
+            object.__setattr__(self, "_encode", torch.compile(self.backbone) if self.hparams.compile else self.backbone)
         if freeze_image:
             self.backbone.requires_grad_(False)
         self.towers: dict | None = None
