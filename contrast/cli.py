@@ -25,8 +25,8 @@ EPILOG = """examples:
   contrast knn --ckpt runs/lightning_logs/version_0/checkpoints/last.ckpt
   contrast export --ckpt last.ckpt --out exported/
   contrast sweep --config configs/quickstart.yaml --tau 0.1,0.2,0.5 --out sweep/
-  contrast fit --config configs/crossmodal_shapes.yaml                  # two towers, images <-> captions
-  contrast retrieve --ckpt runs/lightning_logs/version_1/checkpoints/last.ckpt
+  contrast fit --config configs/crossmodal_shapes.yaml --run_dir runs/crossmodal   # images <-> captions
+  contrast retrieve --ckpt runs/crossmodal/checkpoints/last.ckpt
 each command has its own --help (contrast fit --help)"""
 
 
@@ -164,7 +164,6 @@ def _export(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _retrieve(args: argparse.Namespace, overrides: list[str]) -> int:
-    import inspect
     import json
 
     import torch
@@ -174,17 +173,10 @@ def _retrieve(args: argparse.Namespace, overrides: list[str]) -> int:
     from contrast.eval.crossmodal import format_scores, retrieval_scores
     from contrast.methods import CrossModal
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = CrossModal.from_checkpoint(args.ckpt, map_location=device)
-    checkpoint = read_checkpoint(args.ckpt, mmap=True)
-    accepted = inspect.signature(PairedData.__init__).parameters
-    data_hp = {k: v for k, v in checkpoint.get("datamodule_hyper_parameters", {}).items() if k in accepted}
-    if args.root is not None:
-        data_hp["root"] = args.root
-    data_hp["eval_batch_size"] = args.batch_size
-    data = PairedData(**data_hp)
-    if data.towers() != model.towers:
-        raise ValueError(f"--ckpt {args.ckpt}: the data's vocabulary or input widths differ from the checkpoint's")
+    checkpoint = read_checkpoint(args.ckpt)
+    model = CrossModal.from_checkpoint(checkpoint, map_location="cuda" if torch.cuda.is_available() else "cpu")
+    data = _data_of(checkpoint, PairedData, args)
+    model.check_towers(data.towers(), f"those of dataset {data.dataset!r}" + (f" in {data.root}" if data.root else ""))
     scores = retrieval_scores(model, data)
     split = data.split(False)
     print(f"{data.dataset} test split: {len(split)} images, {split.text_image.shape[0]} texts")
@@ -195,10 +187,22 @@ def _retrieve(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
-def _checkpoint_features(args: argparse.Namespace):
-    """(data module, (train features, labels), (test features, labels)) of a checkpoint's backbone."""
+def _data_of(checkpoint: dict, data_class: type, args: argparse.Namespace):
+    """The checkpoint's data module (``data_class`` with its saved arguments), with ``--dataset`` /
+    ``--root`` where given and ``--batch-size`` for evaluation."""
     import inspect
 
+    accepted = inspect.signature(data_class.__init__).parameters
+    data_hp = {k: v for k, v in checkpoint.get("datamodule_hyper_parameters", {}).items() if k in accepted}
+    for key in ("dataset", "root"):
+        if getattr(args, key, None) is not None:
+            data_hp[key] = getattr(args, key)
+    data_hp["eval_batch_size"] = args.batch_size
+    return data_class(**data_hp)
+
+
+def _checkpoint_features(args: argparse.Namespace):
+    """(data module, (train features, labels), (test features, labels)) of a checkpoint's backbone."""
     import torch
 
     from contrast.checkpoint import read_checkpoint
@@ -208,13 +212,7 @@ def _checkpoint_features(args: argparse.Namespace):
 
     checkpoint = read_checkpoint(args.ckpt)
     backbone, arch = backbone_from_checkpoint(checkpoint)
-    accepted = inspect.signature(ContrastiveData.__init__).parameters
-    data_hp = {k: v for k, v in checkpoint.get("datamodule_hyper_parameters", {}).items() if k in accepted}
-    for key in ("dataset", "root"):
-        if getattr(args, key) is not None:
-            data_hp[key] = getattr(args, key)
-    data_hp["eval_batch_size"] = args.batch_size
-    data = ContrastiveData(**data_hp)
+    data = _data_of(checkpoint, ContrastiveData, args)
     channels = data.image_channels()
     if channels != arch["in_channels"]:
         raise ValueError(
@@ -334,9 +332,7 @@ def _with_option(message: str) -> str:
     first = message.removeprefix("unknown ").split(" ", 1)[0].rstrip(":")  # "lr must be ..." / "unknown backbone ..."
     if any(first in _init_parameters(cls) for cls in METHODS.values()):
         return f"--model.init_args.{first}: {message}"
-    if first in _init_parameters(ContrastiveData):
-        return f"--data.{first}: {message}"
-    if first in _init_parameters(PairedData):
+    if any(first in _init_parameters(cls) for cls in (ContrastiveData, PairedData)):
         return f"--data.{first}: {message}"
     return message
 

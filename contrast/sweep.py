@@ -60,10 +60,14 @@ def parse_taus(text: str) -> list[float | str]:
     return taus
 
 
-def is_crossmodal(config: str | os.PathLike) -> bool:
-    """Whether a fit config trains a two-tower CrossModal model."""
+def is_crossmodal(config: str | os.PathLike, overrides: list[str] | None = None) -> bool:
+    """Whether a fit config (with its overrides, ``--model CLASS`` last) trains a two-tower CrossModal model."""
     import yaml
 
+    overrides = overrides or []
+    chosen = [overrides[i + 1] for i, arg in enumerate(overrides[:-1]) if arg == "--model"]
+    if chosen:
+        return chosen[-1].endswith("CrossModal")
     content = yaml.safe_load(Path(config).read_text()) or {}
     model = content.get("model") or {}
     return isinstance(model, dict) and str(model.get("class_path", "")).endswith("CrossModal")
@@ -110,7 +114,7 @@ def run_sweep(
     """Pretrain once per τ under ``out/tau_<τ>/`` (logs and checkpoints there), score, report."""
     from contrast.train import lightning_cli
 
-    crossmodal = is_crossmodal(config)
+    crossmodal = is_crossmodal(config, overrides)
     if LEARNED in taus and not crossmodal:
         raise ValueError("--tau learned: a learned τ is swept for the clip objective of a CrossModal config only")
     out = Path(out)
@@ -204,7 +208,10 @@ def write_crossmodal_report(rows: list[dict], out: Path) -> None:
     header = [
         "τ",
         "final τ",
-        *(c.replace("i2t/", "image→text ").replace("t2i/", "text→image ") for c in CROSSMODAL_COLUMNS[2:]),
+        *(
+            c.replace("i2t/", "image→text ").replace("t2i/", "text→image ").replace("_", " ")
+            for c in CROSSMODAL_COLUMNS[2:]
+        ),
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" ---: " for _ in header) + "|"]
     for r in rows:

@@ -203,3 +203,12 @@ def test_acmr_beats_cca_on_cifar10_class_captions(data_dir, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ACMR mAP above CCA's in both directions: yes" in result.stdout, result.stdout[-2000:]
+
+
+def test_the_sweep_knows_a_two_tower_config_by_its_model():
+    from contrast.sweep import is_crossmodal
+
+    assert is_crossmodal(ROOT / "configs/crossmodal_shapes.yaml")
+    assert not is_crossmodal(ROOT / "configs/quickstart.yaml")
+    assert is_crossmodal(ROOT / "configs/quickstart.yaml", ["--model", "contrast.methods.CrossModal"])
+    assert not is_crossmodal(ROOT / "configs/crossmodal_shapes.yaml", ["--model", "contrast.methods.SimCLR"])

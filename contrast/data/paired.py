@@ -58,6 +58,7 @@ class PairedSplit:
     captions: list[str] | None = None  # M captions, or None when texts are vectors
     text_features: Tensor | None = None  # (M, Dt)
     image_keys: Tensor | None = None  # (N,)
+    attributes: Tensor | None = None  # (N, 4) shape, colour, size, position codes (Shapes-10 captions)
 
     def __post_init__(self) -> None:
         n, m = self.images.shape[0], self.text_image.shape[0]
@@ -157,7 +158,9 @@ def shapes_captions(n: int, captions_per_image: int, seed: int, size: int = 32) 
     g = torch.Generator().manual_seed(derive_seed(seed, "captions"))
     captions = [describe(attributes[i], g) for i in range(n) for _ in range(captions_per_image)]
     text_image = torch.arange(n).repeat_interleave(captions_per_image)
-    return PairedSplit(images, attributes[:, 0].clone(), text_image, captions, image_keys=scene_key(attributes))
+    return PairedSplit(
+        images, attributes[:, 0].clone(), text_image, captions, image_keys=scene_key(attributes), attributes=attributes
+    )
 
 
 # ---------------------------------------------------------------------- CIFAR-10 with class captions
@@ -552,4 +555,5 @@ def _first_captions(split: PairedSplit, k: int) -> PairedSplit:
         split.text_image[keep],
         [split.captions[int(m)] for m in keep],
         image_keys=split.image_keys,
+        attributes=split.attributes,
     )

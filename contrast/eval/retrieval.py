@@ -169,22 +169,38 @@ def average_precision(
 
     ``at_r=False``: AP over the whole ranking, (1/R) Σ_i P(i)·rel(i), R = number of relevant items
     (the ACMR protocol's mAP). ``at_r=True``: AP@R, the same sum over the top R places only."""
+    whole, within_r = average_precisions(
+        queries, gallery, query_labels, gallery_labels, chunk_size=chunk_size, exclude_self=exclude_self
+    )
+    return within_r if at_r else whole
+
+
+def average_precisions(
+    queries: Tensor,
+    gallery: Tensor,
+    query_labels: Tensor,
+    gallery_labels: Tensor,
+    *,
+    chunk_size: int | None = None,
+    exclude_self: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """(AP over the whole ranking, AP@R), each (Nq,), from one sort of each block (see
+    :func:`average_precision`)."""
     queries, gallery = _check(queries, "queries"), _check(gallery, "gallery")
     query_labels = _check_ids(query_labels, queries.shape[0], "query_labels").to(queries.device)
     gallery_labels = _check_ids(gallery_labels, gallery.shape[0], "gallery_labels").to(queries.device)
     places = torch.arange(1, gallery.shape[0] + 1, device=queries.device, dtype=torch.float64)  # (G,)
-    out = []
+    whole, within_r = [], []
     for start, block in _blocks(queries, gallery, chunk_size, exclude_self):
         order = block.sort(dim=1, descending=True, stable=True).indices  # (c, G), self (-inf) last
         labels = query_labels[start : start + block.shape[0], None]
         hits = (gallery_labels[order] == labels) & (block.gather(1, order) > float("-inf"))  # (c, G)
         hits = hits.double()
         relevant = hits.sum(dim=1)  # (c,) R
-        precision = hits.cumsum(dim=1) / places  # (c, G) P(i)
-        if at_r:
-            hits = hits * (places[None, :] <= relevant[:, None])
-        out.append((precision * hits).sum(dim=1) / relevant)  # NaN where R = 0
-    return torch.cat(out)
+        precision_at_hits = hits * hits.cumsum(dim=1) / places  # (c, G) P(i)·rel(i)
+        whole.append(precision_at_hits.sum(dim=1) / relevant)  # NaN where R = 0
+        within_r.append((precision_at_hits * (places[None, :] <= relevant[:, None])).sum(dim=1) / relevant)
+    return torch.cat(whole), torch.cat(within_r)
 
 
 def _mean_defined(values: Tensor, what: str) -> float:
@@ -266,9 +282,9 @@ def cross_modal_retrieval(
             ("i2t", images, texts, image_labels, text_labels),
             ("t2i", texts, images, text_labels, image_labels),
         ):
-            for suffix, at_r in (("mAP", False), ("mAP@R", True)):
-                ap = average_precision(q, g, q_labels, g_labels, at_r=at_r, chunk_size=chunk_size)
-                out[f"{name}/{suffix}"] = _mean_defined(ap, f"{name} {suffix}")
+            whole, within_r = average_precisions(q, g, q_labels, g_labels, chunk_size=chunk_size)
+            out[f"{name}/mAP"] = _mean_defined(whole, f"{name} mAP")
+            out[f"{name}/mAP@R"] = _mean_defined(within_r, f"{name} mAP@R")
     return out
 
 

@@ -187,14 +187,23 @@ class CrossModal(ContrastiveModule):
         saved = checkpoint.get("crossmodal_towers")
         if saved is None:
             raise CheckpointError("the checkpoint holds no cross-modal towers; it was not written by a CrossModal run")
-        if self.towers is not None and saved != self.towers:
-            differ = [key for key in saved if saved[key] != self.towers.get(key)]
-            raise CheckpointError(f"the checkpoint's towers were built for other data ({', '.join(differ)} differ)")
+        if self.towers is not None:  # built from the data in setup: it must be the checkpoint's data
+            self.check_towers(saved, "the checkpoint's")
+
+    def check_towers(self, towers: dict, whose: str) -> None:
+        """Refuse ``towers`` (vocabulary, input widths, classes) that differ from the model's."""
+        differ = [key for key in towers if towers[key] != (self.towers or {}).get(key)]
+        if differ:
+            raise CheckpointError(
+                f"the model's towers and {whose} differ in {', '.join(differ)}: they were built for other data"
+            )
 
     @classmethod
     def from_checkpoint(cls, path, map_location: str = "cpu") -> CrossModal:
-        """The trained model of a checkpoint written by ``contrast fit`` (no data needed)."""
-        checkpoint = read_checkpoint(path)
+        """The trained model of a checkpoint written by ``contrast fit`` (a path, or the checkpoint
+        already read); no data needed."""
+        checkpoint = path if isinstance(path, dict) else read_checkpoint(path)
+        path = "the checkpoint" if isinstance(path, dict) else path
         hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
         if "crossmodal_towers" not in checkpoint:
             raise CheckpointError(f"{path}: not a CrossModal checkpoint (no 'crossmodal_towers')")
@@ -232,9 +241,10 @@ class CrossModal(ContrastiveModule):
         images, texts, labels = batch  # (B, ...), (B, L) or (B, Dt), (B,)
         image, text = self.embed_images(images), self.embed_texts(texts)  # (B, E) each
         labelled = bool(self.towers["num_classes"])
+        tau = self.tau()
         terms: dict[str, Tensor] = {}
         if "clip" in self.objectives:
-            terms["clip"] = clip_loss(image, text, self.tau(), validate=False, gather=True)
+            terms["clip"] = clip_loss(image, text, tau, validate=False, gather=True)
         if "triplet" in self.objectives:
             terms["triplet"] = cross_modal_triplet(
                 image,
@@ -251,11 +261,7 @@ class CrossModal(ContrastiveModule):
         self.log("train/loss", self._logged(loss), prog_bar=True, batch_size=batch_size)
         for name, value in terms.items():
             self.log(f"train/{name}", self._logged(value), batch_size=batch_size)
-        self.log(
-            "train/temperature",
-            float(self.tau()) if isinstance(self.tau(), float) else self.tau().detach(),
-            batch_size=batch_size,
-        )
+        self.log("train/temperature", tau.detach() if isinstance(tau, Tensor) else tau, batch_size=batch_size)
         return loss
 
     def _acmr(self, image: Tensor, text: Tensor, labels: Tensor) -> Tensor:

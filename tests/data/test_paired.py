@@ -46,6 +46,7 @@ def test_shapes_captions_name_the_attributes_of_their_image():
     # several phrasings per image
     assert all(len(set(split.captions[4 * i : 4 * i + 4])) > 1 for i in range(60))
     assert torch.equal(split.image_keys, scene_key(attributes)) and torch.equal(split.labels, attributes[:, 0])
+    assert torch.equal(split.attributes, attributes)
 
 
 def test_scenes_draw_what_the_attributes_say():

@@ -184,3 +184,12 @@ def test_the_image_tower_starts_from_an_exported_backbone(tmp_path):
     for key, value in pretrained.backbone.state_dict().items():
         assert torch.equal(model.backbone.state_dict()[key], value), key
     assert all(p.requires_grad for p in model.backbone.parameters())  # fine-tuned unless freeze_image
+
+
+def test_towers_of_other_data_are_named():
+    model = CrossModal(backbone="tiny_cnn")
+    model.build_towers(VOCABULARY, num_classes=4)
+    model.check_towers(dict(model.towers), "the same")  # equal: accepted
+    other = dict(model.towers, vocabulary=[*VOCABULARY, "green"], num_classes=3)
+    with pytest.raises(CheckpointError, match="differ in vocabulary, num_classes"):
+        model.check_towers(other, "the checkpoint's")
