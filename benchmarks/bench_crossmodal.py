@@ -74,7 +74,7 @@ def image_features(backbone, subset: int | None):
 
 def caption_features(labels_train, labels_test, classes, seed: int):
     """Bag-of-words vectors of one templated caption per image, and the captions."""
-    from contrast.data.paired import class_caption
+    from contrast.data.captions import class_caption
     from contrast.models.text import Vocabulary, tokenize
 
     g = torch.Generator().manual_seed(seed)

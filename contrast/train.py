@@ -309,13 +309,13 @@ def lightning_cli(argv: list[str], run: bool = True) -> ContrastCLI:
     """Build (and with ``run=True`` run) the Lightning CLI for ``argv`` = [subcommand, options...]."""
     import lightning as L
 
-    from contrast.methods import ContrastiveModule
+    from contrast.methods.base import TrainingBase
 
     _wandb_offline_unless_reachable(argv)
     quiet = {"exit_on_error": False}
     with _argv(argv):
         return ContrastCLI(
-            ContrastiveModule,
+            TrainingBase,
             L.LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,

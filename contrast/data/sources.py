@@ -59,48 +59,26 @@ class TensorImages(Dataset):
         return self.images[index], int(self.labels[index])
 
 
-class FolderImages(Dataset):
-    """A folder of images read lazily as (C, H, W) uint8 tensors, labelled or not.
+class ImageFiles(Dataset):
+    """Image files read lazily as (C, H, W) uint8 tensors: the one image decoder of the package.
 
-    * ImageFolder layout, ``<root>/<class>/<image>``: labelled by the class folder's name.
-    * A flat folder, ``<root>/<image>``: unlabelled (every label is -1; pretraining needs none).
-
-    ``image_size`` resizes every image (shorter side, then centre crop) so that batches stack.
-    JPEG, PNG, GIF and WebP are decoded by torchvision, BMP and TIFF by PIL. A corrupt or
-    unreadable image stops the run with an error naming it, unless ``skip_corrupt=True``: then it
-    is replaced by the next readable image and counted in a warning.
+    ``samples`` are (path, label) pairs (label -1: unlabelled). ``image_size`` resizes every image
+    (shorter side, then centre crop) so that batches stack. JPEG, PNG, GIF and WebP are decoded by
+    torchvision, BMP and TIFF by PIL. A corrupt or unreadable image stops the run with an error
+    naming it, unless ``skip_corrupt=True``: then it is replaced by the next readable image and
+    counted in a warning.
     """
 
     EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
     PIL_ONLY = (".bmp", ".tif", ".tiff")  # formats torchvision's decoder does not read
 
-    def __init__(self, root: str | os.PathLike, image_size: int | None = None, skip_corrupt: bool = False) -> None:
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise _not_found(f"image folder {self.root}", [self.root])
-        images = lambda folder: sorted(
-            p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in self.EXTENSIONS
-        )
-        class_dirs = sorted(d for d in self.root.iterdir() if d.is_dir() and images(d))
-        if class_dirs:
-            self.classes = [d.name for d in class_dirs]
-            self.samples = [(path, label) for label, d in enumerate(class_dirs) for path in images(d)]
-        else:  # a flat folder of unlabelled images
-            self.classes = []
-            self.samples = [(path, -1) for path in images(self.root)]
-        if not self.samples:
-            raise _not_found(
-                f"images ({', '.join(self.EXTENSIONS)}) in {self.root} or in its class sub-folders",
-                [self.root, self.root / "<class>"],
-                "Put the images in the folder itself (unlabelled) or in one sub-folder per class (labelled).",
-            )
-        self.labels = torch.tensor([label for _, label in self.samples])
+    def __init__(
+        self, samples: list[tuple[Path, int]], image_size: int | None = None, skip_corrupt: bool = False
+    ) -> None:
+        self.samples = samples
+        self.labels = torch.tensor([label for _, label in samples], dtype=torch.long)
         self.image_size, self.skip_corrupt = image_size, skip_corrupt
         self.skipped: set[Path] = set()
-
-    @property
-    def labelled(self) -> bool:
-        return bool(self.classes)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -118,7 +96,11 @@ class FolderImages(Dataset):
                     warnings.warn(f"skipping corrupt image {path} ({len(self.skipped)} skipped so far)", stacklevel=2)
                 continue
             return image, label
-        raise RuntimeError(f"no readable image in {self.root}")
+        raise RuntimeError(f"no readable image among the {len(self.samples)} files, e.g. {self.samples[0][0]}")
+
+    def image(self, index: int) -> Tensor:
+        """The image alone (for datasets whose labels live elsewhere)."""
+        return self[index][0]
 
     def sizes(self) -> set[tuple[int, int]]:
         """The distinct (width, height) of the images, read from the file headers only."""
@@ -153,6 +135,40 @@ class FolderImages(Dataset):
         if self.image_size is not None and tuple(image.shape[1:]) != (self.image_size, self.image_size):
             image = TF.center_crop(TF.resize(image, self.image_size, antialias=True), self.image_size)
         return image
+
+
+class FolderImages(ImageFiles):
+    """A folder of images read lazily (see :class:`ImageFiles`), labelled or not.
+
+    * ImageFolder layout, ``<root>/<class>/<image>``: labelled by the class folder's name.
+    * A flat folder, ``<root>/<image>``: unlabelled (every label is -1; pretraining needs none).
+    """
+
+    def __init__(self, root: str | os.PathLike, image_size: int | None = None, skip_corrupt: bool = False) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise _not_found(f"image folder {self.root}", [self.root])
+        images = lambda folder: sorted(
+            p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in self.EXTENSIONS
+        )
+        class_dirs = sorted(d for d in self.root.iterdir() if d.is_dir() and images(d))
+        if class_dirs:
+            self.classes = [d.name for d in class_dirs]
+            samples = [(path, label) for label, d in enumerate(class_dirs) for path in images(d)]
+        else:  # a flat folder of unlabelled images
+            self.classes = []
+            samples = [(path, -1) for path in images(self.root)]
+        if not samples:
+            raise _not_found(
+                f"images ({', '.join(self.EXTENSIONS)}) in {self.root} or in its class sub-folders",
+                [self.root, self.root / "<class>"],
+                "Put the images in the folder itself (unlabelled) or in one sub-folder per class (labelled).",
+            )
+        super().__init__(samples, image_size, skip_corrupt)
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.classes)
 
 
 def _read_idx(path: Path) -> np.ndarray:

@@ -5,6 +5,7 @@ from contrast.losses.adversarial import grad_reverse, modality_loss
 from contrast.losses.crossmodal import clip_loss, cross_modal_triplet
 from contrast.losses.dcl import DCLLoss, dcl
 from contrast.losses.infonce import InfoNCE, NTXent, info_nce, nt_xent
+from contrast.losses.module import LossModule
 from contrast.losses.pairs import cosine_embedding, hinge_embedding, margin_ranking, triplet_margin
 from contrast.losses.supcon import SupConLoss, sup_con
 from contrast.losses.temperature import Temperature
@@ -19,6 +20,7 @@ __all__ = [
     "dcl",
     "sup_con",
     "InfoNCE",
+    "LossModule",
     "NTXent",
     "Temperature",
     "cosine_embedding",

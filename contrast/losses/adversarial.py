@@ -45,6 +45,8 @@ def modality_loss(classifier: nn.Module, image: Tensor, text: Tensor, weight: fl
     embeddings passed through :func:`grad_reverse` with ``weight``: minimising it trains the
     classifier and pushes the embeddings to fool it."""
     both = grad_reverse(torch.cat([image, text]), weight)  # (Ni + Nt, E)
-    target = torch.cat([torch.zeros(image.shape[0]), torch.ones(text.shape[0])]).long().to(both.device)
+    target = torch.cat(  # (Ni + Nt,) made on the device: no host-to-device copy in the step
+        [both.new_zeros(image.shape[0], dtype=torch.long), both.new_ones(text.shape[0], dtype=torch.long)]
+    )
     logits = classifier(both)  # (Ni + Nt, 2)
     return F.cross_entropy(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, target)

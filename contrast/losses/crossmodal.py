@@ -45,6 +45,7 @@ def cross_modal_triplet(
     labels: Tensor | None = None,
     mining: str = "hardest",
     normalize: bool = True,
+    validate: bool = True,
     gather: bool = False,
 ) -> Tensor:
     """``(triplet(image → text) + triplet(text → image)) / 2`` on in-batch negatives.
@@ -52,12 +53,13 @@ def cross_modal_triplet(
     Distances are Euclidean between L2-normalised embeddings (``normalize=True``, so the margin is
     on the unit sphere). ``mining`` as in :func:`~contrast.losses.triplet_margin` ("hardest": VSE++'s
     max of hinges; "semi-hard"; "all"). With ``gather=True`` under DDP the embeddings (with their
-    gradients) and labels of every rank form one batch, so the loss is the whole global batch's."""
+    gradients) and labels of every rank form one batch, so the loss is the whole global batch's.
+    ``validate=False`` (the training step): no check that reads a value back from the device."""
     if gather and distributed.is_distributed():
         image, text = distributed.gather(image), distributed.gather(text)
         labels = None if labels is None else distributed.gather_no_grad(labels)
     if normalize:
         image, text = F.normalize(image, dim=1), F.normalize(text, dim=1)
-    forward = triplet_margin(image, text, margin, mining=mining, labels=labels)
-    backward = triplet_margin(text, image, margin, mining=mining, labels=labels)
+    forward = triplet_margin(image, text, margin, mining=mining, labels=labels, validate=validate)
+    backward = triplet_margin(text, image, margin, mining=mining, labels=labels, validate=validate)
     return 0.5 * (forward + backward)

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from contrast import distributed
 from contrast.losses._validate import check_pair, check_reduction, check_temperature, reduce
 from contrast.losses.infonce import TemperatureLike, _gathered, _min_rows, _prepare
 from contrast.losses.kernel import no_autocast
+from contrast.losses.module import LossModule
+from contrast.losses.temperature import Temperature
 
 WEIGHTINGS = (None, "vmf")
 
@@ -82,31 +84,16 @@ def _one_direction(a, b, all_a, all_b, offset, tau, weighting, sigma, gather) ->
     return -positive + torch.logsumexp(torch.cat([same_view, other_view], dim=1), dim=1)  # (N,)
 
 
-class DCLLoss(nn.Module):
-    """Module form of :func:`dcl` (``weighting="vmf"`` for DCLW); ``gather_distributed`` is ``gather``."""
+class DCLLoss(LossModule):
+    """Module form of :func:`dcl` (``weighting="vmf"`` for DCLW); options as :class:`LossModule`'s."""
 
     def __init__(
-        self,
-        temperature: float = 0.1,
-        weighting: str | None = None,
-        sigma: float = 0.5,
-        gather_distributed: bool = True,
-        validate: bool = True,
+        self, temperature: float | Temperature = 0.1, weighting: str | None = None, sigma: float = 0.5, **options
     ) -> None:
-        super().__init__()
+        super().__init__(temperature, **options)
         if weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-        self.temperature = float(check_temperature(temperature))
         self.weighting, self.sigma = weighting, sigma
-        self.gather_distributed, self.validate = gather_distributed, validate
 
     def forward(self, q: Tensor, k: Tensor) -> Tensor:
-        return dcl(
-            q,
-            k,
-            self.temperature,
-            weighting=self.weighting,
-            sigma=self.sigma,
-            validate=self.validate,
-            gather=self.gather_distributed,
-        )
+        return dcl(q, k, self.tau(), weighting=self.weighting, sigma=self.sigma, **self.options())

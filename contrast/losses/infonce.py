@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from contrast import distributed
 from contrast.losses._validate import (
@@ -35,6 +35,7 @@ from contrast.losses._validate import (
     reduce,
 )
 from contrast.losses.kernel import contrastive_cross_entropy, no_autocast
+from contrast.losses.module import LossModule
 from contrast.losses.temperature import Temperature
 
 TemperatureLike = float | Tensor | Temperature
@@ -179,43 +180,7 @@ def nt_xent(
         return reduce(losses, reduction)
 
 
-class _ContrastiveLoss(nn.Module):
-    """Holds the hyper-parameters (and a learnable τ); ``forward`` is one call to the function.
-
-    Options of both modules: ``normalize``, ``reduction``, ``chunk_size``, ``validate`` as in the
-    functions, and ``gather_distributed`` (default True): the functions' ``gather``."""
-
-    def __init__(
-        self,
-        temperature: float | Temperature,
-        normalize: bool = True,
-        reduction: str = "mean",
-        gather_distributed: bool = True,
-        chunk_size: int | None = None,
-        validate: bool = True,
-    ) -> None:
-        super().__init__()
-        if not isinstance(temperature, Temperature):
-            temperature = float(check_temperature(temperature))
-        check_reduction(reduction)
-        self.temperature = temperature
-        self.normalize, self.reduction, self.gather_distributed = normalize, reduction, gather_distributed
-        self.chunk_size, self.validate = chunk_size, validate
-
-    def tau(self) -> float | Tensor:
-        return self.temperature() if isinstance(self.temperature, Temperature) else self.temperature
-
-    def options(self) -> dict:
-        return dict(
-            normalize=self.normalize,
-            reduction=self.reduction,
-            chunk_size=self.chunk_size,
-            validate=self.validate,
-            gather=self.gather_distributed,
-        )
-
-
-class InfoNCE(_ContrastiveLoss):
+class InfoNCE(LossModule):
     """Module form of :func:`info_nce`.
 
     Under DDP (``gather_distributed=True``) the keys of all ranks are gathered with gradients
@@ -224,30 +189,46 @@ class InfoNCE(_ContrastiveLoss):
     negatives come from the queue, which the method fills with the keys of all ranks.
     """
 
-    def __init__(self, temperature: float | Temperature = 0.1, symmetric: bool = False, **options) -> None:
+    def __init__(
+        self, temperature: float | Temperature = 0.1, symmetric: bool = False, chunk_size: int | None = None, **options
+    ) -> None:
         super().__init__(temperature, **options)
-        self.symmetric = symmetric
+        self.symmetric, self.chunk_size = symmetric, chunk_size
 
     def forward(self, q: Tensor, k: Tensor, negatives: Tensor | None = None) -> Tensor:
-        return info_nce(q, k, self.tau(), negatives=negatives, symmetric=self.symmetric, **self.options())
+        return info_nce(
+            q,
+            k,
+            self.tau(),
+            negatives=negatives,
+            symmetric=self.symmetric,
+            chunk_size=self.chunk_size,
+            **self.options(),
+        )
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, normalize={self.normalize}, symmetric={self.symmetric}"
+        return f"{super().extra_repr()}, symmetric={self.symmetric}"
 
 
-class NTXent(_ContrastiveLoss):
+class NTXent(LossModule):
     """Module form of :func:`nt_xent`.
 
     Under DDP (``gather_distributed=True``) q and k of all ranks are gathered with gradients and
     used as negatives, so a step on 2 ranks × B samples equals a single-process step on 2B samples.
     """
 
-    def __init__(self, temperature: float | Temperature = 0.5, exclude_self: bool = True, **options) -> None:
+    def __init__(
+        self,
+        temperature: float | Temperature = 0.5,
+        exclude_self: bool = True,
+        chunk_size: int | None = None,
+        **options,
+    ) -> None:
         super().__init__(temperature, **options)
-        self.exclude_self = exclude_self
+        self.exclude_self, self.chunk_size = exclude_self, chunk_size
 
     def forward(self, q: Tensor, k: Tensor) -> Tensor:
-        return nt_xent(q, k, self.tau(), exclude_self=self.exclude_self, **self.options())
+        return nt_xent(q, k, self.tau(), exclude_self=self.exclude_self, chunk_size=self.chunk_size, **self.options())
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, normalize={self.normalize}, exclude_self={self.exclude_self}"
+        return f"{super().extra_repr()}, exclude_self={self.exclude_self}"

@@ -13,12 +13,13 @@ input) under any autocast.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from contrast import distributed
 from contrast.losses._validate import check_labels, check_pair, check_reduction, check_temperature, reduce
 from contrast.losses.infonce import TemperatureLike, _gathered, _min_rows, _prepare
 from contrast.losses.kernel import no_autocast
+from contrast.losses.module import LossModule
 from contrast.losses.temperature import Temperature
 
 
@@ -72,18 +73,11 @@ def sup_con(
         return reduce(losses, reduction)
 
 
-class SupConLoss(nn.Module):
-    """Module form of :func:`sup_con`; ``gather_distributed`` (default True) is its ``gather``."""
+class SupConLoss(LossModule):
+    """Module form of :func:`sup_con`; options as :class:`LossModule`'s."""
 
-    def __init__(
-        self, temperature: float | Temperature = 0.1, gather_distributed: bool = True, validate: bool = True
-    ) -> None:
-        super().__init__()
-        self.temperature = (
-            temperature if isinstance(temperature, Temperature) else float(check_temperature(temperature))
-        )
-        self.gather_distributed, self.validate = gather_distributed, validate
+    def __init__(self, temperature: float | Temperature = 0.1, **options) -> None:
+        super().__init__(temperature, **options)
 
     def forward(self, q: Tensor, k: Tensor, labels: Tensor | None = None) -> Tensor:
-        tau = self.temperature() if isinstance(self.temperature, Temperature) else self.temperature
-        return sup_con(q, k, labels, tau, validate=self.validate, gather=self.gather_distributed)
+        return sup_con(q, k, labels, self.tau(), **self.options())

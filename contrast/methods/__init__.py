@@ -1,6 +1,6 @@
 """Contrastive methods as LightningModules (one modality, and two towers: CrossModal)."""
 
-from contrast.methods.base import ContrastiveModule
+from contrast.methods.base import ContrastiveModule, TrainingBase
 from contrast.methods.crossmodal import CrossModal
 from contrast.methods.moco import MoCoV2, MoCoV3
 from contrast.methods.nnclr import NNCLR
@@ -17,4 +17,14 @@ METHODS = {
     "crossmodal": CrossModal,
 }
 
-__all__ = ["METHODS", "CrossModal", "NNCLR", "ContrastiveModule", "MoCoV2", "MoCoV3", "SimCLR", "SupCon"]
+__all__ = [
+    "METHODS",
+    "CrossModal",
+    "NNCLR",
+    "ContrastiveModule",
+    "MoCoV2",
+    "MoCoV3",
+    "SimCLR",
+    "SupCon",
+    "TrainingBase",
+]

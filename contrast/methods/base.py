@@ -1,10 +1,14 @@
-"""The base LightningModule every method builds on.
+"""The training base every kind of training builds on, and the two-view base of the image methods.
 
-``ContrastiveModule`` owns what all methods share: the backbone, the optimizer (SGD, AdamW or
-LARS; no weight decay on biases and norms) with linear warmup and cosine decay per step, bf16 /
-channels-last / ``torch.compile`` options, logging, and an online linear probe trained on
-*detached* backbone features (it measures progress and never shapes the representation).
-A method subclass states only ``contrastive_step``: how the two views become a loss.
+``TrainingBase`` owns what every kind of training shares: the backbone and ``encode`` (channels-last,
+``torch.compile``), the optimizer (SGD, AdamW or LARS; no weight decay on biases and norms) with
+linear warmup and cosine decay per step, DDP-global logging and the total number of steps. Its
+siblings state what their training is:
+
+* :class:`ContrastiveModule`: two augmented views of each image and an online linear probe trained
+  on *detached* backbone features (it measures progress and never shapes the representation); a
+  method on top (SimCLR, MoCo, NNCLR, SupCon) states only ``contrastive_step``;
+* :class:`contrast.methods.CrossModal`: two towers on (image, text, label) pairs.
 """
 
 from __future__ import annotations
@@ -23,16 +27,17 @@ from contrast.models import build_backbone
 OPTIMIZERS = ("sgd", "adamw", "lars")
 
 
-class ContrastiveModule(L.LightningModule):
-    """Args shared by all methods:
+class TrainingBase(L.LightningModule):
+    """Args shared by every kind of training:
 
-    backbone: torchvision model name, "tiny_cnn", "timm/<name>" (or "none" where a method takes feature
-    vectors); cifar_stem: 3×3 stem for 32 px images;
-    in_channels: image channels (linked from the data); channels_last: channels-last memory format;
-    optimizer: "sgd" | "adamw" | "lars"; lr: peak learning rate (for the batch size you run; scale
-    it yourself, e.g. lr = base_lr × batch / 256); weight_decay; sgd_momentum; warmup_epochs:
-    linear warmup length (fractional epochs allowed); num_classes: classes of the online probe
-    (linked from the data); probe_lr: its learning rate; compile: ``torch.compile`` the backbone.
+    backbone: torchvision model name, "tiny_cnn", "timm/<name>"; cifar_stem: 3×3 stem for 32 px
+    images; in_channels: image channels (linked from the data); channels_last: channels-last memory
+    format; optimizer: "sgd" | "adamw" | "lars"; lr: peak learning rate (for the batch size you run;
+    scale it yourself, e.g. lr = base_lr × batch / 256); weight_decay; sgd_momentum; warmup_epochs:
+    linear warmup length (fractional epochs allowed); compile: ``torch.compile`` the backbone.
+
+    A sibling that builds its encoder another way (pretrained weights, none for feature vectors)
+    overrides :meth:`build_encoder`.
     """
 
     def __init__(
@@ -46,51 +51,35 @@ class ContrastiveModule(L.LightningModule):
         weight_decay: float = 5e-4,
         sgd_momentum: float = 0.9,
         warmup_epochs: float = 0.0,
-        num_classes: int = 10,
-        probe_lr: float = 0.1,
         compile: bool = False,
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-        for name, value in (("lr", lr), ("probe_lr", probe_lr)):
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
         if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
         if warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs!r}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes == 1 or num_classes < 0:
-            raise ValueError(f"num_classes must be an int >= 2 (or 0: unlabelled data, no probe), got {num_classes!r}")
         self.save_hyperparameters()
-        if backbone == "none" and not self.accepts_vectors:
-            raise ValueError(f"backbone 'none' is for methods that take feature vectors, not {type(self).__name__}")
-        self.backbone = (
-            nn.Identity()
-            if backbone == "none"
-            else build_backbone(backbone, cifar_stem=cifar_stem, in_channels=in_channels, channels_last=channels_last)
+        self.set_backbone(self.build_encoder())
+
+    def build_encoder(self) -> nn.Module:
+        """The image encoder of the hyper-parameters (``feature_dim`` set)."""
+        hp = self.hparams
+        return build_backbone(
+            hp.backbone, cifar_stem=hp.cifar_stem, in_channels=hp.in_channels, channels_last=hp.channels_last
         )
-        self.feature_dim = getattr(self.backbone, "feature_dim", 0)
-        self.probe = nn.Linear(self.feature_dim, num_classes) if num_classes and self.online_probe else None
+
+    def set_backbone(self, backbone: nn.Module) -> None:
+        self.backbone = backbone
+        self.feature_dim = getattr(backbone, "feature_dim", 0)
         # Not registered as a submodule: the checkpoint holds the backbone once, under the same
         # keys whether or not it is compiled.
-        object.__setattr__(self, "_encode", torch.compile(self.backbone) if compile else self.backbone)
+        object.__setattr__(self, "_encode", torch.compile(backbone) if self.hparams.compile else backbone)
 
-    # ------------------------------------------------------------------ what methods define
-    uses_labels = False  # True: contrastive_step(q, k, labels) (SupCon)
-    online_probe = True  # False: no linear probe on the backbone features (CrossModal)
-    accepts_vectors = False  # True: backbone "none" (the inputs are feature vectors) is allowed
-
-    def contrastive_step(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
-        """Return (loss, backbone features of the q view) for one batch of views."""
-        raise NotImplementedError
-
-    def setup(self, stage: str) -> None:
-        data = self.trainer.datamodule if self._trainer is not None else None
-        if stage == "fit" and self.uses_labels and data is not None and not getattr(data, "labelled", True):
-            raise ValueError(f"{type(self).__name__} needs labelled training images; the data has none")
-
-    # ------------------------------------------------------------------ shared
+    # ------------------------------------------------------------------ the encoder
     def memory_format(self, images: Tensor) -> Tensor:
         """Images in the memory format of the weights (channels-last when ``channels_last``)."""
         return images.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else images
@@ -103,20 +92,7 @@ class ContrastiveModule(L.LightningModule):
         """Backbone features of images (what evaluation and export use)."""
         return self.encode(images)
 
-    def training_step(self, batch, batch_idx: int) -> Tensor:
-        (q, k), labels = batch  # two views of each image (either data path), and its label
-        loss, features = self.contrastive_step(q, k, labels) if self.uses_labels else self.contrastive_step(q, k)
-        batch_size = q.shape[0]
-        self.log("train/loss", self._logged(loss), prog_bar=True, batch_size=batch_size)
-        if self.probe is None:  # unlabelled data
-            return loss
-        probe_logits = self.probe(features.detach().float())
-        probe_loss = F.cross_entropy(probe_logits, labels)
-        probe_top1 = (probe_logits.argmax(1) == labels).float().mean() * 100
-        self.log("probe/train_loss", self._logged(probe_loss), batch_size=batch_size)
-        self.log("probe/train_top1", self._logged(probe_top1), batch_size=batch_size)
-        return loss + probe_loss
-
+    # ------------------------------------------------------------------ logging
     def _logged(self, value: Tensor) -> Tensor:
         """Under DDP, the mean over all ranks at the steps the logger writes, so the figure is the
         global batch's; a rank's own value at the others (an all-reduce every step would make each
@@ -126,35 +102,27 @@ class ContrastiveModule(L.LightningModule):
             return distributed.mean_over_ranks(value)
         return value.detach()
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        images, labels = batch
-        if self.probe is None:
-            return
-        logits = self.probe(self.encode(images).float())
-        self.log(
-            "val/probe_top1",
-            (logits.argmax(1) == labels).float().mean() * 100,
-            prog_bar=True,
-            batch_size=images.shape[0],
-            sync_dist=True,
-        )
+    # ------------------------------------------------------------------ optimizer and schedule
+    def extra_parameter_groups(self) -> list[dict]:
+        """Parameter groups with settings of their own (the online probe's); their parameters are
+        left out of the weight-decay groups. Each dict: ``prefix`` (the parameters' name prefix), ``lr``."""
+        return []
 
     def configure_optimizers(self):
         hp = self.hparams
+        extra = self.extra_parameter_groups()
+        prefixes = tuple(group["prefix"] for group in extra)
         decay, no_decay = [], []
         for name, param in self.named_parameters():
-            if not param.requires_grad or name.startswith("probe."):
+            if not param.requires_grad or (prefixes and name.startswith(prefixes)):
                 continue
             (no_decay if param.ndim <= 1 else decay).append(param)
         # No weight decay on biases and norms; LARS leaves them (and the probe) unadapted, as SimCLR.
-        lars = hp.optimizer == "lars"
-        groups = [
-            {"params": decay, "weight_decay": hp.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0} | ({"lars_exclude": True} if lars else {}),
-        ]
-        if self.probe is not None:
-            probe = {"params": list(self.probe.parameters()), "weight_decay": 0.0, "lr": hp.probe_lr}
-            groups.append(probe | ({"lars_exclude": True} if lars else {}))
+        lars = {"lars_exclude": True} if hp.optimizer == "lars" else {}
+        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0} | lars]
+        for group in extra:
+            params = [p for name, p in self.named_parameters() if name.startswith(group["prefix"])]
+            groups.append({"params": params, "weight_decay": 0.0, "lr": group["lr"]} | lars)
         if hp.optimizer == "sgd":
             optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.sgd_momentum)
         elif hp.optimizer == "adamw":
@@ -171,6 +139,61 @@ class ContrastiveModule(L.LightningModule):
     @property
     def total_steps(self) -> int:
         return max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
+
+
+class ContrastiveModule(TrainingBase):
+    """Two views of each image. Args (besides :class:`TrainingBase`'s): num_classes: classes of the
+    online probe (linked from the data; 0: unlabelled data, no probe); probe_lr: its learning rate.
+    A method subclass states only ``contrastive_step``: how the two views become a loss."""
+
+    uses_labels = False  # True: contrastive_step(q, k, labels) (SupCon)
+
+    def __init__(self, num_classes: int = 10, probe_lr: float = 0.1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(probe_lr, (int, float)) or not math.isfinite(probe_lr) or probe_lr <= 0:
+            raise ValueError(f"probe_lr must be a finite number > 0, got {probe_lr!r}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes == 1 or num_classes < 0:
+            raise ValueError(f"num_classes must be an int >= 2 (or 0: unlabelled data, no probe), got {num_classes!r}")
+        self.probe = nn.Linear(self.feature_dim, num_classes) if num_classes else None
+
+    def contrastive_step(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        """Return (loss, backbone features of the q view) for one batch of views."""
+        raise NotImplementedError
+
+    def setup(self, stage: str) -> None:
+        data = self.trainer.datamodule if self._trainer is not None else None
+        if stage == "fit" and self.uses_labels and data is not None and not getattr(data, "labelled", True):
+            raise ValueError(f"{type(self).__name__} needs labelled training images; the data has none")
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        (q, k), labels = batch  # two views of each image (either data path), and its label
+        loss, features = self.contrastive_step(q, k, labels) if self.uses_labels else self.contrastive_step(q, k)
+        batch_size = q.shape[0]
+        self.log("train/loss", self._logged(loss), prog_bar=True, batch_size=batch_size)
+        if self.probe is None:  # unlabelled data
+            return loss
+        probe_logits = self.probe(features.detach().float())
+        probe_loss = F.cross_entropy(probe_logits, labels)
+        probe_top1 = (probe_logits.argmax(1) == labels).float().mean() * 100
+        self.log("probe/train_loss", self._logged(probe_loss), batch_size=batch_size)
+        self.log("probe/train_top1", self._logged(probe_top1), batch_size=batch_size)
+        return loss + probe_loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        images, labels = batch
+        if self.probe is None:
+            return
+        logits = self.probe(self.encode(images).float())
+        self.log(
+            "val/probe_top1",
+            (logits.argmax(1) == labels).float().mean() * 100,
+            prog_bar=True,
+            batch_size=images.shape[0],
+            sync_dist=True,
+        )
+
+    def extra_parameter_groups(self) -> list[dict]:
+        return [] if self.probe is None else [{"prefix": "probe.", "lr": self.hparams.probe_lr}]
 
 
 class WarmupCosine:

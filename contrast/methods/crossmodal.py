@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from contrast.checkpoint import CheckpointError, read_checkpoint
 from contrast.losses import Temperature, clip_loss, cross_modal_triplet, modality_loss
 from contrast.losses.adversarial import ganin_schedule
-from contrast.methods.base import ContrastiveModule
+from contrast.methods.base import TrainingBase
 from contrast.models import mlp
 from contrast.models.text import build_text_encoder
 
@@ -40,8 +40,9 @@ OBJECTIVES = ("clip", "triplet", "acmr")
 MINING = ("hardest", "semi-hard", "all")
 
 
-class CrossModal(ContrastiveModule):
-    """Args (besides :class:`ContrastiveModule`'s; ``backbone`` is the image encoder):
+class CrossModal(TrainingBase):
+    """Args (besides :class:`~contrast.methods.base.TrainingBase`'s; ``backbone`` is the image encoder,
+    "none" when the images are feature vectors):
 
     text_encoder: "bag" | "transformer"; text_width: its width; embed_dim: the shared space;
     head_hidden: hidden width of both MLP heads; objectives: {name: weight} over "clip",
@@ -53,9 +54,6 @@ class CrossModal(ContrastiveModule):
     image_std: normalisation of uint8 images; max_length: words per caption (the transformer's
     positions); optimizer, lr, weight_decay: as the base's, with CLIP-like defaults (AdamW, 1e-3, 1e-4).
     """
-
-    online_probe = False  # the label classifier of ACMR is part of the objective instead
-    accepts_vectors = True
 
     def __init__(
         self,
@@ -114,19 +112,25 @@ class CrossModal(ContrastiveModule):
         )
         self.register_buffer("image_mean", torch.tensor(image_mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(image_std).view(1, -1, 1, 1), persistent=False)
-        if image_weights is not None:
-            self.backbone, arch = _pretrained(image_weights)
-            wanted = {"backbone": self.hparams.backbone, "cifar_stem": self.hparams.cifar_stem}
-            if {k: arch[k] for k in wanted} != wanted:
-                raise ValueError(
-                    f"image_weights: {image_weights} holds a {arch['backbone']!r} backbone (cifar_stem "
-                    f"{arch['cifar_stem']}); set --model.init_args.backbone and cifar_stem to match"
-                )
-            self.feature_dim = self.backbone.feature_dim
-            object.__setattr__(self, "_encode", torch.compile(self.backbone) if self.hparams.compile else self.backbone)
         if freeze_image:
             self.backbone.requires_grad_(False)
         self.towers: dict | None = None
+
+    def build_encoder(self) -> nn.Module:
+        """The image encoder: none for image vectors, a pretrained one (``image_weights``), or the base's."""
+        hp = self.hparams
+        if hp.backbone == "none":  # the images are feature vectors: the head takes them as they are
+            return nn.Identity()
+        if hp.image_weights is None:
+            return super().build_encoder()
+        backbone, arch = _pretrained(hp.image_weights)
+        wanted = {"backbone": hp.backbone, "cifar_stem": hp.cifar_stem}
+        if {k: arch[k] for k in wanted} != wanted:
+            raise ValueError(
+                f"image_weights: {hp.image_weights} holds a {arch['backbone']!r} backbone (cifar_stem "
+                f"{arch['cifar_stem']}); set --model.init_args.backbone and cifar_stem to match"
+            )
+        return backbone
 
     # ------------------------------------------------------------------ the towers, from the data
     def setup(self, stage: str) -> None:
@@ -208,6 +212,8 @@ class CrossModal(ContrastiveModule):
         if "crossmodal_towers" not in checkpoint:
             raise CheckpointError(f"{path}: not a CrossModal checkpoint (no 'crossmodal_towers')")
         hparams.pop("image_weights", None)  # the weights are in the checkpoint
+        for old in ("num_classes", "probe_lr"):  # written before CrossModal had a base of its own
+            hparams.pop(old, None)
         model = cls(**hparams)
         model.build_towers(**checkpoint["crossmodal_towers"])
         model.load_state_dict(checkpoint["state_dict"])
@@ -252,6 +258,7 @@ class CrossModal(ContrastiveModule):
                 self.hparams.margin,
                 labels=labels if labelled else None,
                 mining=self.hparams.mining,
+                validate=False,
                 gather=True,
             )
         if "acmr" in self.objectives:
@@ -270,15 +277,14 @@ class CrossModal(ContrastiveModule):
             F.cross_entropy(_full_precision(self.label_classifier(image)), labels)
             + F.cross_entropy(_full_precision(self.label_classifier(text)), labels)
         )
-        triplet = cross_modal_triplet(image, text, hp.margin, labels=labels, mining=hp.mining, gather=True)
+        triplet = cross_modal_triplet(
+            image, text, hp.margin, labels=labels, mining=hp.mining, validate=False, gather=True
+        )
         progress = self.global_step / self.total_steps if self._trainer is not None else 1.0
         weight = hp.adversarial_weight * ganin_schedule(progress)
         adversarial = modality_loss(self.modality_classifier, image, text, weight)
         self.log("train/acmr_modality", self._logged(adversarial), batch_size=image.shape[0])
         return hp.label_weight * label + triplet + adversarial
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        return None  # scored by contrast.eval.RetrievalCallback
 
 
 def _full_precision(x: Tensor) -> Tensor:

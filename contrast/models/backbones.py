@@ -110,6 +110,8 @@ def build_backbone(
             f"pretrained weights for {name!r}: this toolkit never downloads weights (it runs offline); "
             "load a state_dict you have with contrast.load_backbone or model.load_state_dict"
         )
+    if name == "none":  # a method's own choice (CrossModal on feature vectors), never an image encoder
+        raise ValueError("backbone 'none' is for methods that take feature vectors (CrossModal), not an image encoder")
     custom = re.fullmatch(r"tiny_cnn_w([1-9][0-9]*)", name)
     if name.startswith("timm/"):
         model = _timm_backbone(name, cifar_stem, in_channels)

@@ -64,11 +64,15 @@ class Vocabulary:
 
     def encode_batch(self, texts: list[str], max_length: int) -> Tensor:
         """(B, L) ids padded with 0 to the longest caption of the batch (L <= max_length)."""
-        rows = [self.encode(text, max_length) for text in texts]
-        out = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
-        for i, row in enumerate(rows):
-            out[i, : len(row)] = torch.tensor(row)
-        return out
+        return pad_ids([self.encode(text, max_length) for text in texts])
+
+
+def pad_ids(rows: list[list[int]] | list[Tensor]) -> Tensor:
+    """(B, L) token ids, each row padded with 0 (the padding id) to the longest row."""
+    out = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.as_tensor(row)
+    return out
 
 
 def _check_size(name: str, value: int) -> None:

@@ -11,17 +11,9 @@ import torch
 from torchvision.io import write_jpeg
 
 from contrast.data import DataNotFoundError, PairedData
-from contrast.data.paired import (
-    COLOUR_WORDS,
-    POSITION_WORDS,
-    SHAPE_WORDS,
-    SIZE_WORDS,
-    caption_files,
-    collate_pairs,
-    feature_pairs,
-    scene_key,
-    shapes_captions,
-)
+from contrast.data.captions import COLOUR_WORDS, POSITION_WORDS, SHAPE_WORDS, SIZE_WORDS, scene_key
+from contrast.data.pair_datasets import collate_pairs
+from contrast.data.pair_sources import caption_files, feature_pairs, shapes_captions
 from contrast.data.shapes import CLASSES, COLOURS, POSITIONS, SIZES, generate_scenes
 
 
@@ -141,9 +133,10 @@ def test_coco_caption_layout(tmp_path):
     _coco_fixture(tmp_path, "train2017", n=6)
     _coco_fixture(tmp_path, "val2017", n=3)
     split = caption_files(tmp_path, True, image_size=32)
-    assert split.images.shape == (6, 3, 32, 32) and len(split.captions) == 12
+    images = torch.stack([split.images[i][0] for i in range(len(split))])  # decoded when read
+    assert images.shape == (6, 3, 32, 32) and len(split.captions) == 12
     assert split.text_image.tolist() == [i for i in range(6) for _ in range(2)]
-    assert int(split.images[1, 1].float().mean()) > 150  # image 1 is green
+    assert int(images[1, 1].float().mean()) > 150  # image 1 is green
     data = PairedData(dataset="coco", root=str(tmp_path), batch_size=3, image_size=32, captions_per_image=2)
     assert "picture" in data.vocabulary.words and data.num_classes == 0
     images, texts, labels = next(iter(data.train_dataloader()))
@@ -228,7 +221,7 @@ def test_an_empty_vocabulary_is_refused():
 
 
 def test_cifar10_class_captions(data_dir):
-    from contrast.data.paired import CIFAR_WORDS
+    from contrast.data.captions import CIFAR_WORDS
 
     data = PairedData(
         dataset="cifar10_captions", root=str(data_dir), train_subset=200, eval_subset=100, captions_per_image=2

@@ -82,12 +82,20 @@ def test_a_training_step_reads_nothing_back_from_the_device(data, method, optimi
     assert all(p.grad is not None for p in model.backbone.parameters())
 
 
-@pytest.mark.parametrize("learn_temperature", [True, False])
-def test_a_crossmodal_clip_step_reads_nothing_back_from_the_device(learn_temperature):
+@pytest.mark.parametrize(
+    "learn_temperature, objectives",
+    [(True, {"clip": 1.0}), (False, {"clip": 1.0}), (True, {"triplet": 1.0}), (True, {"acmr": 1.0, "clip": 1.0})],
+)
+def test_a_crossmodal_step_reads_nothing_back_from_the_device(learn_temperature, objectives):
     from contrast.methods import CrossModal
 
     model = CrossModal(
-        backbone="tiny_cnn", embed_dim=16, head_hidden=32, text_width=16, learn_temperature=learn_temperature
+        backbone="tiny_cnn",
+        embed_dim=16,
+        head_hidden=32,
+        text_width=16,
+        learn_temperature=learn_temperature,
+        objectives=objectives,
     )
     model.build_towers(vocabulary=["<pad>", "<unk>", "red", "disc"], num_classes=10)
     model = model.to(META)

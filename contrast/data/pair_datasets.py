@@ -1,0 +1,71 @@
+"""The datasets the paired data module hands to its loaders, and their collate.
+
+Training batches are ``(images, texts, labels)``: images (B, C, H, W) uint8 or (B, Di) features;
+texts (B, L) word ids padded with 0 or (B, Dt) features; labels (B,) class ids (-1: none). Each epoch
+pairs every image with one of its captions, chosen from (seed, epoch, index), so a resumed run
+draws the pairs the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from contrast.data.pair_sources import PairedSplit
+from contrast.models.text import pad_ids
+from contrast.seeds import derive_seed
+
+
+class PairDataset(Dataset):
+    """Index ``epoch·N + i`` (from :class:`EpochShuffle`) -> (image i, one of its texts, label)."""
+
+    def __init__(self, split: PairedSplit, tokens: list[list[int]] | None, seed: int) -> None:
+        self.split, self.tokens, self.seed = split, tokens, seed
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int):
+        split = self.split
+        i = index % len(split)
+        choice = derive_seed(self.seed, "pair", index) % int(split.text_count[i])
+        m = int(split.text_order[int(split.text_start[i]) + choice])
+        text = torch.tensor(self.tokens[m]) if self.tokens is not None else split.text_features[m]
+        return split.image(i), text, int(split.labels[i])
+
+
+class ImageDataset(Dataset):
+    """The split's images (or image vectors) in order, for embedding."""
+
+    def __init__(self, split: PairedSplit) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return self.split.image(i)
+
+
+class TextDataset(Dataset):
+    """The split's texts (token ids or vectors) in order, for embedding."""
+
+    def __init__(self, split: PairedSplit, tokens: list[list[int]] | None) -> None:
+        self.split, self.tokens = split, tokens
+
+    def __len__(self) -> int:
+        return self.split.text_image.shape[0]
+
+    def __getitem__(self, m: int):
+        return torch.tensor(self.tokens[m]) if self.tokens is not None else self.split.text_features[m]
+
+
+def pad(texts: list[Tensor]) -> Tensor:
+    """Stack texts: (B, L) ids padded with 0 to the longest, or (B, Dt) vectors."""
+    return pad_ids(texts) if texts[0].dtype == torch.long else torch.stack(texts)
+
+
+def collate_pairs(batch):
+    images, texts, labels = zip(*batch)
+    return torch.stack(images), pad(list(texts)), torch.tensor(labels)
