@@ -112,7 +112,7 @@ def run_cca(train, test, components: int, fit_rows: int, seed: int) -> tuple[dic
 
 
 def run_config(features_dir: Path, out: Path, overrides: list[str]) -> tuple[dict, dict, float]:
-    from contrast.eval.crossmodal import RetrievalCallback
+    from contrast.eval import RetrievalCallback
     from contrast.train import lightning_cli
 
     start = time.perf_counter()

@@ -32,7 +32,7 @@ import lightning as L  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import append_results, markdown_table  # noqa: E402
 
-from contrast.eval.callback import KNNCallback  # noqa: E402
+from contrast.eval import KNNCallback  # noqa: E402
 from contrast.speed import Throughput  # noqa: E402
 from contrast.train import lightning_cli  # noqa: E402
 

@@ -22,12 +22,29 @@ from torch import nn
 
 from contrast.checkpoint import CheckpointError, atomic_save, read_checkpoint
 from contrast.models import build_backbone
+from contrast.views import get_recipe
 
 ARCH_KEYS = ("backbone", "cifar_stem", "in_channels")
 
 
+def normalization(checkpoint: dict) -> dict:
+    """``{"mean": [...], "std": [...]}``: how the encoder's input pixels (scaled to [0, 1]) were
+    normalised in training — the two-tower model's own ``image_mean`` / ``image_std``, else the
+    pretraining recipe's statistics; ``{}`` when the checkpoint does not say."""
+    hparams = checkpoint.get("hyper_parameters", {})
+    if hparams.get("image_mean") is not None and hparams.get("image_std") is not None:
+        return {"mean": [float(m) for m in hparams["image_mean"]], "std": [float(s) for s in hparams["image_std"]]}
+    recipe = checkpoint.get("datamodule_hyper_parameters", {}).get("recipe_q")
+    try:
+        recipe = get_recipe(recipe) if recipe is not None else None
+    except ValueError:  # a recipe this version does not know
+        recipe = None
+    return {} if recipe is None else {"mean": list(recipe.mean), "std": list(recipe.std)}
+
+
 def backbone_from_checkpoint(checkpoint: dict | str | os.PathLike) -> tuple[nn.Module, dict]:
-    """(the backbone with the checkpoint's weights, its architecture: backbone, cifar_stem, in_channels)."""
+    """(the backbone with the checkpoint's weights, its architecture: backbone, cifar_stem,
+    in_channels, and ``mean`` / ``std`` of its input normalisation where the checkpoint records them)."""
     source = checkpoint if not isinstance(checkpoint, dict) else "the checkpoint"
     if not isinstance(checkpoint, dict):
         checkpoint = read_checkpoint(checkpoint)
@@ -35,7 +52,7 @@ def backbone_from_checkpoint(checkpoint: dict | str | os.PathLike) -> tuple[nn.M
     missing = [k for k in ARCH_KEYS if k not in hparams]
     if missing:
         raise CheckpointError(f"{source} is not a contrast checkpoint (its hyper_parameters lack {missing})")
-    arch = {k: hparams[k] for k in ARCH_KEYS}
+    arch = {k: hparams[k] for k in ARCH_KEYS} | normalization(checkpoint)
     state = {k[len("backbone.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("backbone.")}
     model = build_backbone(arch["backbone"], cifar_stem=arch["cifar_stem"], in_channels=arch["in_channels"])
     model.load_state_dict(state)  # fails loudly if the architecture does not match
@@ -44,7 +61,7 @@ def backbone_from_checkpoint(checkpoint: dict | str | os.PathLike) -> tuple[nn.M
 
 def torchvision_recipe(arch: dict, feature_dim: int) -> list[str]:
     """Python lines that build the exported architecture from torchvision (or this package's
-    tiny CNN) and load ``backbone.pt`` into it."""
+    tiny CNN), load ``backbone.pt`` into it and, where recorded, normalise its input as in training."""
     name, stem, channels = arch["backbone"], arch["cifar_stem"], arch["in_channels"]
     if name.startswith("timm/"):
         extra = ", img_size=32, patch_size=4" if stem else ""
@@ -67,6 +84,11 @@ def torchvision_recipe(arch: dict, feature_dim: int) -> list[str]:
             lines.append("model.maxpool = torch.nn.Identity()")
         lines.append(f"{_classifier_path(name)} = torch.nn.Identity()  # features of width {feature_dim}")
     lines.append('model.load_state_dict(torch.load("backbone.pt", weights_only=True))')
+    if "mean" in arch:  # the input the weights were trained on
+        lines.append(
+            f"normalize = torchvision.transforms.v2.Normalize(mean={arch['mean']}, std={arch['std']})"
+            "  # on float images in [0, 1]"
+        )
     return lines
 
 

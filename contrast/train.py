@@ -27,6 +27,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.cli import LightningCLI
 
 from contrast.checkpoint import AtomicCheckpointIO, CheckpointError, LastCheckpoint, read_checkpoint
+from contrast.eval import KNNCallback, RetrievalCallback
 
 DEFAULT_ROOT = "runs"
 # Loggers whose folder is <save_dir>/<name>/<version>.
@@ -344,9 +345,6 @@ def summary(cli: ContrastCLI) -> str:
     line += f"; checkpoint {checkpoint}" if checkpoint else "; no checkpoint written"
     line += f"; logs in {trainer.log_dir}"
     for callback in trainer.callbacks:
-        results = getattr(callback, "results", {})
-        if "i2t/R@5" in results:
-            line += f"; retrieval R@5 image→text {results['i2t/R@5']:.1f}%, text→image {results['t2i/R@5']:.1f}%"
-        if hasattr(callback, "describe") and "top1" in results:
-            line += f"; {callback.describe()} top-1 {callback.results['top1']:.2f}%"
+        figure = callback.summary() if isinstance(callback, (KNNCallback, RetrievalCallback)) else None
+        line += f"; {figure}" if figure else ""
     return line

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from contrast import distributed
+from contrast.checks import int_at_least
 from contrast.data.datasets import EvalDataset, Indices, Subset, TwoViewDataset, decode_all
 from contrast.data.sampler import loop_position, training_sampler
 from contrast.data.sources import FolderImages, TensorImages, load_split
@@ -88,13 +89,10 @@ class ContrastiveData(L.LightningDataModule):
         if cache == "device" and views != "batched":
             raise ValueError('cache="device" keeps the images on the training device and needs views="batched"')
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if not isinstance(value, int) or value < 2:
-                raise ValueError(f"{name} must be an int >= 2 (contrastive losses need negatives), got {value!r}")
-        if not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+            int_at_least(name, value, 2, why="contrastive losses need negatives")
+        int_at_least("num_workers", num_workers, 0)
         for name, value in (("train_subset", train_subset), ("eval_subset", eval_subset)):
-            if value is not None and (not isinstance(value, int) or value < 2):
-                raise ValueError(f"{name} must be None or an int >= 2, got {value!r}")
+            int_at_least(name, value, 2, optional=True)
         self.save_hyperparameters()
         self.dataset, self.root, self.views, self.download = dataset, root, views, download
         self.recipe_q = get_recipe(recipe_q)

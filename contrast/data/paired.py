@@ -12,6 +12,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from contrast.checks import int_at_least
 from contrast.data.pair_datasets import ImageDataset, PairDataset, TextDataset, collate_pairs, pad
 from contrast.data.pair_sources import PAIR_SOURCES, PairedSplit, first_captions
 from contrast.data.sampler import loop_position, training_sampler
@@ -58,8 +59,7 @@ class PairedData(L.LightningDataModule):
         if dataset not in PAIR_SOURCES:
             raise ValueError(f"dataset must be one of {tuple(PAIR_SOURCES)}, got {dataset!r}")
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-                raise ValueError(f"{name} must be an int >= 2 (contrastive losses need negatives), got {value!r}")
+            int_at_least(name, value, 2, why="contrastive losses need negatives")
         positive = (
             ("train_size", train_size),
             ("test_size", test_size),
@@ -69,8 +69,7 @@ class PairedData(L.LightningDataModule):
             ("image_size", image_size),
         )
         for name, value in positive:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            int_at_least(name, value)
         if eval_captions_per_image is not None and not 1 <= eval_captions_per_image <= captions_per_image:
             raise ValueError(
                 f"eval_captions_per_image must be None or in [1, captions_per_image={captions_per_image}], "

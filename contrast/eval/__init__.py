@@ -1,6 +1,7 @@
-"""Evaluation of frozen encoders."""
+"""Evaluation of frozen encoders, and the callbacks that run it during training."""
 
+from contrast.eval.callbacks import KNNCallback, RetrievalCallback
 from contrast.eval.features import extract_features
-from contrast.eval.knn import KNNEvaluator, knn_accuracy
+from contrast.eval.knn import KNNEvaluator
 
-__all__ = ["KNNEvaluator", "extract_features", "knn_accuracy"]
+__all__ = ["KNNCallback", "KNNEvaluator", "RetrievalCallback", "extract_features"]

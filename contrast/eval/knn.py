@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from contrast.checks import int_at_least
+
 BACKENDS = ("faiss", "torch", "auto")
 WEIGHTINGS = ("weighted", "majority")
 
@@ -61,8 +63,7 @@ class KNNEvaluator:
         normalize: bool = True,
         batch_size: int = 4096,
     ) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive int, got {k!r}")
+        int_at_least("k", k)
         if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
             raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
         if weighting not in WEIGHTINGS:
@@ -71,8 +72,7 @@ class KNNEvaluator:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "faiss" and not _faiss_available():
             raise ValueError("backend='faiss' needs faiss (pip install faiss-cpu); or use backend='torch'")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        int_at_least("batch_size", batch_size)
         self.k, self.temperature, self.weighting = k, float(temperature), weighting
         self.backend, self.normalize, self.batch_size = backend, normalize, batch_size
         self.train_features: Tensor | None = None
@@ -179,10 +179,3 @@ class KNNEvaluator:
         predictions = self.predict(queries, top).cpu()
         hits = predictions == labels.long().cpu()[:, None]
         return {"top1": 100.0 * hits[:, 0].float().mean().item(), "top5": 100.0 * hits.any(dim=1).float().mean().item()}
-
-
-def knn_accuracy(
-    train_features: Tensor, train_labels: Tensor, test_features: Tensor, test_labels: Tensor, **kwargs
-) -> dict[str, float]:
-    """One call: fit a :class:`KNNEvaluator` with ``kwargs`` and score the test set."""
-    return KNNEvaluator(**kwargs).fit(train_features, train_labels).score(test_features, test_labels)

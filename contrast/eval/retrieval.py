@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from contrast.checks import int_at_least
+
 BLOCK_ELEMENTS = 2**23
 GRID = 2.0**32  # similarities are compared at this resolution (ties within 2**-32)
 BACKENDS = ("torch", "faiss")
@@ -50,8 +52,7 @@ def _check_ids(ids: Tensor, n: int, name: str) -> Tensor:
 def _chunk(chunk_size: int | None, gallery_rows: int) -> int:
     if chunk_size is None:
         return max(1, BLOCK_ELEMENTS // max(1, gallery_rows))
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int or None (automatic), got {chunk_size!r}")
+    int_at_least("chunk_size", chunk_size, why="or None: automatic")
     return chunk_size
 
 

@@ -26,6 +26,8 @@ import contextlib
 import torch
 from torch import Tensor
 
+from contrast.checks import int_at_least
+
 # Above this many similarities (R × C) the chunked path is chosen automatically:
 # 2**27 float32 values is 512 MiB for one matrix.
 AUTO_CHUNK_ELEMENTS = 2**27
@@ -39,8 +41,7 @@ def resolve_chunk_size(rows: int, cols: int, chunk_size: int | None) -> int:
         if rows * cols <= AUTO_CHUNK_ELEMENTS:
             return rows
         return max(1, AUTO_BLOCK_ELEMENTS // cols)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int or None (automatic), got {chunk_size!r}")
+    int_at_least("chunk_size", chunk_size, why="or None: automatic")
     return min(chunk_size, rows)
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrast import distributed
+from contrast.checks import finite_number, one_of
 from contrast.methods.lars import LARS
 from contrast.models import build_backbone
 
@@ -54,10 +55,8 @@ class TrainingBase(L.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-        if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        one_of("optimizer", optimizer, OPTIMIZERS)
+        finite_number("lr", lr, minimum=0, strictly=True)
         if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
         if warmup_epochs < 0:
@@ -150,8 +149,7 @@ class ContrastiveModule(TrainingBase):
 
     def __init__(self, num_classes: int = 10, probe_lr: float = 0.1, **kwargs) -> None:
         super().__init__(**kwargs)
-        if not isinstance(probe_lr, (int, float)) or not math.isfinite(probe_lr) or probe_lr <= 0:
-            raise ValueError(f"probe_lr must be a finite number > 0, got {probe_lr!r}")
+        finite_number("probe_lr", probe_lr, minimum=0, strictly=True)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes == 1 or num_classes < 0:
             raise ValueError(f"num_classes must be an int >= 2 (or 0: unlabelled data, no probe), got {num_classes!r}")
         self.probe = nn.Linear(self.feature_dim, num_classes) if num_classes else None

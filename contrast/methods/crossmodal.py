@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrast.checkpoint import CheckpointError, read_checkpoint
+from contrast.checks import int_at_least
 from contrast.losses import Temperature, clip_loss, cross_modal_triplet, modality_loss
 from contrast.losses.adversarial import ganin_schedule
 from contrast.methods.base import TrainingBase
@@ -51,7 +52,8 @@ class CrossModal(TrainingBase):
     the triplet terms; label_weight, adversarial_weight: ACMR's label and modality terms;
     image_weights: an exported backbone folder or a checkpoint to start the image tower from;
     freeze_image: keep the image encoder fixed (its BatchNorm statistics too); image_mean,
-    image_std: normalisation of uint8 images; max_length: words per caption (the transformer's
+    image_std: normalisation of uint8 images (default: a pretrained encoder's own, recorded with its
+    weights; else 0.5 / 0.25); max_length: words per caption (the transformer's
     positions); optimizer, lr, weight_decay: as the base's, with CLIP-like defaults (AdamW, 1e-3, 1e-4).
     """
 
@@ -71,8 +73,8 @@ class CrossModal(TrainingBase):
         adversarial_weight: float = 0.1,
         image_weights: str | None = None,
         freeze_image: bool = False,
-        image_mean: tuple[float, ...] = (0.5, 0.5, 0.5),
-        image_std: tuple[float, ...] = (0.25, 0.25, 0.25),
+        image_mean: tuple[float, ...] | None = None,
+        image_std: tuple[float, ...] | None = None,
         max_length: int = 32,
         optimizer: str = "adamw",
         lr: float = 1e-3,
@@ -87,8 +89,7 @@ class CrossModal(TrainingBase):
         for name, weight in objectives.items():
             if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
                 raise ValueError(f"objectives: the weight of {name!r} must be a finite number >= 0, got {weight!r}")
-        if isinstance(embed_dim, bool) or not isinstance(embed_dim, int) or embed_dim < 1:
-            raise ValueError(f"embed_dim must be a positive int, got {embed_dim!r}")
+        int_at_least("embed_dim", embed_dim)
         if mining not in MINING:
             raise ValueError(f"mining must be one of {MINING}, got {mining!r}")
         for name, value in (
@@ -100,6 +101,7 @@ class CrossModal(TrainingBase):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if not isinstance(temperature, (int, float)) or not min_temperature <= temperature <= 1.0:
             raise ValueError(f"temperature must lie in [min_temperature={min_temperature}, 1], got {temperature!r}")
+        image_mean, image_std = self._normalization(image_mean, image_std)
         if len(image_mean) != len(image_std) or any(s <= 0 for s in image_std):
             raise ValueError(
                 f"image_mean and image_std need one value per channel, std > 0; got {image_mean}, {image_std}"
@@ -116,14 +118,35 @@ class CrossModal(TrainingBase):
             self.backbone.requires_grad_(False)
         self.towers: dict | None = None
 
+    def _normalization(self, mean, std) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The pixel normalisation: the pretrained encoder's (recorded with its weights), else the
+        one given, else 0.5 / 0.25; kept in the hyper-parameters, so the checkpoint records it."""
+        recorded = self._pretrained_normalization
+        if recorded:
+            given = {"image_mean": mean, "image_std": std}
+            for name, value in given.items():
+                wanted = recorded["mean" if name == "image_mean" else "std"]
+                if value is not None and [float(v) for v in value] != [float(v) for v in wanted]:
+                    raise ValueError(
+                        f"{name}: the image tower of {self.hparams.image_weights} was pretrained on pixels "
+                        f"normalised with mean {recorded['mean']}, std {recorded['std']}; leave {name} unset"
+                    )
+            mean, std = recorded["mean"], recorded["std"]
+        mean = (0.5, 0.5, 0.5) if mean is None else mean
+        std = (0.25, 0.25, 0.25) if std is None else std
+        self.hparams.image_mean, self.hparams.image_std = tuple(mean), tuple(std)
+        return tuple(mean), tuple(std)
+
     def build_encoder(self) -> nn.Module:
         """The image encoder: none for image vectors, a pretrained one (``image_weights``), or the base's."""
+        self._pretrained_normalization: dict = {}
         hp = self.hparams
         if hp.backbone == "none":  # the images are feature vectors: the head takes them as they are
             return nn.Identity()
         if hp.image_weights is None:
             return super().build_encoder()
         backbone, arch = _pretrained(hp.image_weights)
+        self._pretrained_normalization = {k: arch[k] for k in ("mean", "std") if k in arch}
         wanted = {"backbone": hp.backbone, "cifar_stem": hp.cifar_stem}
         if {k: arch[k] for k in wanted} != wanted:
             raise ValueError(

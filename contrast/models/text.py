@@ -17,6 +17,8 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
+from contrast.checks import int_at_least
+
 PAD, UNK = "<pad>", "<unk>"
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -76,8 +78,7 @@ def pad_ids(rows: list[list[int]] | list[Tensor]) -> Tensor:
 
 
 def _check_size(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    int_at_least(name, value)
 
 
 class BagOfWords(nn.Module):

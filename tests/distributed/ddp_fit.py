@@ -13,7 +13,7 @@ import lightning as L
 import torch
 
 from contrast.data import ContrastiveData
-from contrast.eval.callback import KNNCallback
+from contrast.eval import KNNCallback
 from contrast.methods import MoCoV2, SimCLR
 
 

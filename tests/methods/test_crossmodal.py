@@ -11,7 +11,8 @@ import torch
 
 from contrast.checkpoint import CheckpointError
 from contrast.data import PairedData
-from contrast.eval.crossmodal import RetrievalCallback, retrieval_scores
+from contrast.eval import RetrievalCallback
+from contrast.eval.crossmodal import retrieval_scores
 from contrast.methods import CrossModal
 
 VOCABULARY = ["<pad>", "<unk>", "red", "blue", "disc", "square", "small"]

@@ -1,4 +1,9 @@
-"""kNN evaluation during training, as a Lightning callback."""
+"""The evaluation callbacks: kNN accuracy of the image methods, retrieval of the two-tower models.
+
+Each scores on the data module's test split every ``every_n_epochs`` epochs and after the last,
+optionally scores the untrained model once at a fresh start (kept in the checkpoint, so a resumed
+run reprints it), and gives :meth:`summary`, its final figure for the run's summary line.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from contrast.checks import int_at_least
+from contrast.eval.crossmodal import format_scores, retrieval_scores
 from contrast.eval.features import extract_features
 from contrast.eval.knn import KNNEvaluator
 
@@ -30,8 +37,7 @@ class KNNCallback(L.Callback):
         backend: str = "auto",
         baseline: bool = False,
     ) -> None:
-        if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be a positive int, got {every_n_epochs!r}")
+        int_at_least("every_n_epochs", every_n_epochs)
         self.every_n_epochs, self.baseline = every_n_epochs, baseline
         self.knn = KNNEvaluator(k=k, temperature=temperature, backend=backend)  # validates the arguments
         self.results: dict[str, float] = {}
@@ -62,8 +68,8 @@ class KNNCallback(L.Callback):
         # all ranks are gathered.
         distributed.broadcast_buffers(module.backbone)
         features = []
-        for train in (True, False):
-            x, y = extract_features(module.backbone, data.eval_dataloader(train, shard=True), module.device)
+        for train in (True, False):  # through the module: encode's channels-last and torch.compile
+            x, y = extract_features(module, data.eval_dataloader(train, shard=True), module.device)
             device = module.device if distributed.is_distributed() else x.device
             features.append(
                 (distributed.gather_variable(x.to(device)).cpu(), distributed.gather_variable(y.to(device)).cpu())
@@ -106,6 +112,10 @@ class KNNCallback(L.Callback):
                 self.results.update(self.evaluate(trainer, module))
             self._evaluated_at_step = trainer.global_step
 
+    def summary(self) -> str | None:
+        """The final figure for the run's summary line (None when nothing was scored)."""
+        return f"{self.describe()} top-1 {self.results['top1']:.2f}%" if "top1" in self.results else None
+
     def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if "top1" in self.results:
             line = f"kNN accuracy {self.describe()[4:]}: top-1 {self.results['top1']:.2f}%"
@@ -113,3 +123,61 @@ class KNNCallback(L.Callback):
                 line += f" (untrained encoder: {self.results['top1_init']:.2f}%)"
             if trainer.is_global_zero:
                 print(line, flush=True)
+
+
+class RetrievalCallback(L.Callback):
+    """Every ``every_n_epochs`` epochs (and after the last), embed the test split and log retrieval
+    both ways (``retrieval/i2t/R@5``, ...). ``baseline=True`` also scores the untrained model once
+    at a fresh start; the figures are kept in the checkpoint, so a resumed run reprints them."""
+
+    def __init__(self, every_n_epochs: int = 1, baseline: bool = True, ks: tuple[int, ...] = (1, 5, 10)) -> None:
+        int_at_least("every_n_epochs", every_n_epochs)
+        if not ks or any(not isinstance(k, int) or k < 1 for k in ks):
+            raise ValueError(f"ks must be positive ints, got {ks!r}")
+        self.every_n_epochs, self.baseline, self.ks = every_n_epochs, baseline, tuple(ks)
+        self.results: dict[str, float] = {}
+        self.initial: dict[str, float] = {}
+
+    def state_dict(self) -> dict:
+        return {"initial": dict(self.initial)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.initial = dict(state_dict.get("initial", {}))
+
+    def _check(self, trainer: L.Trainer, module) -> None:
+        if not hasattr(trainer.datamodule, "eval_loaders") or not hasattr(module, "embed_texts"):
+            raise ValueError("RetrievalCallback needs a two-tower model (CrossModal) on paired data (PairedData)")
+
+    def on_fit_start(self, trainer: L.Trainer, module) -> None:
+        self._check(trainer, module)
+        if self.baseline and trainer.ckpt_path is None:
+            self.initial = retrieval_scores(module, trainer.datamodule, self.ks)
+        if self.initial:
+            rank_zero_info(f"retrieval of the untrained model: {format_scores(self.initial, self.ks)}")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
+        epoch = trainer.current_epoch + 1
+        last = trainer.max_epochs is not None and epoch >= trainer.max_epochs
+        if epoch % self.every_n_epochs and not last:
+            return
+        self.results = retrieval_scores(module, trainer.datamodule, self.ks)
+        for key, value in self.results.items():
+            module.log(f"retrieval/{key}", value, rank_zero_only=True)
+        rank_zero_info(f"epoch {epoch}: {format_scores(self.results, self.ks)}")
+
+    def report(self) -> str:
+        """The final figures next to the untrained model's."""
+        lines = [f"retrieval on the test split (trained):   {format_scores(self.results, self.ks)}"]
+        if self.initial:
+            lines.append(f"retrieval on the test split (untrained): {format_scores(self.initial, self.ks)}")
+        return "\n".join(lines)
+
+    def summary(self) -> str | None:
+        """The final R@5 both ways for the run's summary line (None when nothing was scored)."""
+        if "i2t/R@5" not in self.results:
+            return None
+        return f"retrieval R@5 image→text {self.results['i2t/R@5']:.1f}%, text→image {self.results['t2i/R@5']:.1f}%"
+
+    def on_fit_end(self, trainer: L.Trainer, module) -> None:
+        if self.results and trainer.is_global_zero:
+            print(self.report(), flush=True)

@@ -1,0 +1,42 @@
+"""Argument checks shared by the whole package: one rule, one message per kind of value.
+
+Each check returns the value and raises ``ValueError`` naming the argument, the expected kind and
+the value given: ``batch_size must be an int >= 2 (contrastive losses need negatives), got True``.
+A bool is never an int here (``True`` is not a batch size), whatever Python's ``isinstance`` says.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def int_at_least(name: str, value: object, minimum: int = 1, *, optional: bool = False, why: str = "") -> int | None:
+    """An int >= ``minimum`` (a positive int by default); None too when ``optional``."""
+    if optional and value is None:
+        return None
+    if _is_int(value) and value >= minimum:
+        return value
+    kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    raise ValueError(
+        f"{name} must be {'None or ' if optional else ''}{kind}{f' ({why})' if why else ''}, got {value!r}"
+    )
+
+
+def finite_number(name: str, value: object, *, minimum: float | None = None, strictly: bool = False) -> float:
+    """A finite int or float (not a bool), >= ``minimum`` (> with ``strictly``) when given."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if minimum is None or value > minimum or (value == minimum and not strictly):
+            return float(value)
+    bound = "" if minimum is None else f" {'>' if strictly else '>='} {minimum:g}"
+    raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
+
+
+def one_of(name: str, value: object, choices: tuple) -> object:
+    """One of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
