@@ -176,7 +176,7 @@ def _retrieve(args: argparse.Namespace, overrides: list[str]) -> int:
     checkpoint = read_checkpoint(args.ckpt)
     model = CrossModal.from_checkpoint(checkpoint, map_location="cuda" if torch.cuda.is_available() else "cpu")
     data = _data_of(checkpoint, PairedData, args)
-    model.check_towers(data.towers(), f"those of dataset {data.dataset!r}" + (f" in {data.root}" if data.root else ""))
+    _check_fits(args.ckpt, checkpoint, data)
     scores = retrieval_scores(model, data)
     split = data.split(False)
     print(f"{data.dataset} test split: {len(split)} images, {split.text_image.shape[0]} texts")
@@ -201,6 +201,16 @@ def _data_of(checkpoint: dict, data_class: type, args: argparse.Namespace):
     return data_class(**data_hp)
 
 
+def _check_fits(path: str, checkpoint: dict, data, facts: tuple[str, ...] | None = None) -> None:
+    """Refuse data the checkpoint's model was not built for (the one check of ``contrast fit`` too)."""
+    from contrast.checkpoint import CheckpointError
+    from contrast.train import checkpoint_differences
+
+    differences = checkpoint_differences(checkpoint, data=data, **({} if facts is None else {"facts": facts}))
+    if differences:
+        raise CheckpointError(f"--ckpt {path}: {'; '.join(differences)}; score it on the data it was built for")
+
+
 def _checkpoint_features(args: argparse.Namespace):
     """(data module, (train features, labels), (test features, labels)) of a checkpoint's backbone."""
     import torch
@@ -211,14 +221,9 @@ def _checkpoint_features(args: argparse.Namespace):
     from contrast.export import backbone_from_checkpoint
 
     checkpoint = read_checkpoint(args.ckpt)
-    backbone, arch = backbone_from_checkpoint(checkpoint)
+    backbone, _ = backbone_from_checkpoint(checkpoint)
     data = _data_of(checkpoint, ContrastiveData, args)
-    channels = data.image_channels()
-    if channels != arch["in_channels"]:
-        raise ValueError(
-            f"--ckpt {args.ckpt}: its backbone takes {arch['in_channels']}-channel images, but dataset "
-            f"{data.dataset!r} has {channels}-channel images; score it on a {arch['in_channels']}-channel dataset"
-        )
+    _check_fits(args.ckpt, checkpoint, data, facts=("in_channels",))  # any classes: kNN and the probe fit their own
     device = "cuda" if torch.cuda.is_available() else "cpu"
     backbone.to(device)
     train = extract_features(backbone, data.eval_dataloader(True), device, progress=True)

@@ -165,6 +165,11 @@ class ContrastiveData(L.LightningDataModule):
     def in_channels(self) -> int:
         return self.recipe_q.channels
 
+    def facts(self) -> dict:
+        """What the model needs to know of the data, by its argument names (the one channel: the
+        command line links them into the model, ``SimCLR(**data.facts(), ...)`` in Python)."""
+        return {"in_channels": self.image_channels(), "num_classes": self.num_classes}
+
     def image_channels(self) -> int:
         """Channels of the dataset's images (1 for MNIST), whatever the recipe says."""
         return int(self.split(True)[0][0].shape[0])

@@ -134,14 +134,16 @@ class PairedData(L.LightningDataModule):
     def labelled(self) -> bool:
         return self.num_classes > 0
 
-    def towers(self) -> dict:
-        """What the model's towers are built from: the vocabulary and the input widths."""
+    def facts(self) -> dict:
+        """What the model needs to know of the data, by its argument names (the one channel: the
+        command line links them into the model, ``CrossModal(**data.facts(), ...)`` in Python)."""
         vocabulary = self.vocabulary
         return {
+            "in_channels": self.in_channels,
+            "num_classes": self.num_classes,
             "vocabulary": None if vocabulary is None else vocabulary.words,
             "image_dim": self.image_dim,
             "text_dim": self.text_dim,
-            "num_classes": self.num_classes,
         }
 
     # ------------------------------------------------------------------ loaders
@@ -167,19 +169,12 @@ class PairedData(L.LightningDataModule):
         texts = DataLoader(TextDataset(split, self.tokens(False)), batch_size=self.eval_batch_size, collate_fn=pad)
         return images, texts
 
-    # ------------------------------------------------------------------ the place in the epoch and the vocabulary
+    # ------------------------------------------------------------------ the place in the epoch, in checkpoints
     def state_dict(self) -> dict:
-        vocabulary = None if self.vocabulary is None else self.vocabulary.words
-        return {"vocabulary": vocabulary} | loop_position(self.trainer)
+        """(epoch, batches of it trained on); the vocabulary is the model's (a hyper-parameter)."""
+        return loop_position(self.trainer)
 
     def load_state_dict(self, state: dict) -> None:
-        saved = state.get("vocabulary")
-        current = None if self.vocabulary is None else self.vocabulary.words
-        if saved is not None and saved != current:
-            raise ValueError(
-                "vocabulary: the checkpoint's vocabulary differs from the one built from these training captions "
-                f"({len(saved)} vs {len(current or [])} words); resume with the data the run was started with"
-            )
         if "epoch" in state:
             self._resume = (state["epoch"], state["batches"])
             warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")

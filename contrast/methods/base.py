@@ -62,6 +62,11 @@ class TrainingBase(L.LightningModule):
         if warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs!r}")
         self.save_hyperparameters()
+        # The command line links every fact of the data (DATA_FACTS in contrast.train) into the
+        # model's arguments; the hyper-parameters keep those this model takes.
+        accepted = constructor_arguments(type(self))
+        for key in [k for k in self.hparams if not k.startswith("_") and k not in accepted]:
+            del self.hparams[key]
         self.set_backbone(self.build_encoder())
 
     def build_encoder(self) -> nn.Module:
@@ -192,6 +197,17 @@ class ContrastiveModule(TrainingBase):
 
     def extra_parameter_groups(self) -> list[dict]:
         return [] if self.probe is None else [{"prefix": "probe.", "lr": self.hparams.probe_lr}]
+
+
+def constructor_arguments(cls: type) -> set[str]:
+    """The arguments of ``cls.__init__`` and of the bases it hands ``**kwargs`` to."""
+    import inspect
+
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass) and issubclass(klass, TrainingBase):
+            names |= {p for p in inspect.signature(klass.__init__).parameters if p not in ("self", "args", "kwargs")}
+    return names
 
 
 class WarmupCosine:

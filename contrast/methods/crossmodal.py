@@ -16,9 +16,10 @@ Objectives, weighted and summed (``objectives={"clip": 1.0, "triplet": 0.5}``):
   modalities' embeddings (``label_weight``), the label-aware cross-modal triplet, and a modality
   classifier trained through gradient reversal (``adversarial_weight`` × Ganin's ramp λ_p).
 
-The towers are built in ``setup`` from the data (vocabulary, input widths, classes; Lightning's
-lazy-model pattern) and recorded in every checkpoint, so :meth:`CrossModal.from_checkpoint`
-rebuilds the model without the data.
+The facts of the data the towers are built for (vocabulary, input widths, classes) are constructor
+arguments, linked from the data module by the command line (``CrossModal(**data.facts(), ...)`` in
+Python), so they are hyper-parameters: recorded once in every checkpoint, compared by the one
+checkpoint-fits-config check, and enough for :meth:`CrossModal.from_checkpoint` to rebuild the model.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ class CrossModal(TrainingBase):
     freeze_image: keep the image encoder fixed (its BatchNorm statistics too); image_mean,
     image_std: normalisation of uint8 images (default: a pretrained encoder's own, recorded with its
     weights; else 0.5 / 0.25); max_length: words per caption (the transformer's
-    positions); optimizer, lr, weight_decay: as the base's, with CLIP-like defaults (AdamW, 1e-3, 1e-4).
+    positions); vocabulary, image_dim, text_dim, num_classes: the data's facts (linked from the data:
+    the caption words, or the widths of image / text vectors, and the label classes; 0 when none);
+    optimizer, lr, weight_decay: as the base's, with CLIP-like defaults (AdamW, 1e-3, 1e-4).
     """
 
     def __init__(
@@ -76,6 +79,10 @@ class CrossModal(TrainingBase):
         image_mean: tuple[float, ...] | None = None,
         image_std: tuple[float, ...] | None = None,
         max_length: int = 32,
+        vocabulary: list[str] | None = None,
+        image_dim: int = 0,
+        text_dim: int = 0,
+        num_classes: int = 0,
         optimizer: str = "adamw",
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
@@ -116,7 +123,7 @@ class CrossModal(TrainingBase):
         self.register_buffer("image_std", torch.tensor(image_std).view(1, -1, 1, 1), persistent=False)
         if freeze_image:
             self.backbone.requires_grad_(False)
-        self.towers: dict | None = None
+        self._build_towers(vocabulary, image_dim or 0, text_dim or 0, num_classes or 0)
 
     def _normalization(self, mean, std) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The pixel normalisation: the pretrained encoder's (recorded with its weights), else the
@@ -156,25 +163,17 @@ class CrossModal(TrainingBase):
         return backbone
 
     # ------------------------------------------------------------------ the towers, from the data
-    def setup(self, stage: str) -> None:
-        data = self.trainer.datamodule if self._trainer is not None else None
-        if self.towers is None:
-            if data is None or not hasattr(data, "towers"):
-                raise ValueError("CrossModal needs paired data (contrast.data.PairedData) to build its towers")
-            self.build_towers(**data.towers())
-        if "acmr" in self.objectives and not self.towers["num_classes"]:
-            raise ValueError("objectives: 'acmr' needs labelled pairs (its label classifier); the data has none")
-
-    def build_towers(
-        self, vocabulary: list[str] | None, image_dim: int = 0, text_dim: int = 0, num_classes: int = 0
-    ) -> None:
-        """Build the heads and the text encoder for data with this vocabulary (or text vectors of
-        width ``text_dim``), images (or vectors of width ``image_dim``) and ``num_classes`` labels."""
+    def _build_towers(self, vocabulary: list[str] | None, image_dim: int, text_dim: int, num_classes: int) -> None:
+        """The heads and the text encoder for data with this vocabulary (or text vectors of width
+        ``text_dim``), images (or vectors of width ``image_dim``) and ``num_classes`` labels."""
         hp = self.hparams
         if (vocabulary is None) == (text_dim == 0):
             raise ValueError(
-                "the texts are either captions (a vocabulary) or vectors (text_dim > 0), not both or neither"
+                "the texts are either captions (a vocabulary) or vectors (text_dim > 0), not both or neither: "
+                "give the data's facts, CrossModal(**data.facts(), ...) (the command line links them)"
             )
+        if "acmr" in self.objectives and not num_classes:
+            raise ValueError("objectives: 'acmr' needs labelled pairs (its label classifier); the data has none")
         if image_dim and hp.backbone != "none":
             raise ValueError(
                 f"backbone: the data's images are feature vectors of width {image_dim}; "
@@ -182,12 +181,6 @@ class CrossModal(TrainingBase):
             )
         if not image_dim and hp.backbone == "none":
             raise ValueError("backbone 'none' takes image feature vectors, but the data's images are pictures")
-        self.towers = {
-            "vocabulary": vocabulary,
-            "image_dim": image_dim,
-            "text_dim": text_dim,
-            "num_classes": num_classes,
-        }
         image_width = image_dim or self.feature_dim
         if vocabulary is not None:
             self.text_encoder = build_text_encoder(hp.text_encoder, len(vocabulary), hp.text_width, hp.max_length)
@@ -207,38 +200,17 @@ class CrossModal(TrainingBase):
                 nn.Linear(max(2, hidden // 2), 2),
             )
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["crossmodal_towers"] = self.towers
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        saved = checkpoint.get("crossmodal_towers")
-        if saved is None:
-            raise CheckpointError("the checkpoint holds no cross-modal towers; it was not written by a CrossModal run")
-        if self.towers is not None:  # built from the data in setup: it must be the checkpoint's data
-            self.check_towers(saved, "the checkpoint's")
-
-    def check_towers(self, towers: dict, whose: str) -> None:
-        """Refuse ``towers`` (vocabulary, input widths, classes) that differ from the model's."""
-        differ = [key for key in towers if towers[key] != (self.towers or {}).get(key)]
-        if differ:
-            raise CheckpointError(
-                f"the model's towers and {whose} differ in {', '.join(differ)}: they were built for other data"
-            )
-
     @classmethod
     def from_checkpoint(cls, path, map_location: str = "cpu") -> CrossModal:
         """The trained model of a checkpoint written by ``contrast fit`` (a path, or the checkpoint
-        already read); no data needed."""
+        already read); no data needed: the data's facts are among its hyper-parameters."""
         checkpoint = path if isinstance(path, dict) else read_checkpoint(path)
         path = "the checkpoint" if isinstance(path, dict) else path
-        hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
-        if "crossmodal_towers" not in checkpoint:
-            raise CheckpointError(f"{path}: not a CrossModal checkpoint (no 'crossmodal_towers')")
+        hparams = crossmodal_hparams(checkpoint)
+        if hparams is None:
+            raise CheckpointError(f"{path}: not a CrossModal checkpoint (no objectives or text tower)")
         hparams.pop("image_weights", None)  # the weights are in the checkpoint
-        for old in ("num_classes", "probe_lr"):  # written before CrossModal had a base of its own
-            hparams.pop(old, None)
         model = cls(**hparams)
-        model.build_towers(**checkpoint["crossmodal_towers"])
         model.load_state_dict(checkpoint["state_dict"])
         return model.to(map_location).eval()
 
@@ -269,7 +241,7 @@ class CrossModal(TrainingBase):
     def training_step(self, batch, batch_idx: int) -> Tensor:
         images, texts, labels = batch  # (B, ...), (B, L) or (B, Dt), (B,)
         image, text = self.embed_images(images), self.embed_texts(texts)  # (B, E) each
-        labelled = bool(self.towers["num_classes"])
+        labelled = bool(self.hparams.num_classes)
         tau = self.tau()
         terms: dict[str, Tensor] = {}
         if "clip" in self.objectives:
@@ -308,6 +280,19 @@ class CrossModal(TrainingBase):
         adversarial = modality_loss(self.modality_classifier, image, text, weight)
         self.log("train/acmr_modality", self._logged(adversarial), batch_size=image.shape[0])
         return hp.label_weight * label + triplet + adversarial
+
+
+def crossmodal_hparams(checkpoint: dict) -> dict | None:
+    """A CrossModal checkpoint's hyper-parameters (None for another method's). Checkpoints written
+    before the data's facts were hyper-parameters kept them under ``crossmodal_towers`` and had the
+    probe arguments of the image methods' base: read in the current form."""
+    hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
+    towers = checkpoint.get("crossmodal_towers")
+    if "objectives" not in hparams and towers is None:
+        return None
+    hparams |= towers or {}
+    hparams.pop("probe_lr", None)
+    return hparams
 
 
 def _full_precision(x: Tensor) -> Tensor:

@@ -185,9 +185,18 @@ def test_pairs_change_with_the_epoch_and_resume_mid_epoch():
 
 
 def test_a_checkpoint_with_another_vocabulary_is_refused():
+    """The vocabulary is a hyper-parameter of the model (linked from the data): resuming on captions
+    with other words is refused by the one checkpoint-fits-config check, naming it."""
+    from contrast.methods import CrossModal
+    from contrast.train import checkpoint_differences
+
     data = PairedData(train_size=32, test_size=8, batch_size=4)
-    with pytest.raises(ValueError, match="vocabulary: the checkpoint's vocabulary differs"):
-        data.load_state_dict({"vocabulary": ["<pad>", "<unk>", "zebra"]})
+    saved = CrossModal(**data.facts(), backbone="tiny_cnn")
+    checkpoint = {"hyper_parameters": dict(saved.hparams, vocabulary=["<pad>", "<unk>", "zebra"])}
+    differences = checkpoint_differences(checkpoint, model=saved, data=data)
+    assert len(differences) == 1 and differences[0].startswith(
+        "model.vocabulary: checkpoint ['<pad>', '<unk>', 'zebra']"
+    )
 
 
 def test_collate_pads_token_ids():

@@ -18,8 +18,9 @@ OBJECTIVES = {"clip": {"clip": 1.0}, "triplet": {"triplet": 1.0}, "all": {"clip"
 
 def _model(objectives) -> CrossModal:
     torch.manual_seed(0)
-    model = CrossModal(backbone="none", embed_dim=8, head_hidden=16, objectives=objectives).double()
-    model.build_towers(None, image_dim=6, text_dim=5, num_classes=3)
+    model = CrossModal(
+        backbone="none", embed_dim=8, head_hidden=16, objectives=objectives, image_dim=6, text_dim=5, num_classes=3
+    )
     return model.double()
 
 

@@ -40,8 +40,9 @@ def test_every_objective_trains_every_part(objectives, text_encoder):
         head_hidden=32,
         text_width=16,
         objectives=objectives,
+        vocabulary=VOCABULARY,
+        num_classes=4,
     )
-    model.build_towers(VOCABULARY, num_classes=4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # self.log without a trainer
         loss = model.training_step(_batch(), 0)
@@ -59,9 +60,14 @@ def test_clip_objective_is_the_clip_loss_of_the_two_embeddings():
     from contrast.losses import clip_loss
 
     model = CrossModal(
-        backbone="tiny_cnn", embed_dim=16, head_hidden=32, text_width=16, learn_temperature=False, temperature=0.1
+        backbone="tiny_cnn",
+        embed_dim=16,
+        head_hidden=32,
+        text_width=16,
+        learn_temperature=False,
+        temperature=0.1,
+        vocabulary=VOCABULARY,
     )
-    model.build_towers(VOCABULARY, num_classes=0)
     images, texts, labels = _batch()
     model.eval()  # BatchNorm: the same statistics in both forwards
     with warnings.catch_warnings():
@@ -72,8 +78,9 @@ def test_clip_objective_is_the_clip_loss_of_the_two_embeddings():
 
 
 def test_feature_vectors_go_through_mlp_towers():
-    model = CrossModal(backbone="none", objectives={"acmr": 1.0}, embed_dim=8, head_hidden=16)
-    model.build_towers(None, image_dim=12, text_dim=5, num_classes=3)
+    model = CrossModal(
+        backbone="none", objectives={"acmr": 1.0}, embed_dim=8, head_hidden=16, image_dim=12, text_dim=5, num_classes=3
+    )
     assert isinstance(model.backbone, torch.nn.Identity) and isinstance(model.text_encoder, torch.nn.Identity)
     image, text = model.embed_images(torch.randn(4, 12)), model.embed_texts(torch.randn(4, 5))
     assert image.shape == text.shape == (4, 8)
@@ -89,26 +96,23 @@ def test_feature_vectors_go_through_mlp_towers():
         ({"mining": "easy"}, "mining must be one of"),
         ({"temperature": 0.001}, "temperature must lie in"),
         ({"margin": float("nan")}, "margin must be a finite number"),
-        ({"text_encoder": "lstm"}, None),
+        ({"text_encoder": "lstm"}, None),  # the text encoder is built with the towers
     ],
 )
 def test_bad_settings_are_refused(kwargs, message):
-    if message is None:  # the text encoder is built with the towers
-        model = CrossModal(backbone="tiny_cnn", **kwargs)
-        with pytest.raises(ValueError, match="unknown text_encoder 'lstm'"):
-            model.build_towers(VOCABULARY)
-        return
-    with pytest.raises(ValueError, match=message):
-        CrossModal(backbone="tiny_cnn", **kwargs)
+    with pytest.raises(ValueError, match=message or "unknown text_encoder 'lstm'"):
+        CrossModal(backbone="tiny_cnn", vocabulary=VOCABULARY, **kwargs)
 
 
 def test_towers_must_fit_the_data():
     with pytest.raises(ValueError, match="set --model.init_args.backbone none"):
-        CrossModal(backbone="tiny_cnn").build_towers(None, image_dim=8, text_dim=4)
+        CrossModal(backbone="tiny_cnn", image_dim=8, text_dim=4)
     with pytest.raises(ValueError, match="backbone 'none' takes image feature vectors"):
-        CrossModal(backbone="none").build_towers(VOCABULARY)
+        CrossModal(backbone="none", vocabulary=VOCABULARY)
     with pytest.raises(ValueError, match="either captions .* or vectors"):
-        CrossModal(backbone="tiny_cnn").build_towers(None)
+        CrossModal(backbone="tiny_cnn")
+    with pytest.raises(ValueError, match="'acmr' needs labelled pairs"):
+        CrossModal(backbone="tiny_cnn", vocabulary=VOCABULARY, objectives={"acmr": 1.0})
     with pytest.raises(ValueError, match="backbone 'none' is for methods that take feature vectors"):
         from contrast.methods import SimCLR
 
@@ -117,7 +121,7 @@ def test_towers_must_fit_the_data():
 
 def _fit(tmp_path, max_epochs=1, train_size=256, **model_kwargs):
     data = PairedData(train_size=train_size, test_size=64, batch_size=32, captions_per_image=3)
-    model = CrossModal(backbone="tiny_cnn", embed_dim=32, head_hidden=64, text_width=32, **model_kwargs)
+    model = CrossModal(**data.facts(), backbone="tiny_cnn", embed_dim=32, head_hidden=64, text_width=32, **model_kwargs)
     callback = RetrievalCallback(every_n_epochs=1)
     trainer = L.Trainer(
         max_epochs=max_epochs,
@@ -136,7 +140,8 @@ def test_a_checkpoint_loads_back_without_the_data(tmp_path):
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
     loaded = CrossModal.from_checkpoint(path)
-    assert loaded.towers == model.towers == data.towers()
+    facts = data.facts()
+    assert {k: loaded.hparams[k] for k in facts} == {k: model.hparams[k] for k in facts} == facts
     model.eval()
     images, texts, _ = next(iter(data.train_dataloader()))
     assert torch.allclose(loaded.embed_images(images), model.embed_images(images), atol=1e-6)
@@ -144,9 +149,10 @@ def test_a_checkpoint_loads_back_without_the_data(tmp_path):
     assert retrieval_scores(loaded, data) == pytest.approx(callback.results)
     assert float(loaded.tau()) == pytest.approx(float(model.tau()))
     # a checkpoint of another method is not a CrossModal checkpoint
-    checkpoint = torch.load(path, weights_only=False)
-    del checkpoint["crossmodal_towers"]
-    torch.save(checkpoint, tmp_path / "other.ckpt")
+    from contrast.methods import SimCLR
+
+    other = SimCLR(backbone="tiny_cnn", projector_hidden=32, projector_dim=16)
+    torch.save({"state_dict": other.state_dict(), "hyper_parameters": dict(other.hparams)}, tmp_path / "other.ckpt")
     with pytest.raises(CheckpointError, match="not a CrossModal checkpoint"):
         CrossModal.from_checkpoint(tmp_path / "other.ckpt")
 
@@ -181,16 +187,43 @@ def test_the_image_tower_starts_from_an_exported_backbone(tmp_path):
         {"state_dict": pretrained.state_dict(), "hyper_parameters": dict(pretrained.hparams)}, tmp_path / "simclr.ckpt"
     )
     export_backbone(str(tmp_path / "simclr.ckpt"), str(tmp_path / "exported"))
-    model = CrossModal(backbone="tiny_cnn", image_weights=str(tmp_path / "exported"))
+    model = CrossModal(backbone="tiny_cnn", image_weights=str(tmp_path / "exported"), vocabulary=VOCABULARY)
     for key, value in pretrained.backbone.state_dict().items():
         assert torch.equal(model.backbone.state_dict()[key], value), key
     assert all(p.requires_grad for p in model.backbone.parameters())  # fine-tuned unless freeze_image
 
 
 def test_towers_of_other_data_are_named():
-    model = CrossModal(backbone="tiny_cnn")
-    model.build_towers(VOCABULARY, num_classes=4)
-    model.check_towers(dict(model.towers), "the same")  # equal: accepted
-    other = dict(model.towers, vocabulary=[*VOCABULARY, "green"], num_classes=3)
-    with pytest.raises(CheckpointError, match="differ in vocabulary, num_classes"):
-        model.check_towers(other, "the checkpoint's")
+    """The one checkpoint-fits check (``retrieve`` uses it) names the facts that differ."""
+    from contrast.train import checkpoint_differences
+
+    data = PairedData(train_size=32, test_size=8, batch_size=4, captions_per_image=2)
+    model = CrossModal(**data.facts(), backbone="tiny_cnn")
+    checkpoint = {"hyper_parameters": dict(model.hparams), "state_dict": model.state_dict()}
+    assert checkpoint_differences(checkpoint, data=data) == []  # its own data: accepted
+    other = dict(model.hparams, vocabulary=[*model.hparams.vocabulary, "green"], num_classes=3)
+    differences = checkpoint_differences({"hyper_parameters": other}, data=data)
+    assert [line.split(" takes")[0] for line in differences] == ["its label classifier", "its text tower"]
+    assert f"a vocabulary of {len(other['vocabulary'])} words, but dataset 'shapes10_captions' has" in differences[1]
+
+
+def test_a_checkpoint_of_the_earlier_layout_still_loads():
+    """Checkpoints written before the data's facts were hyper-parameters kept them under
+    ``crossmodal_towers`` (and had the probe arguments of the image methods' base)."""
+    from contrast.train import checkpoint_differences
+
+    data = PairedData(train_size=32, test_size=8, batch_size=4, captions_per_image=2)
+    model = CrossModal(**data.facts(), backbone="tiny_cnn", embed_dim=16, head_hidden=32, text_width=16).eval()
+    facts = ("vocabulary", "image_dim", "text_dim", "num_classes")
+    hparams = {k: v for k, v in model.hparams.items() if k not in facts} | {"num_classes": 0, "probe_lr": 0.1}
+    old = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": hparams,
+        "crossmodal_towers": {k: model.hparams[k] for k in facts},
+    }
+    loaded = CrossModal.from_checkpoint(old)
+    images, texts, _ = next(iter(data.train_dataloader()))
+    torch.testing.assert_close(loaded.embed_texts(texts), model.embed_texts(texts))
+    torch.testing.assert_close(loaded.embed_images(images), model.embed_images(images))
+    assert checkpoint_differences(old, model=model) == []  # a resumed run of the old layout fits
+    assert checkpoint_differences(old, data=data) == []

@@ -96,8 +96,9 @@ def test_a_crossmodal_step_reads_nothing_back_from_the_device(learn_temperature,
         text_width=16,
         learn_temperature=learn_temperature,
         objectives=objectives,
+        vocabulary=["<pad>", "<unk>", "red", "disc"],
+        num_classes=10,
     )
-    model.build_towers(vocabulary=["<pad>", "<unk>", "red", "disc"], num_classes=10)
     model = model.to(META)
     opt, schedule = _optimizers(model)
     images = torch.empty(16, 3, 32, 32, dtype=torch.uint8, device=META)

@@ -16,6 +16,7 @@ from contrast.methods import CrossModal, SimCLR
 from contrast.views import get_recipe
 
 RECIPE = get_recipe("simclr_cifar10")  # CIFAR-10 statistics, not the cross-modal default 0.5 / 0.25
+VOCABULARY = ["<pad>", "<unk>", "red"]
 
 
 def _pretrained_checkpoint(tmp_path, recipe: str | None = "simclr_cifar10"):
@@ -45,7 +46,7 @@ def test_a_pretrained_image_tower_sees_the_pixels_of_its_pretraining(tmp_path, s
     if source == "export":
         export_backbone(str(path), str(tmp_path / "exported"))
         path = tmp_path / "exported"
-    model = CrossModal(backbone="tiny_cnn", image_weights=str(path))
+    model = CrossModal(backbone="tiny_cnn", image_weights=str(path), vocabulary=VOCABULARY)
     images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
     with torch.no_grad():
         expected = pretrained.backbone(_as_pretrained(images))
@@ -65,13 +66,8 @@ def test_the_export_records_the_normalisation_and_its_build_line(tmp_path):
 
 def test_a_reloaded_tower_keeps_the_normalisation(tmp_path):
     _, path = _pretrained_checkpoint(tmp_path)
-    model = CrossModal(backbone="tiny_cnn", image_weights=str(path))
-    model.build_towers(["<pad>", "<unk>", "red"], num_classes=0)
-    checkpoint = {
-        "state_dict": model.state_dict(),
-        "hyper_parameters": dict(model.hparams),
-        "crossmodal_towers": model.towers,
-    }
+    model = CrossModal(backbone="tiny_cnn", image_weights=str(path), vocabulary=VOCABULARY)
+    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
     loaded = CrossModal.from_checkpoint(checkpoint)
     torch.testing.assert_close(loaded.image_mean, model.image_mean)
     torch.testing.assert_close(loaded.image_std, model.image_std)
@@ -80,11 +76,11 @@ def test_a_reloaded_tower_keeps_the_normalisation(tmp_path):
 def test_normalisation_given_against_the_pretraining_is_refused(tmp_path):
     _, path = _pretrained_checkpoint(tmp_path)
     with pytest.raises(ValueError, match="image_mean.*pretrained on"):
-        CrossModal(backbone="tiny_cnn", image_weights=str(path), image_mean=(0.5, 0.5, 0.5))
+        CrossModal(backbone="tiny_cnn", image_weights=str(path), image_mean=(0.5, 0.5, 0.5), vocabulary=VOCABULARY)
 
 
 def test_without_a_record_the_default_stays(tmp_path):
     """A checkpoint that does not say how its pixels were normalised keeps the cross-modal default."""
     _, path = _pretrained_checkpoint(tmp_path, recipe=None)
-    model = CrossModal(backbone="tiny_cnn", image_weights=str(path))
+    model = CrossModal(backbone="tiny_cnn", image_weights=str(path), vocabulary=VOCABULARY)
     assert model.image_mean.flatten().tolist() == [0.5, 0.5, 0.5]
