@@ -1,13 +1,23 @@
 """Argument checks shared by the whole package: one rule, one message per kind of value.
 
-Each check returns the value and raises ``ValueError`` naming the argument, the expected kind and
-the value given: ``batch_size must be an int >= 2 (contrastive losses need negatives), got True``.
+Each check returns the value and raises :class:`ConfigError` (a ``ValueError``) naming the
+argument, the expected kind and the value given:
+``batch_size must be an int >= 2 (contrastive losses need negatives), got True``.
 A bool is never an int here (``True`` is not a batch size), whatever Python's ``isinstance`` says.
 """
 
 from __future__ import annotations
 
 import math
+
+
+class ConfigError(ValueError):
+    """A bad argument of a constructor or function: it carries the argument's name, so that the
+    command line can say which option it came from (``--model.init_args.lr: lr must be ...``)."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 def _is_int(value: object) -> bool:
@@ -21,8 +31,8 @@ def int_at_least(name: str, value: object, minimum: int = 1, *, optional: bool =
     if _is_int(value) and value >= minimum:
         return value
     kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-    raise ValueError(
-        f"{name} must be {'None or ' if optional else ''}{kind}{f' ({why})' if why else ''}, got {value!r}"
+    raise ConfigError(
+        name, f"{name} must be {'None or ' if optional else ''}{kind}{f' ({why})' if why else ''}, got {value!r}"
     )
 
 
@@ -32,11 +42,11 @@ def finite_number(name: str, value: object, *, minimum: float | None = None, str
         if minimum is None or value > minimum or (value == minimum and not strictly):
             return float(value)
     bound = "" if minimum is None else f" {'>' if strictly else '>='} {minimum:g}"
-    raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
+    raise ConfigError(name, f"{name} must be a finite number{bound}, got {value!r}")
 
 
 def one_of(name: str, value: object, choices: tuple) -> object:
     """One of ``choices``."""
     if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        raise ConfigError(name, f"{name} must be one of {choices}, got {value!r}")
     return value

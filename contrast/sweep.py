@@ -16,6 +16,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -74,7 +76,7 @@ def is_crossmodal(config: str | os.PathLike, overrides: list[str] | None = None)
 
 
 @torch.no_grad()
-def score_crossmodal(model, data) -> dict[str, float]:
+def score_crossmodal(model, data, temperature: float | str | None = None) -> dict[str, float]:
     from contrast.eval.crossmodal import retrieval_scores
 
     scores = retrieval_scores(model, data)
@@ -108,14 +110,30 @@ def score_run(model, data, temperature: float, knn_k: int = 200, knn_temperature
     }
 
 
+@dataclass(frozen=True)
+class SweepKind:
+    """What a sweep of one kind of model varies, scores and reports; ``run_sweep`` is the same for all."""
+
+    settings: Callable[[float | str], list[str]]  # the fit options of one τ
+    score: Callable[..., dict[str, float]]  # (trained model, its data, τ) -> the row's scores
+    report: Callable[[list[dict], Path], None]  # (rows sorted by τ, out) -> sweep.csv, .md, .png
+    learned: bool  # whether a row with a learned τ ("learned") is possible
+
+
+def write_report(rows: list[dict], out: Path) -> None:
+    """The report of either kind (two-tower rows carry ``final_tau``)."""
+    rows = sorted(rows, key=lambda r: (r["tau"] == LEARNED, 0.0 if r["tau"] == LEARNED else r["tau"]))
+    (TWO_TOWERS if "final_tau" in rows[0] else IMAGES).report(rows, out)
+
+
 def run_sweep(
     config: str, taus: list[float | str], out: str | os.PathLike, overrides: list[str] | None = None
 ) -> list[dict]:
     """Pretrain once per τ under ``out/tau_<τ>/`` (logs and checkpoints there), score, report."""
     from contrast.train import lightning_cli
 
-    crossmodal = is_crossmodal(config, overrides)
-    if LEARNED in taus and not crossmodal:
+    kind = TWO_TOWERS if is_crossmodal(config, overrides) else IMAGES
+    if LEARNED in taus and not kind.learned:
         raise ValueError("--tau learned: a learned τ is swept for the clip objective of a CrossModal config only")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,19 +147,13 @@ def run_sweep(
             rows.append(json.loads(result_file.read_text()))
             continue
         print(f"τ = {name}: pretraining", flush=True)
-        if crossmodal:
-            learned = "true" if tau == LEARNED else "false"
-            settings = ["--model.init_args.learn_temperature", learned]
-            settings += [] if tau == LEARNED else ["--model.init_args.temperature", str(tau)]
-        else:
-            settings = ["--model.init_args.temperature", str(tau)]
         cli = lightning_cli(
             [
                 "fit",
                 "--config",
                 config,
                 *(overrides or []),
-                *settings,
+                *kind.settings(tau),
                 "--run_dir",
                 str(run_dir),
                 # an interrupted run of this τ resumes where it stopped
@@ -150,7 +162,7 @@ def run_sweep(
         )
         metrics = cli.trainer.callback_metrics
         row = {"tau": tau, "final_loss": float(metrics["train/loss"]) if "train/loss" in metrics else float("nan")}
-        row |= score_crossmodal(cli.model, cli.datamodule) if crossmodal else score_run(cli.model, cli.datamodule, tau)
+        row |= kind.score(cli.model, cli.datamodule, tau)
         run_dir.mkdir(parents=True, exist_ok=True)
         tmp = result_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(row, indent=2))
@@ -160,10 +172,7 @@ def run_sweep(
     return rows
 
 
-def write_report(rows: list[dict], out: Path) -> None:
-    rows = sorted(rows, key=lambda r: (r["tau"] == LEARNED, 0.0 if r["tau"] == LEARNED else r["tau"]))
-    if "final_tau" in rows[0]:
-        return write_crossmodal_report(rows, out)
+def write_image_report(rows: list[dict], out: Path) -> None:
     with open(out / "sweep.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
@@ -244,3 +253,20 @@ def write_crossmodal_report(rows: list[dict], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "sweep.png", dpi=120)
     plt.close(fig)
+
+
+def _two_tower_settings(tau: float | str) -> list[str]:
+    if tau == LEARNED:  # learned from the config's initial τ
+        return ["--model.init_args.learn_temperature", "true"]
+    return ["--model.init_args.learn_temperature", "false", "--model.init_args.temperature", str(tau)]
+
+
+IMAGES = SweepKind(
+    settings=lambda tau: ["--model.init_args.temperature", str(tau)],
+    score=score_run,
+    report=write_image_report,
+    learned=False,
+)
+TWO_TOWERS = SweepKind(
+    settings=_two_tower_settings, score=score_crossmodal, report=write_crossmodal_report, learned=True
+)

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from contrast import distributed
-from contrast.checks import int_at_least
+from contrast.checks import ConfigError, int_at_least
 from contrast.data.datasets import EvalDataset, Indices, Subset, TwoViewDataset, decode_all
 from contrast.data.sampler import loop_position, training_sampler
 from contrast.data.sources import FolderImages, TensorImages, load_split
@@ -83,9 +83,9 @@ class ContrastiveData(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if views not in VIEW_PATHS:
-            raise ValueError(f"views must be one of {VIEW_PATHS}, got {views!r}")
+            raise ConfigError("views", f"views must be one of {VIEW_PATHS}, got {views!r}")
         if cache not in CACHES:
-            raise ValueError(f"cache must be one of {CACHES}, got {cache!r}")
+            raise ConfigError("cache", f"cache must be one of {CACHES}, got {cache!r}")
         if cache == "device" and views != "batched":
             raise ValueError('cache="device" keeps the images on the training device and needs views="batched"')
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):

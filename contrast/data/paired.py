@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from contrast.checks import int_at_least
+from contrast.checks import ConfigError, int_at_least
 from contrast.data.pair_datasets import ImageDataset, PairDataset, TextDataset, collate_pairs, pad
 from contrast.data.pair_sources import PAIR_SOURCES, PairedSplit, first_captions
 from contrast.data.sampler import loop_position, training_sampler
@@ -57,7 +57,7 @@ class PairedData(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if dataset not in PAIR_SOURCES:
-            raise ValueError(f"dataset must be one of {tuple(PAIR_SOURCES)}, got {dataset!r}")
+            raise ConfigError("dataset", f"dataset must be one of {tuple(PAIR_SOURCES)}, got {dataset!r}")
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             int_at_least(name, value, 2, why="contrastive losses need negatives")
         positive = (

@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from contrast.checks import int_at_least
+from contrast.checks import ConfigError, int_at_least
 from contrast.eval.crossmodal import format_scores, retrieval_scores
 from contrast.eval.features import extract_features
 from contrast.eval.knn import KNNEvaluator
@@ -133,7 +133,7 @@ class RetrievalCallback(L.Callback):
     def __init__(self, every_n_epochs: int = 1, baseline: bool = True, ks: tuple[int, ...] = (1, 5, 10)) -> None:
         int_at_least("every_n_epochs", every_n_epochs)
         if not ks or any(not isinstance(k, int) or k < 1 for k in ks):
-            raise ValueError(f"ks must be positive ints, got {ks!r}")
+            raise ConfigError("ks", f"ks must be positive ints, got {ks!r}")
         self.every_n_epochs, self.baseline, self.ks = every_n_epochs, baseline, tuple(ks)
         self.results: dict[str, float] = {}
         self.initial: dict[str, float] = {}

@@ -7,6 +7,8 @@ Non-Parametric Instance Discrimination", used by InstDisc, MoCo, SimCLR-style CI
 or with weight 1 ("majority"). Classes are ranked by their summed votes; top-1 / top-5 accuracy.
 
 Conventions (both backends give identical predictions):
+* neighbours are found by :func:`contrast.eval.retrieval.rank` (exact; similarity ties go to the
+  lower train index);
 * class-score ties go to the lower class index (stable sort);
 * ``k`` larger than the training set is clamped to its size (with a warning);
 * the weights are computed as ``exp((s_i - max_j s_j) / τ)``: the same ranking without overflow.
@@ -24,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from contrast.checks import int_at_least
+from contrast.checks import ConfigError, int_at_least
+from contrast.eval.retrieval import rank
 
 BACKENDS = ("faiss", "torch", "auto")
 WEIGHTINGS = ("weighted", "majority")
@@ -65,11 +68,11 @@ class KNNEvaluator:
     ) -> None:
         int_at_least("k", k)
         if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
-            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+            raise ConfigError("temperature", f"temperature must be a finite number > 0, got {temperature!r}")
         if weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+            raise ConfigError("weighting", f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
         if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+            raise ConfigError("backend", f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "faiss" and not _faiss_available():
             raise ValueError("backend='faiss' needs faiss (pip install faiss-cpu); or use backend='torch'")
         int_at_least("batch_size", batch_size)
@@ -100,12 +103,6 @@ class KNNEvaluator:
         self._backend = self.backend
         if self._backend == "auto":
             self._backend = "faiss" if features.device.type == "cpu" and _faiss_available() else "torch"
-        self._index = None
-        if self._backend == "faiss":
-            import faiss
-
-            self._index = faiss.IndexFlatIP(features.shape[1])
-            self._index.add(self.train_features.cpu().contiguous().numpy())
         return self
 
     def _check(self, features: Tensor, name: str) -> Tensor:
@@ -134,17 +131,11 @@ class KNNEvaluator:
             raise ValueError(
                 f"queries have dimension {queries.shape[1]} but the train features {self.train_features.shape[1]}"
             )
-        k = self.effective_k
-        if self._backend == "faiss":
-            sims, index = self._index.search(queries.cpu().contiguous().numpy(), k)
-            return torch.from_numpy(sims), torch.from_numpy(index).long()
+        # the package's one exact search: blocks of batch_size queries, ties by the lower train index
         train = self.train_features.to(queries.device)
-        sims, index = [], []
-        for start in range(0, queries.shape[0], self.batch_size):
-            s, i = (queries[start : start + self.batch_size] @ train.T).topk(k, dim=1)
-            sims.append(s)
-            index.append(i)
-        return torch.cat(sims), torch.cat(index)
+        return rank(
+            queries, train, self.effective_k, chunk_size=self.batch_size, backend=self._backend, normalize=False
+        )
 
     @property
     def effective_k(self) -> int:

@@ -16,7 +16,7 @@ another. One routine per kind of question:
   al. 2020, "A Metric Learning Reality Check").
 
 Memory: a block of ``chunk_size`` queries × the gallery at a time (``chunk_size=None`` keeps a
-block at about 2**23 similarities, 64 MiB).
+block at about 2**24 similarities, 128 MiB; :func:`contrast.blocks.block_rows`).
 
 On top of them: label-based Recall@K and mAP@R (metric learning), cross-view and cross-modal
 Recall@K both ways, and the alignment / uniformity of Wang & Isola (2020).
@@ -28,17 +28,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from contrast.checks import int_at_least
+from contrast.blocks import BLOCK_ELEMENTS, block_rows
+from contrast.checks import ConfigError
 
-BLOCK_ELEMENTS = 2**23
 GRID = 2.0**32  # similarities are compared at this resolution (ties within 2**-32)
 BACKENDS = ("torch", "faiss")
 
 
-def _check(x: Tensor, name: str) -> Tensor:
+def _check(x: Tensor, name: str, normalize: bool = True) -> Tensor:
     if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[0] == 0 or not x.is_floating_point():
         raise ValueError(f"{name} must be a non-empty floating (N, D) tensor, got {getattr(x, 'shape', x)}")
-    return F.normalize(x.detach().double(), dim=1)
+    x = x.detach().double()
+    return F.normalize(x, dim=1) if normalize else x
 
 
 def _check_ids(ids: Tensor, n: int, name: str) -> Tensor:
@@ -49,20 +50,13 @@ def _check_ids(ids: Tensor, n: int, name: str) -> Tensor:
     return ids
 
 
-def _chunk(chunk_size: int | None, gallery_rows: int) -> int:
-    if chunk_size is None:
-        return max(1, BLOCK_ELEMENTS // max(1, gallery_rows))
-    int_at_least("chunk_size", chunk_size, why="or None: automatic")
-    return chunk_size
-
-
 def _blocks(queries: Tensor, gallery: Tensor, chunk_size: int | None, exclude_self: bool):
     """Yield (start, similarities (c, G)) block by block; self-similarities -inf with ``exclude_self``."""
     if queries.shape[1] != gallery.shape[1]:
         raise ValueError(f"queries and gallery must have the same width, got {queries.shape[1]} and {gallery.shape[1]}")
     if exclude_self and queries.shape[0] != gallery.shape[0]:
         raise ValueError("exclude_self needs the queries to be the gallery")
-    step = _chunk(chunk_size, gallery.shape[0])
+    step = block_rows(queries.shape[0], gallery.shape[0], chunk_size, block_elements=BLOCK_ELEMENTS)
     for start in range(0, queries.shape[0], step):
         block = (queries[start : start + step] @ gallery.T).mul_(GRID).round_().div_(GRID)  # (c, G) float64
         if exclude_self:
@@ -79,14 +73,17 @@ def rank(
     chunk_size: int | None = None,
     exclude_self: bool = False,
     backend: str = "torch",
+    normalize: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """(scores, indices), each (Nq, k): the k most similar gallery rows of every query, best first,
-    ties broken by the lower index. ``exclude_self``: the queries are the gallery, and row i is not
-    its own neighbour. ``backend="faiss"`` searches an exact inner-product index (faster on large
-    galleries on a CPU) and orders ties by index within the k it returns."""
+    ties broken by the lower index: the package's one exact neighbour search (the kNN classifier
+    uses it too). ``exclude_self``: the queries are the gallery, and row i is not its own neighbour.
+    ``normalize=False`` ranks by raw inner products instead of cosine similarity.
+    ``backend="faiss"`` searches an exact inner-product index (faster on large galleries on a CPU)
+    and orders ties by index within the k it returns."""
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    queries, gallery = _check(queries, "queries"), _check(gallery, "gallery")
+        raise ConfigError("backend", f"backend must be one of {BACKENDS}, got {backend!r}")
+    queries, gallery = _check(queries, "queries", normalize), _check(gallery, "gallery", normalize)
     available = gallery.shape[0] - (1 if exclude_self else 0)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= available:
         raise ValueError(f"k must be an int in [1, {available}] (the gallery's size), got {k!r}")
@@ -94,10 +91,24 @@ def rank(
         return _rank_faiss(queries, gallery, k, exclude_self)
     scores, indices = [], []
     for _, block in _blocks(queries, gallery, chunk_size, exclude_self):
-        top, where = block.sort(dim=1, descending=True, stable=True)  # stable: equal scores keep index order
-        scores.append(top[:, :k])
-        indices.append(where[:, :k])
+        top, where = _top_k(block, k)
+        scores.append(top)
+        indices.append(where)
     return torch.cat(scores), torch.cat(indices)
+
+
+def _top_k(block: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """(scores, indices) (c, k): each row's k largest, best first, ties by the lower index; O(G)
+    per row (no full sort): every score above the k-th, then the lowest-index ties at the k-th."""
+    kth = block.topk(k, dim=1).values[:, -1:]  # (c, 1) the k-th largest score of each row
+    above = block > kth  # (c, G)
+    tied = block == kth  # (c, G)
+    needed = k - above.sum(dim=1, keepdim=True)  # (c, 1) how many of the ties are among the k
+    keep = above | (tied & (tied.cumsum(dim=1) <= needed))  # (c, G) exactly k per row
+    where = keep.nonzero()[:, 1].view(-1, k)  # (c, k) kept columns, ascending
+    top = block.gather(1, where)  # (c, k)
+    order = top.argsort(dim=1, descending=True, stable=True)  # stable: equal scores keep index order
+    return top.gather(1, order), where.gather(1, order)
 
 
 def _rank_faiss(queries: Tensor, gallery: Tensor, k: int, exclude_self: bool) -> tuple[Tensor, Tensor]:

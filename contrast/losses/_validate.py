@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor
 
+from contrast.checks import ConfigError
+
 REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -58,12 +60,14 @@ def check_temperature(temperature: object, dtype: torch.dtype | None = None) -> 
         )
     if isinstance(temperature, Tensor):
         if temperature.numel() != 1:
-            raise ValueError(f"temperature must be a scalar, got a tensor of shape {tuple(temperature.shape)}")
+            raise ConfigError(
+                "temperature", f"temperature must be a scalar, got a tensor of shape {tuple(temperature.shape)}"
+            )
         if temperature.requires_grad:  # learnable: positivity is kept by the module's clamp
             return temperature.reshape(()) if dtype is None else temperature.reshape(()).to(dtype)
     temperature = float(temperature)
     if not math.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+        raise ConfigError("temperature", f"temperature must be a finite number > 0, got {temperature}")
     return temperature
 
 
@@ -82,7 +86,7 @@ def check_labels(labels: Tensor | None, n: int, device: torch.device) -> Tensor 
 
 def check_reduction(reduction: str) -> str:
     if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        raise ConfigError("reduction", f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     return reduction
 
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from contrast import distributed
+from contrast.checks import ConfigError
 from contrast.losses._validate import check_pair, check_reduction, check_temperature, reduce
 from contrast.losses.infonce import TemperatureLike, _gathered, _min_rows, _prepare
 from contrast.losses.kernel import no_autocast
@@ -51,9 +52,9 @@ def dcl(
     check_pair(q, k, min_rows=_min_rows(gather), check_finite=validate)
     check_reduction(reduction)
     if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        raise ConfigError("weighting", f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     if not sigma > 0:
-        raise ValueError(f"sigma must be > 0, got {sigma!r}")
+        raise ConfigError("sigma", f"sigma must be > 0, got {sigma!r}")
     with no_autocast(q.device):
         q, k = _prepare(q, normalize), _prepare(k, normalize)  # (N, D) each
         tau = check_temperature(temperature, q.dtype)
@@ -92,7 +93,7 @@ class DCLLoss(LossModule):
     ) -> None:
         super().__init__(temperature, **options)
         if weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+            raise ConfigError("weighting", f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
         self.weighting, self.sigma = weighting, sigma
 
     def forward(self, q: Tensor, k: Tensor) -> Tensor:

@@ -26,7 +26,7 @@ import contextlib
 import torch
 from torch import Tensor
 
-from contrast.checks import int_at_least
+from contrast.blocks import block_rows
 
 # Above this many similarities (R × C) the chunked path is chosen automatically:
 # 2**27 float32 values is 512 MiB for one matrix.
@@ -36,13 +36,9 @@ AUTO_BLOCK_ELEMENTS = 2**24
 
 
 def resolve_chunk_size(rows: int, cols: int, chunk_size: int | None) -> int:
-    """Rows per block; ``rows`` means one block (the unchunked path)."""
-    if chunk_size is None:
-        if rows * cols <= AUTO_CHUNK_ELEMENTS:
-            return rows
-        return max(1, AUTO_BLOCK_ELEMENTS // cols)
-    int_at_least("chunk_size", chunk_size, why="or None: automatic")
-    return min(chunk_size, rows)
+    """Rows per block by the package's one rule (:func:`contrast.blocks.block_rows`), with the
+    losses' policy: one block (the unchunked path, fastest under autograd) up to AUTO_CHUNK_ELEMENTS."""
+    return block_rows(rows, cols, chunk_size, whole_below=AUTO_CHUNK_ELEMENTS, block_elements=AUTO_BLOCK_ELEMENTS)
 
 
 def _similarities(a_block: Tensor, b: Tensor, inv_tau: Tensor | float, self_block: Tensor | None) -> Tensor:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from contrast.checks import ConfigError
 from contrast.losses._validate import check_labels, check_pair, check_reduction
 
 MINING = ("all", "hardest", "semi-hard")
@@ -42,7 +43,7 @@ def _require_negatives(mask: Tensor) -> None:
 def _check_margin(margin: float, *, allow_negative: bool = False) -> float:
     margin = float(margin)
     if margin != margin or (margin < 0 and not allow_negative):
-        raise ValueError(f"margin must be a number >= 0, got {margin}")
+        raise ConfigError("margin", f"margin must be a number >= 0, got {margin}")
     return margin
 
 
@@ -74,7 +75,7 @@ def triplet_margin(
     check_reduction(reduction)
     _check_margin(margin)
     if mining not in MINING:
-        raise ValueError(f"mining must be one of {MINING}, got {mining!r}")
+        raise ConfigError("mining", f"mining must be one of {MINING}, got {mining!r}")
     labels = check_labels(labels, q.shape[0], q.device)
     mask = _negative_mask(q.shape[0], labels, q.device)
     if validate or mining == "all":  # "all" selects its triplets by value (nonzero) anyway
@@ -160,7 +161,7 @@ def cosine_embedding(
     check_pair(q, k, min_rows=2)
     check_reduction(reduction)
     if not -1.0 <= float(margin) <= 1.0:
-        raise ValueError(f"margin must lie in [-1, 1] for cosine similarity, got {margin}")
+        raise ConfigError("margin", f"margin must lie in [-1, 1] for cosine similarity, got {margin}")
     labels = check_labels(labels, q.shape[0], q.device)
     q_index, k_index, target = _shifted_pairs(q, k, shift, labels)
     return F.cosine_embedding_loss(q[q_index], k[k_index], target, margin=float(margin), reduction=reduction)

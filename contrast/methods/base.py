@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrast import distributed
-from contrast.checks import finite_number, one_of
+from contrast.checks import ConfigError, finite_number, one_of
 from contrast.methods.lars import LARS
 from contrast.models import build_backbone
 
@@ -58,9 +58,9 @@ class TrainingBase(L.LightningModule):
         one_of("optimizer", optimizer, OPTIMIZERS)
         finite_number("lr", lr, minimum=0, strictly=True)
         if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+            raise ConfigError("weight_decay", f"weight_decay must be >= 0, got {weight_decay!r}")
         if warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs!r}")
+            raise ConfigError("warmup_epochs", f"warmup_epochs must be >= 0, got {warmup_epochs!r}")
         self.save_hyperparameters()
         # The command line links every fact of the data (DATA_FACTS in contrast.train) into the
         # model's arguments; the hyper-parameters keep those this model takes.
@@ -156,7 +156,9 @@ class ContrastiveModule(TrainingBase):
         super().__init__(**kwargs)
         finite_number("probe_lr", probe_lr, minimum=0, strictly=True)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes == 1 or num_classes < 0:
-            raise ValueError(f"num_classes must be an int >= 2 (or 0: unlabelled data, no probe), got {num_classes!r}")
+            raise ConfigError(
+                "num_classes", f"num_classes must be an int >= 2 (or 0: unlabelled data, no probe), got {num_classes!r}"
+            )
         self.probe = nn.Linear(self.feature_dim, num_classes) if num_classes else None
 
     def contrastive_step(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrast.checkpoint import CheckpointError, read_checkpoint
-from contrast.checks import int_at_least
+from contrast.checks import ConfigError, int_at_least
 from contrast.losses import Temperature, clip_loss, cross_modal_triplet, modality_loss
 from contrast.losses.adversarial import ganin_schedule
 from contrast.methods.base import TrainingBase
@@ -92,22 +92,24 @@ class CrossModal(TrainingBase):
         objectives = {"clip": 1.0} if objectives is None else dict(objectives)
         unknown = set(objectives) - set(OBJECTIVES)
         if unknown or not objectives:
-            raise ValueError(f"objectives must map some of {OBJECTIVES} to weights, got {objectives!r}")
+            raise ConfigError("objectives", f"objectives must map some of {OBJECTIVES} to weights, got {objectives!r}")
         for name, weight in objectives.items():
             if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
                 raise ValueError(f"objectives: the weight of {name!r} must be a finite number >= 0, got {weight!r}")
         int_at_least("embed_dim", embed_dim)
         if mining not in MINING:
-            raise ValueError(f"mining must be one of {MINING}, got {mining!r}")
+            raise ConfigError("mining", f"mining must be one of {MINING}, got {mining!r}")
         for name, value in (
             ("margin", margin),
             ("label_weight", label_weight),
             ("adversarial_weight", adversarial_weight),
         ):
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+                raise ConfigError(name, f"{name} must be a finite number >= 0, got {value!r}")
         if not isinstance(temperature, (int, float)) or not min_temperature <= temperature <= 1.0:
-            raise ValueError(f"temperature must lie in [min_temperature={min_temperature}, 1], got {temperature!r}")
+            raise ConfigError(
+                "temperature", f"temperature must lie in [min_temperature={min_temperature}, 1], got {temperature!r}"
+            )
         image_mean, image_std = self._normalization(image_mean, image_std)
         if len(image_mean) != len(image_std) or any(s <= 0 for s in image_std):
             raise ValueError(

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrast import distributed
+from contrast.checks import ConfigError
 from contrast.losses import InfoNCE
 from contrast.methods.base import ContrastiveModule
 from contrast.models import Queue, cosine_momentum, ema_update, mlp, momentum_copy
@@ -31,9 +32,11 @@ class _MomentumMethod(ContrastiveModule):
     def __init__(self, base_momentum: float, momentum_schedule: str, **kwargs) -> None:
         super().__init__(**kwargs)
         if not 0 <= base_momentum < 1:
-            raise ValueError(f"base_momentum must lie in [0, 1), got {base_momentum}")
+            raise ConfigError("base_momentum", f"base_momentum must lie in [0, 1), got {base_momentum}")
         if momentum_schedule not in SCHEDULES:
-            raise ValueError(f"momentum_schedule must be one of {SCHEDULES}, got {momentum_schedule!r}")
+            raise ConfigError(
+                "momentum_schedule", f"momentum_schedule must be one of {SCHEDULES}, got {momentum_schedule!r}"
+            )
 
     def build_momentum_branch(self) -> None:
         """The online branch (backbone → projector, the one that gets gradients) and its momentum

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from contrast import distributed
+from contrast.checks import ConfigError
 from contrast.losses import InfoNCE
 from contrast.methods.base import ContrastiveModule
 from contrast.models import Queue, mlp
@@ -45,7 +46,7 @@ class NNCLR(ContrastiveModule):
     ) -> None:
         super().__init__(**kwargs)
         if not isinstance(support_size, int) or support_size < 2:
-            raise ValueError(f"support_size must be an int >= 2, got {support_size!r}")
+            raise ConfigError("support_size", f"support_size must be an int >= 2, got {support_size!r}")
         self.projector = mlp(self.feature_dim, projector_hidden, projector_dim, num_layers=3, last_bn=True)
         self.predictor = mlp(projector_dim, predictor_hidden, projector_dim, num_layers=2)
         self.support = Queue(support_size, projector_dim)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from contrast.checks import ConfigError
 from contrast.losses import DCLLoss, NTXent
 from contrast.methods.base import ContrastiveModule
 from contrast.models import mlp
@@ -35,7 +36,7 @@ class SimCLR(ContrastiveModule):
     ):
         super().__init__(**kwargs)
         if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {loss!r}")
+            raise ConfigError("loss", f"loss must be one of {tuple(LOSSES)}, got {loss!r}")
         self.projector = mlp(self.feature_dim, projector_hidden, projector_dim)
         self.criterion = LOSSES[loss](temperature)
 

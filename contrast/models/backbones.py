@@ -14,6 +14,8 @@ import torch
 import torchvision
 from torch import nn
 
+from contrast.checks import ConfigError
+
 
 class TinyCNN(nn.Module):
     """A 4-layer CNN (~0.1 M parameters at width 16) for quick runs on a CPU: 3×3 conv-BN-ReLU blocks with
@@ -65,15 +67,17 @@ def _timm_backbone(name: str, cifar_stem: bool, in_channels: int) -> nn.Module:
     try:
         import timm
     except ImportError as error:
-        raise ValueError(f"backbone {name!r} needs timm: pip install timm (or contrast[timm])") from error
+        raise ConfigError("backbone", f"backbone {name!r} needs timm: pip install timm (or contrast[timm])") from error
     model_name = name.removeprefix("timm/")
     if not timm.is_model(model_name):
         close = timm.list_models(f"*{model_name.split('_')[0]}*")[:5]
-        raise ValueError(f"unknown backbone {name!r}: timm has no model {model_name!r} (e.g. {close})")
+        raise ConfigError("backbone", f"unknown backbone {name!r}: timm has no model {model_name!r} (e.g. {close})")
     kwargs = dict(pretrained=False, num_classes=0, in_chans=in_channels)
     if cifar_stem:  # 32 px images: a ViT with 4×4 patches (ViT/4); other families have no such option here
         if "vit" not in model_name:
-            raise ValueError(f"cifar_stem applies to ResNets and timm ViTs (32 px, patch 4), not to {name!r}")
+            raise ConfigError(
+                "cifar_stem", f"cifar_stem applies to ResNets and timm ViTs (32 px, patch 4), not to {name!r}"
+            )
         kwargs |= dict(img_size=32, patch_size=4)
     model = timm.create_model(model_name, **kwargs)
     model.feature_dim = model.num_features
@@ -111,13 +115,15 @@ def build_backbone(
             "load a state_dict you have with contrast.load_backbone or model.load_state_dict"
         )
     if name == "none":  # a method's own choice (CrossModal on feature vectors), never an image encoder
-        raise ValueError("backbone 'none' is for methods that take feature vectors (CrossModal), not an image encoder")
+        raise ConfigError(
+            "backbone", "backbone 'none' is for methods that take feature vectors (CrossModal), not an image encoder"
+        )
     custom = re.fullmatch(r"tiny_cnn_w([1-9][0-9]*)", name)
     if name.startswith("timm/"):
         model = _timm_backbone(name, cifar_stem, in_channels)
     elif name in CUSTOM_BACKBONES or custom:
         if cifar_stem:
-            raise ValueError(f"cifar_stem applies to ResNets, not to {name!r}")
+            raise ConfigError("cifar_stem", f"cifar_stem applies to ResNets, not to {name!r}")
         if custom:  # tiny_cnn_w<width>: the tiny CNN at another width
             model = TinyCNN(in_channels=in_channels, width=int(custom.group(1)))
         else:
@@ -125,9 +131,10 @@ def build_backbone(
     else:
         available = torchvision.models.list_models(module=torchvision.models)
         if name not in available:
-            raise ValueError(
+            raise ConfigError(
+                "backbone",
                 f"unknown backbone {name!r}; use a torchvision classification model "
-                f"(e.g. resnet18, resnet50, vit_b_16) or one of {sorted(CUSTOM_BACKBONES)}"
+                f"(e.g. resnet18, resnet50, vit_b_16) or one of {sorted(CUSTOM_BACKBONES)}",
             )
         model = torchvision.models.get_model(name, weights=None)
         is_resnet = hasattr(model, "conv1") and hasattr(model, "maxpool")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from contrast.checks import ConfigError
+
 
 def mlp(
     in_dim: int,
@@ -24,7 +26,7 @@ def mlp(
     sizes = (("in_dim", in_dim), ("hidden_dim", hidden_dim), ("out_dim", out_dim), ("num_layers", num_layers))
     for name, value in sizes:
         if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+            raise ConfigError(name, f"{name} must be a positive int, got {value!r}")
     layers: list[nn.Module] = []
     dim = in_dim
     for _ in range(num_layers - 1):

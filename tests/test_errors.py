@@ -1,0 +1,55 @@
+"""A bad argument is named by the option it came from: the error carries the argument's name
+(ConfigError), and the object whose constructor raised it says whose option that is."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+
+from contrast.checks import ConfigError
+from contrast.errors import _raised_by, _with_option
+
+
+class _Data(L.LightningDataModule):
+    def __init__(self, width: int = 1) -> None:
+        super().__init__()
+        raise ConfigError("width", "a message that does not start with the argument's name")
+
+
+class _Callback(L.Callback):
+    def __init__(self) -> None:
+        from contrast.eval import KNNEvaluator
+
+        KNNEvaluator(temperature=0)  # raised one level down, in a plain object
+
+
+def _raised(build) -> BaseException:
+    with pytest.raises(ConfigError) as caught:
+        build()
+    return caught.value
+
+
+def test_the_owner_comes_from_the_traceback_not_from_the_message():
+    error = _raised(_Data)
+    assert _raised_by(error) == "data"
+    assert _with_option(error, ()) == "--data.width: a message that does not start with the argument's name"
+
+
+def test_a_loss_inside_a_method_is_the_method_s_option():
+    from contrast.methods import SimCLR
+
+    error = _raised(lambda: SimCLR(backbone="tiny_cnn", temperature=0))  # raised by the NT-Xent module
+    assert _with_option(error, ()).startswith("--model.init_args.temperature: temperature must be")
+
+
+def test_a_callback_s_argument_names_the_callback():
+    error = _raised(_Callback)
+    assert _with_option(error, ()).startswith("_Callback (trainer.callbacks) temperature: temperature must be")
+
+
+def test_a_command_s_own_option_is_named_as_such(tmp_path, capsys):
+    """``contrast knn --temperature 0`` named ``--model.init_args.temperature`` (a model's argument of that name)."""
+    from contrast.cli import main
+
+    assert main(["knn", "--ckpt", str(tmp_path / "none.ckpt"), "--temperature", "0"]) == 2
+    assert "contrast knn: error: --temperature: temperature must be a finite number > 0" in capsys.readouterr().err
