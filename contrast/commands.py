@@ -106,7 +106,7 @@ def _data_of(checkpoint: dict, data_class: type, args: argparse.Namespace):
 def _check_fits(path: str, checkpoint: dict, data, facts: tuple[str, ...] | None = None) -> None:
     """Refuse data the checkpoint's model was not built for (the one check of ``contrast fit`` too)."""
     from contrast.checkpoint import CheckpointError
-    from contrast.train import checkpoint_differences
+    from contrast.fits import checkpoint_differences
 
     differences = checkpoint_differences(checkpoint, data=data, **({} if facts is None else {"facts": facts}))
     if differences:

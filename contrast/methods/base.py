@@ -62,7 +62,7 @@ class TrainingBase(L.LightningModule):
         if warmup_epochs < 0:
             raise ConfigError("warmup_epochs", f"warmup_epochs must be >= 0, got {warmup_epochs!r}")
         self.save_hyperparameters()
-        # The command line links every fact of the data (DATA_FACTS in contrast.train) into the
+        # The command line links every fact of the data (DATA_FACTS in contrast.fits) into the
         # model's arguments; the hyper-parameters keep those this model takes.
         accepted = constructor_arguments(type(self))
         for key in [k for k in self.hparams if not k.startswith("_") and k not in accepted]:

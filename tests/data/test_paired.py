@@ -187,8 +187,8 @@ def test_pairs_change_with_the_epoch_and_resume_mid_epoch():
 def test_a_checkpoint_with_another_vocabulary_is_refused():
     """The vocabulary is a hyper-parameter of the model (linked from the data): resuming on captions
     with other words is refused by the one checkpoint-fits-config check, naming it."""
+    from contrast.fits import checkpoint_differences
     from contrast.methods import CrossModal
-    from contrast.train import checkpoint_differences
 
     data = PairedData(train_size=32, test_size=8, batch_size=4)
     saved = CrossModal(**data.facts(), backbone="tiny_cnn")

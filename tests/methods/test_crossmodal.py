@@ -195,7 +195,7 @@ def test_the_image_tower_starts_from_an_exported_backbone(tmp_path):
 
 def test_towers_of_other_data_are_named():
     """The one checkpoint-fits check (``retrieve`` uses it) names the facts that differ."""
-    from contrast.train import checkpoint_differences
+    from contrast.fits import checkpoint_differences
 
     data = PairedData(train_size=32, test_size=8, batch_size=4, captions_per_image=2)
     model = CrossModal(**data.facts(), backbone="tiny_cnn")
@@ -210,7 +210,7 @@ def test_towers_of_other_data_are_named():
 def test_a_checkpoint_of_the_earlier_layout_still_loads():
     """Checkpoints written before the data's facts were hyper-parameters kept them under
     ``crossmodal_towers`` (and had the probe arguments of the image methods' base)."""
-    from contrast.train import checkpoint_differences
+    from contrast.fits import checkpoint_differences
 
     data = PairedData(train_size=32, test_size=8, batch_size=4, captions_per_image=2)
     model = CrossModal(**data.facts(), backbone="tiny_cnn", embed_dim=16, head_hidden=32, text_width=16).eval()

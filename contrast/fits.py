@@ -1,0 +1,95 @@
+"""Does this checkpoint fit this config? The one check, used by ``fit`` (resume), ``retrieve``,
+``knn`` and ``probe``; and the facts of the data a model is built for, the one channel by which
+they reach it (the command line links ``data.facts()`` into the model's arguments of these names).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# What a model needs to know of its data (channels, classes, vocabulary, input widths): the data
+# modules' facts(), linked into the model's arguments of these names, hence recorded once, among
+# the checkpoint's hyper-parameters.
+DATA_FACTS = ("in_channels", "num_classes", "vocabulary", "image_dim", "text_dim")
+# How each fact is said in an error: (the part of the model that takes it, the words for a value).
+FACT_WORDS = {
+    "in_channels": ("backbone", "{}-channel images"),
+    "num_classes": ("label classifier", "{} classes"),
+    "vocabulary": ("text tower", "a vocabulary of {} words"),
+    "image_dim": ("image tower", "image vectors of width {}"),
+    "text_dim": ("text tower", "text vectors of width {}"),
+}
+# Settings that change how a run executes, not what it computes: they may differ on resume.
+EXECUTION_ONLY = {
+    "model": {"compile", "channels_last", "image_weights"},
+    "data": {"root", "num_workers", "eval_batch_size", "download", "cache"},
+}
+
+
+def checkpoint_differences(
+    checkpoint: dict[str, Any], model=None, data=None, facts: tuple[str, ...] = DATA_FACTS
+) -> list[str]:
+    """The one answer to "does this checkpoint fit this config?": a line for every difference.
+
+    * ``model`` (``fit``): the model the config builds; every hyper-parameter but the execution-only
+      ones, the class too ('model.lr: checkpoint 0.06, config 0.1'). The data's facts are among them.
+    * ``data`` without ``model`` (``retrieve``, ``knn``, ``probe``): the data's ``facts`` against the
+      checkpoint's record of them ('its backbone takes 1-channel images, but dataset 'mnist' has ...').
+    * ``data`` with ``model``: also the data module's arguments ('data.batch_size: ...').
+    """
+    from contrast.methods.crossmodal import crossmodal_hparams
+
+    saved = dict(checkpoint.get("hyper_parameters", {}))
+    converted = crossmodal_hparams(checkpoint)  # older two-tower checkpoints: read in the current form
+    if converted is not None:
+        saved = converted | {k: v for k, v in saved.items() if k.startswith("_")}
+    differences = []
+    if model is None:
+        if data is not None:
+            current = data.facts()
+            for key in facts:
+                if key in saved and key in current and not _same(saved[key], current[key]):
+                    owner, words = FACT_WORDS[key]
+                    differences.append(
+                        f"its {owner} takes {words.format(_size(saved[key]))}, but dataset "
+                        f"{getattr(data, 'dataset', '?')!r} has {words.format(_size(current[key]))}"
+                    )
+        return differences
+    saved_class = saved.pop("_class_path", None)
+    model_class = f"{type(model).__module__}.{type(model).__qualname__}"
+    if (
+        saved_class is not None
+        and saved_class != model_class
+        and saved_class.rsplit(".", 1)[-1] != type(model).__name__
+    ):
+        differences.append(f"model class: checkpoint {saved_class}, config {model_class}")
+    pairs = [("model", saved, dict(model.hparams))]
+    if data is not None and "datamodule_hyper_parameters" in checkpoint:
+        pairs.append(("data", dict(checkpoint["datamodule_hyper_parameters"]), dict(data.hparams)))
+    for what, old, new in pairs:
+        for key in sorted(set(old) | set(new)):
+            if key.startswith("_") or key in EXECUTION_ONLY[what]:
+                continue
+            before, now = old.get(key, "<unset>"), new.get(key, "<unset>")
+            if not _same(before, now):
+                differences.append(f"{what}.{key}: checkpoint {_shown(before)}, config {_shown(now)}")
+    return differences
+
+
+def _same(a, b) -> bool:
+    """Equal as configuration values: a tuple and the list it was saved as are the same."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _size(value):
+    """A fact's value as said in an error: a word list by its length."""
+    return len(value) if isinstance(value, (list, tuple)) else value
+
+
+def _shown(value) -> str:
+    """A setting in a difference line; a long list (a vocabulary) by its length and first items."""
+    if isinstance(value, (list, tuple)) and len(value) > 8:
+        return f"[{', '.join(repr(v) for v in value[:4])}, ... {len(value)} items]"
+    return repr(value)
