@@ -51,6 +51,8 @@ def format_scores(scores: dict[str, float], ks: tuple[int, ...] = (1, 5, 10)) ->
     for key, name in (("i2t", "image→text"), ("t2i", "text→image")):
         text = f"{name} " + " ".join(f"R@{k} {scores[f'{key}/R@{k}']:.1f}" for k in ks)
         text += f" MedR {scores[f'{key}/MedR']:g}"
+        if f"{key}/skipped" in scores:  # left out of every figure (no relevant item)
+            text += f" ({scores[f'{key}/skipped']:.0f} queries without a relevant item left out)"
         if f"{key}/mAP" in scores:
             text += f" mAP {scores[f'{key}/mAP']:.1f}"
         parts.append(text)

@@ -160,9 +160,20 @@ def first_relevant_rank(
 
 
 def recall_from_ranks(places: Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
-    """{"R@K": percent of queries whose first relevant item is within the top K, "MedR": median place}."""
-    out = {f"R@{k}": 100.0 * (places <= k).double().mean().item() for k in ks}
-    out["MedR"] = places.median().item()  # the lower median, as torch (and VSE++'s np.floor(median) + 1)
+    """{"R@K": percent of queries whose first relevant item is within the top K, "MedR": median place}.
+
+    MedR is VSE++'s and open_clip's ``floor(np.median(ranks)) + 1`` on 0-based ranks: for an even
+    number of queries the floor of the mean of the two middle places (1-based places 1, 1, 3, 3 give
+    2; torch's lower median would give 1). A query with no relevant item in the gallery (place
+    ``inf``) is left out of every figure, as pytorch-metric-learning leaves it out (and as mAP has
+    to); ``"skipped"`` counts such queries when there are any."""
+    found = places[torch.isfinite(places)]
+    if found.numel() == 0:
+        raise ValueError("no query has a relevant item in the gallery")
+    out = {f"R@{k}": 100.0 * (found <= k).double().mean().item() for k in ks}
+    out["MedR"] = float(torch.quantile(found.double(), 0.5).floor())  # the mean of the middle two, floored
+    if found.numel() < places.numel():
+        out["skipped"] = float(places.numel() - found.numel())
     return out
 
 
@@ -240,10 +251,13 @@ def recall_at_k(
     ks: tuple[int, ...] = (1, 5, 10),
 ) -> dict[int, float]:
     """Label-based Recall@K in percent (Song et al. 2016): queries with an item of their own class
-    among their K nearest; the query itself excluded when the queries are the database."""
+    among their K nearest; the query itself excluded when the queries are the database. A query
+    whose class has no other item is left out (the rule of every metric here, see
+    :func:`recall_from_ranks`)."""
     gallery, gallery_labels, same = _gallery(query_labels, database, database_labels, queries)
     places = first_relevant_rank(queries, gallery, query_labels, gallery_labels, exclude_self=same)
-    return {k: 100.0 * (places <= k).double().mean().item() for k in ks}
+    scores = recall_from_ranks(places, ks)
+    return {k: scores[f"R@{k}"] for k in ks}
 
 
 def map_at_r(

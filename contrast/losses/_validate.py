@@ -42,6 +42,8 @@ def check_pair(q: object, k: object, *, min_rows: int = 1, check_finite: bool = 
         )
     if q.device != k.device:
         raise ValueError(f"q and k must be on the same device, got {q.device} and {k.device}")
+    # A deliberate difference: lightly's NTXentLoss returns 0 for a batch of one (no negatives, no
+    # signal, no error); a loss that cannot learn is refused here instead.
     if q.shape[0] < min_rows:
         raise ValueError(
             f"q and k need at least {min_rows} rows for in-batch negatives, got N={q.shape[0]} "
@@ -66,6 +68,8 @@ def check_temperature(temperature: object, dtype: torch.dtype | None = None) -> 
         if temperature.requires_grad:  # learnable: positivity is kept by the module's clamp
             return temperature.reshape(()) if dtype is None else temperature.reshape(()).to(dtype)
     temperature = float(temperature)
+    # A deliberate difference: lightly's losses refuse only |τ| < 1e-8 and train with a negative τ,
+    # which turns the objective upside down (positives pushed apart); τ <= 0 is refused here.
     if not math.isfinite(temperature) or temperature <= 0:
         raise ConfigError("temperature", f"temperature must be a finite number > 0, got {temperature}")
     return temperature

@@ -66,18 +66,27 @@ class _ContrastiveCrossEntropy(torch.autograd.Function):
         inv_tau = 1.0 / temperature
         lse = a.new_empty(rows)
         positive = a.new_empty(rows)
+        losses = a.new_empty(rows)
         probs, row_scale = None, None
         for start in range(0, rows, chunk):
             stop = min(start + chunk, rows)
             self_block = None if self_index is None else self_index[start:stop]
             logits = _similarities(a[start:stop], b, inv_tau, self_block)
             positive[start:stop] = logits.gather(1, targets[start:stop, None]).squeeze(1)
-            row_max = logits.amax(dim=1)
+            row_max, argmax = logits.max(dim=1)
             # In place: the block becomes exp(S - max); the softmax is that times 1/rowsum,
             # a factor the backward pass applies to (R×D) products instead of the (R×C) block.
             logits.sub_(row_max[:, None]).exp_()
-            total = logits.sum(dim=1)
-            lse[start:stop] = row_max + total.log()
+            # Σ exp(S - max) = 1 + the sum over the other columns: summed without the 1 and taken
+            # through log1p, so that a near-converged loss (1e-7) keeps its low bits in float32.
+            logits.scatter_(1, argmax[:, None], 0.0)
+            rest = logits.sum(dim=1)
+            logits.scatter_(1, argmax[:, None], 1.0)
+            log_total = torch.log1p(rest)
+            total = rest + 1.0
+            lse[start:stop] = row_max + log_total
+            # (max - s_positive) + log Σ: the two large terms cancel first, exactly
+            losses[start:stop] = (row_max - positive[start:stop]) + log_total
             if chunk >= rows:
                 probs, row_scale = logits, total.reciprocal()
         ctx.chunk = chunk
@@ -86,7 +95,7 @@ class _ContrastiveCrossEntropy(torch.autograd.Function):
             a, b, temperature if ctx.tau_is_tensor else None, targets, self_index, lse, positive, probs, row_scale
         )
         ctx.temperature = None if ctx.tau_is_tensor else temperature
-        return lse - positive
+        return losses
 
     @staticmethod
     def backward(ctx, grad_losses):  # type: ignore[override]

@@ -40,7 +40,9 @@ class Queue(nn.Module):
     """A FIFO bank of the last ``size`` keys (MoCo v2), kept in the module's state (checkpointed).
 
     ``push(keys)`` writes the batch at the pointer and advances it modulo ``size``; ``size`` must
-    be a multiple of the (global) batch size, as in MoCo, so a batch never wraps.
+    be a multiple of the (global) batch size, as in MoCo, so a batch never wraps. (A deliberate
+    difference: lightly's ``MemoryBankModule`` accepts any size and, when a batch would wrap, keeps
+    only its first keys and restarts at 0, so some keys never become negatives.)
     ``negatives()`` returns the (size, dim) bank; the oldest keys are overwritten first.
 
     The pointer is kept twice: as a buffer (so checkpoints hold it) and as a Python int that

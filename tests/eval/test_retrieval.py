@@ -145,9 +145,45 @@ def test_first_relevant_rank_and_recall_against_brute_force(chunk_size):
         expected.append(float(hits[0]) if hits else float("inf"))
     assert places.tolist() == expected
     recall = recall_from_ranks(places, ks=(1, 5, 10))
+    found = [e for e in expected if e != float("inf")]  # query 0 has no relevant item: left out
     for k in (1, 5, 10):
-        assert recall[f"R@{k}"] == pytest.approx(100 * sum(e <= k for e in expected) / 30)
-    assert recall["MedR"] == sorted(expected)[14]  # the lower median of 30 places
+        assert recall[f"R@{k}"] == pytest.approx(100 * sum(e <= k for e in found) / len(found))
+    assert recall["MedR"] == _open_clip_medr([e - 1 for e in found]) and recall["skipped"] == 1
+
+
+def _open_clip_medr(ranks: list[float]) -> float:
+    """open_clip's (and VSE++'s) median rank, written out: 0-based ranks in, floor(np.median) + 1."""
+    import numpy as np
+
+    return float(np.floor(np.median(np.asarray(ranks))) + 1)
+
+
+def test_median_rank_is_the_published_convention():
+    assert recall_from_ranks(torch.tensor([1.0, 1.0, 3.0, 3.0]))["MedR"] == _open_clip_medr([0, 0, 2, 2]) == 2.0
+    g = torch.Generator().manual_seed(0)
+    for n in (1000, 999, 2):
+        for _ in range(50):
+            places = torch.randint(1, 40, (n,), generator=g).double()
+            assert recall_from_ranks(places)["MedR"] == _open_clip_medr((places - 1).tolist())
+
+
+def test_a_query_without_a_relevant_item_is_left_out_of_every_metric():
+    """One rule for R@K, MedR, mAP and mAP@R: the query is dropped (pytorch-metric-learning's rule)."""
+    x = torch.nn.functional.normalize(torch.randn(9, 4, generator=torch.Generator().manual_seed(3)), dim=1)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 7])  # the last query's class has no other item
+    keep = torch.arange(8)
+    for k in (1, 3):  # brute force over the 8 queries that have a relevant item
+        hits = [
+            any(
+                labels[j] == labels[i]
+                for j in (x @ x[i]).index_fill(0, torch.tensor([i]), -2).argsort(descending=True)[:k]
+            )
+            for i in keep.tolist()
+        ]
+        assert recall_at_k(x, labels, ks=(k,))[k] == pytest.approx(100 * sum(hits) / 8)
+    assert map_at_r(x, labels) == pytest.approx(
+        100 * average_precision(x, x, labels, labels, at_r=True, exclude_self=True)[keep].mean().item()
+    )
 
 
 @pytest.mark.parametrize("at_r", [False, True])

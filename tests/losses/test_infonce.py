@@ -294,3 +294,43 @@ def test_nt_xent_matches_pytorch_metric_learning(tau):
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
     for g1, g2 in zip(_grads(ours, (q, k)), _grads(ref, (q, k))):
         torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-6)
+
+
+# ---------------------------------------------------------------- near convergence: the value's low bits
+def _near_converged(n: int, seed: int, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Views that almost agree: each positive logit is its row's maximum by a wide margin."""
+    g = torch.Generator().manual_seed(seed)
+    q = F.normalize(torch.randn(n, 64, generator=g), dim=1)
+    k = F.normalize(q + noise * torch.randn(n, 64, generator=g), dim=1)
+    return q, k
+
+
+NEAR_CONVERGED = [(n, seed, noise) for n in (4, 8) for seed in range(4) for noise in (0.0, 0.02, 0.05)]
+
+
+@pytest.mark.parametrize("n,seed,noise", NEAR_CONVERGED)
+@pytest.mark.parametrize("form", ["info_nce", "nt_xent", "clip_loss"])
+def test_near_converged_float32_losses_keep_their_value(n, seed, noise, form):
+    """A true loss of ~1e-6 at τ = 0.05 used to come out as 0 in float32 ((max + log Σ) − s_pos
+    cancels two numbers near 1/τ); (max − s_pos) + log Σ keeps F.cross_entropy's accuracy."""
+    from contrast.losses import clip_loss
+
+    q, k = _near_converged(n, seed, noise)
+    tau = 0.05
+    if form == "info_nce":
+        ours, ref = info_nce(q, k, tau, reduction="none"), ref_info_nce(q, k, tau)
+        torch_ce = F.cross_entropy(q @ k.T / tau, torch.arange(n), reduction="none")
+    elif form == "nt_xent":
+        ours, ref = nt_xent(q, k, tau, reduction="none"), ref_nt_xent(q, k, tau)
+        z = torch.cat([q, k])
+        logits = (z @ z.T / tau).fill_diagonal_(float("-inf"))
+        torch_ce = F.cross_entropy(logits, torch.cat([torch.arange(n) + n, torch.arange(n)]), reduction="none")
+    else:
+        ours, ref = clip_loss(q, k, tau), ref_info_nce(q, k, tau, symmetric=True).mean()
+        torch_ce = 0.5 * (
+            F.cross_entropy(q @ k.T / tau, torch.arange(n)) + F.cross_entropy(k @ q.T / tau, torch.arange(n))
+        )
+    assert ours.dtype == torch.float32 and float(ref.min()) > 0
+    our_error = ((ours.double() - ref) / ref).abs().max().item()
+    torch_error = ((torch_ce.double() - ref) / ref).abs().max().item()
+    assert our_error <= max(2 * torch_error, 1e-4), (our_error, torch_error)
