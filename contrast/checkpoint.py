@@ -36,6 +36,12 @@ from contrast.checks import ConfigError
 _LOW_SPACE = 256 * 2**20
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class CheckpointError(ValueError):
     """A file given as a checkpoint is missing, empty, or not a training checkpoint."""
 
@@ -57,6 +63,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint is an output like any other
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
@@ -98,6 +105,7 @@ def read_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str,
         raise CheckpointError(
             f"{path} ({size:,} bytes) is not a readable PyTorch checkpoint (not a torch.save archive)"
         )
+    check_archive(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:
@@ -111,6 +119,21 @@ def read_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str,
             "give a last.ckpt written by contrast fit"
         )
     return checkpoint
+
+
+def check_archive(path: str | os.PathLike) -> None:
+    """Refuse a torch.save archive whose bytes do not match its entries' CRC-32 (a flipped bit, a
+    bad copy): torch.load would load such a file and hand back silently wrong weights."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError) as error:
+        raise CheckpointError(f"{path} is not a readable PyTorch archive ({error})") from error
+    if damaged is not None:
+        raise CheckpointError(
+            f"{path} is damaged: its entry {damaged!r} fails its CRC check (a flipped bit or an incomplete "
+            "copy); use another copy of the file"
+        )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

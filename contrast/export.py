@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from contrast.checkpoint import CheckpointError, atomic_save, read_checkpoint
+from contrast.checkpoint import CheckpointError, atomic_save, check_archive, read_checkpoint
 from contrast.models import build_backbone
 from contrast.views import get_recipe
 
@@ -135,6 +135,7 @@ def load_backbone(path: str | os.PathLike) -> nn.Module:
                 f"{f} not found; export a checkpoint with `contrast export --ckpt ... --out {folder}`"
             )
     arch = json.loads(meta.read_text())
+    check_archive(weights)
     model = build_backbone(arch["backbone"], cifar_stem=arch["cifar_stem"], in_channels=arch["in_channels"])
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return model

@@ -137,14 +137,22 @@ def run_sweep(
         raise ValueError("--tau learned: a learned τ is swept for the clip objective of a CrossModal config only")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # What makes a finished τ this sweep's: the config's text and the overrides (τ aside)
+    settings = {"config": Path(config).read_text(), "overrides": list(overrides or [])}
     rows = []
     for tau in taus:
         name = LEARNED if tau == LEARNED else f"{tau:g}"
         run_dir = out / f"tau_{name}"
         result_file = run_dir / "result.json"
         if result_file.is_file():
+            row = json.loads(result_file.read_text())
+            if row.get("settings") != settings:  # a finished τ of another sweep is no result of this one
+                raise ValueError(
+                    f"--out {out}: {run_dir.name} holds a finished run with other settings (config or overrides "
+                    "changed); choose another --out, or delete that folder to train this τ again"
+                )
             print(f"τ = {name}: finished earlier, skipping ({run_dir.name}/{result_file.name} in --out)", flush=True)
-            rows.append(json.loads(result_file.read_text()))
+            rows.append(row)
             continue
         print(f"τ = {name}: pretraining", flush=True)
         cli = lightning_cli(
@@ -163,6 +171,7 @@ def run_sweep(
         metrics = cli.trainer.callback_metrics
         row = {"tau": tau, "final_loss": float(metrics["train/loss"]) if "train/loss" in metrics else float("nan")}
         row |= kind.score(cli.model, cli.datamodule, tau)
+        row["settings"] = settings
         run_dir.mkdir(parents=True, exist_ok=True)
         tmp = result_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(row, indent=2))

@@ -27,6 +27,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.cli import LightningCLI
 
 from contrast.checkpoint import AtomicCheckpointIO, CheckpointError, LastCheckpoint, read_checkpoint
+from contrast.checks import ConfigError
 from contrast.eval import KNNCallback, RetrievalCallback
 from contrast.fits import DATA_FACTS, checkpoint_differences
 
@@ -130,6 +131,15 @@ class ContrastCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self._config()
         trainer = config.trainer
+        strategy = trainer.get("strategy")
+        if isinstance(strategy, str) and "spawn" in strategy:
+            # spawned workers return their weights through a temporary file that is no training
+            # checkpoint: the run would train, save, and then fail
+            raise ConfigError(
+                "strategy",
+                f"--trainer.strategy {strategy} is not supported: use ddp (Lightning starts one process per "
+                "device, or launch with torchrun)",
+            )
         root = Path(trainer.get("default_root_dir") or DEFAULT_ROOT)
         run_dir = config.get("run_dir")
         loggers = _loggers(trainer)

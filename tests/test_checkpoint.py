@@ -20,3 +20,40 @@ def test_atomic_save_never_leaves_a_truncated_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_a_checkpoint_with_a_flipped_bit_is_refused(tmp_path):
+    """A bit-flipped checkpoint loaded and trained on (one weight wrong, no error); its CRC says so."""
+    import zipfile
+
+    from contrast.checkpoint import CheckpointError, read_checkpoint
+
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {"w": torch.arange(4096, dtype=torch.float32)}}, path)
+    assert torch.equal(read_checkpoint(path)["state_dict"]["w"], torch.arange(4096, dtype=torch.float32))
+    with zipfile.ZipFile(path) as archive:  # where the tensor's bytes are
+        info = next(i for i in archive.infolist() if i.filename.endswith("data/0"))
+    data = bytearray(path.read_bytes())
+    offset = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + 1000
+    data[offset] ^= 0x10
+    path.write_bytes(bytes(data))
+    assert not torch.equal(
+        torch.load(path, weights_only=True)["state_dict"]["w"], torch.arange(4096.0)
+    )  # torch loads it
+    with pytest.raises(CheckpointError, match="is damaged: its entry .*data/0.* fails its CRC check"):
+        read_checkpoint(path)
+
+
+def test_checkpoints_follow_the_umask_like_every_other_output(tmp_path):
+    """They were created 0600 (mkstemp's mode) whatever the umask."""
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        atomic_save({"state_dict": {}}, tmp_path / "a.ckpt")
+        os.umask(0o077)
+        atomic_save({"state_dict": {}}, tmp_path / "b.ckpt")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.ckpt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.ckpt").stat().st_mode & 0o777 == 0o600

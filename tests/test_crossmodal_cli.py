@@ -212,3 +212,22 @@ def test_the_sweep_knows_a_two_tower_config_by_its_model():
     assert not is_crossmodal(ROOT / "configs/quickstart.yaml")
     assert is_crossmodal(ROOT / "configs/quickstart.yaml", ["--model", "contrast.methods.CrossModal"])
     assert not is_crossmodal(ROOT / "configs/crossmodal_shapes.yaml", ["--model", "contrast.methods.SimCLR"])
+
+
+def test_a_missing_test_split_is_reported_before_training(tmp_path, monkeypatch, capsys):
+    """With baseline: false it was reported only after the last epoch, whose checkpoint was then not written."""
+    from contrast.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    g = torch.Generator().manual_seed(0)
+    (tmp_path / "pairs").mkdir()
+    torch.save({"image": torch.randn(40, 6, generator=g), "text": torch.randn(40, 4, generator=g)}, "pairs/train.pt")
+    args = [
+        "fit", "--config", str(ROOT / "configs/acmr_features.yaml"), "--data.init_args.root", "pairs",
+        "--model.init_args.objectives", "{clip: 1.0}", "--run_dir", "r", "--trainer.max_epochs", "2",
+        "--data.init_args.batch_size", "8",
+    ]  # fmt: skip
+    callbacks = "[{class_path: contrast.eval.RetrievalCallback, init_args: {baseline: false, every_n_epochs: 2}}]"
+    assert main([*args, "--trainer.callbacks", callbacks]) == 2
+    assert "feature pairs (test) not found" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "checkpoints").exists()  # stopped before training (it wrote epoch 1's, then failed)

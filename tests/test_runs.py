@@ -217,6 +217,8 @@ def test_a_checkpoint_of_another_model_is_refused_with_the_differences(tmp_path)
         (["--data.batch_size", "1"], "--data.batch_size: batch_size must be an int >= 2"),
         (["--data.batch_size", "abc"], "--data.batch_size: expected an int, got 'abc'"),
         (["--data.datset", "x"], "unknown option '--data.datset'"),
+        # it trained and saved, then exited 2 (".temp.ckpt ... not a training checkpoint")
+        (["--trainer.strategy", "ddp_spawn"], "--trainer.strategy ddp_spawn is not supported: use ddp"),
     ],
 )
 def test_common_mistakes_give_one_short_error(tmp_path, args, expected):

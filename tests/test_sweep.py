@@ -108,3 +108,18 @@ def test_the_sweep_and_the_knn_callback_work_for_every_method(method, tmp_path, 
     assert main(args + METHOD_OVERRIDES[method]) == 0
     (row,) = list(csv.DictReader(open(out / "sweep.csv")))
     assert 0 < float(row["knn_top1"]) <= 100 and float(row["final_loss"]) == float(row["final_loss"])  # not NaN
+
+
+def test_a_finished_tau_of_other_settings_is_refused(tmp_path):
+    """A rerun with other settings into the same --out skipped every finished τ and printed the old table."""
+    import json
+
+    from contrast.sweep import run_sweep
+
+    config = tmp_path / "sweep.yaml"
+    config.write_text((ROOT / "configs" / "quickstart.yaml").read_text())
+    (tmp_path / "out" / "tau_0.1").mkdir(parents=True)
+    old = {"tau": 0.1, "final_loss": 1.0, "settings": {"config": config.read_text(), "overrides": ["--x", "1"]}}
+    (tmp_path / "out" / "tau_0.1" / "result.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="tau_0.1 holds a finished run with other settings"):
+        run_sweep(str(config), [0.1], tmp_path / "out", ["--trainer.max_epochs", "1"])

@@ -9,7 +9,8 @@
 * ``coco``: captions in torchvision's ``CocoCaptions`` layout: ``<root>/annotations/captions_train*.json``
   and ``captions_val*.json`` with the images in ``<root>/train*/`` and ``<root>/val*/`` (the folder
   named like the json's suffix, e.g. ``train2017``); or the Flickr layout, ``<root>/images/`` with
-  ``<root>/captions.txt`` / ``results_20130124.token`` lines ``image.jpg#n<TAB>caption`` (the split:
+  ``<root>/captions.txt`` / ``results_20130124.token`` lines ``image.jpg#n<TAB>caption``, or Kaggle's
+  Flickr8k ``captions.txt``, a CSV file with an ``image,caption`` header (the split:
   the last ``test_fraction`` of the images, in sorted order). The images are decoded lazily, by the
   image sources' one decoder (:class:`~contrast.data.sources.ImageFiles`).
 * ``cifar10_captions``: CIFAR-10 (``<root>/cifar10-jpeg``) with captions drawn from templates and
@@ -193,6 +194,19 @@ def feature_pairs(root, train: bool) -> PairedSplit:
         raise ValueError(
             f"{names['labels']}: expected {image.shape[0]} labels (one per pair), got shape {tuple(labels.shape)}"
         )
+    negative = labels < 0
+    if bool(negative.any()) and not bool(negative.all()):
+        raise ValueError(
+            f"{names['labels']}: {int(negative.sum())} of {labels.shape[0]} labels are negative (first: row "
+            f"{int(negative.nonzero()[0])}); labels are class ids >= 0, or leave the file out for unlabelled pairs"
+        )
+    for key, value in (("image", image), ("text", text)):  # a NaN would train an all-NaN model
+        bad = ~torch.isfinite(value).all(dim=1)
+        if bool(bad.any()):
+            raise ValueError(
+                f"{names[key]}: {int(bad.sum())} row(s) hold NaN or Inf values, the first is row "
+                f"{int(bad.nonzero()[0])}"
+            )
     n = image.shape[0]
     return PairedSplit(image.float(), labels.long(), torch.arange(n), text_features=text.float())
 
@@ -220,8 +234,13 @@ def caption_files(root, train: bool, image_size: int, test_fraction: float = 0.1
                 "captions.txt / results_20130124.token with images/ (Flickr layout)"
             )
         folder, where = base / "images", str(token)
+        lines = token.read_text(encoding="utf-8").splitlines()
         pairs = []
-        for line in token.read_text().splitlines():
+        if lines and lines[0].strip().lower() == "image,caption":  # Kaggle's Flickr8k: a CSV file
+            import csv
+
+            pairs = [(row[0], row[1].strip()) for row in csv.reader(lines[1:]) if len(row) >= 2]
+        for line in lines if not pairs else ():
             if "\t" in line:
                 name, caption = line.split("\t", 1)
                 pairs.append((name.split("#", 1)[0], caption.strip()))

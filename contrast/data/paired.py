@@ -16,7 +16,7 @@ from contrast.checks import ConfigError, int_at_least
 from contrast.data.pair_datasets import ImageDataset, PairDataset, TextDataset, collate_pairs, pad
 from contrast.data.pair_sources import PAIR_SOURCES, PairedSplit, first_captions
 from contrast.data.sampler import loop_position, training_sampler
-from contrast.models.text import Vocabulary
+from contrast.models.text import UNKNOWN, Vocabulary
 
 DATASETS = tuple(PAIR_SOURCES)
 
@@ -109,6 +109,14 @@ class PairedData(L.LightningDataModule):
                 if split.captions is None
                 else [vocabulary.encode(c, self.hparams.max_length) for c in split.captions]
             )
+            if not train and self._tokens[train] is not None:
+                blind = sum(all(i == UNKNOWN for i in ids) for ids in self._tokens[train])
+                if blind:  # they still rank (ties by index), so say how many there are
+                    warnings.warn(
+                        f"{blind} of {len(split.captions)} test captions are empty or hold only words unseen in "
+                        "the training captions: the text tower sees them as one unknown word",
+                        stacklevel=2,
+                    )
         return self._tokens[train]
 
     @property

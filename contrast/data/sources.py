@@ -137,27 +137,57 @@ class ImageFiles(Dataset):
         return image
 
 
+def _visible(path: Path) -> bool:
+    return not path.name.startswith(".")
+
+
+def _images(folder: Path) -> list[Path]:
+    """The image files of a folder, sorted; hidden ones (``._x.jpg``, ``.DS_Store``) are not images."""
+    return sorted(
+        p for p in folder.iterdir() if _visible(p) and p.is_file() and p.suffix.lower() in ImageFiles.EXTENSIONS
+    )
+
+
+def class_folders(root: Path) -> list[Path]:
+    """The class folders of an ImageFolder tree (visible sub-folders holding images), sorted by name."""
+    return sorted(d for d in root.iterdir() if _visible(d) and d.is_dir() and _images(d))
+
+
 class FolderImages(ImageFiles):
     """A folder of images read lazily (see :class:`ImageFiles`), labelled or not.
 
     * ImageFolder layout, ``<root>/<class>/<image>``: labelled by the class folder's name.
     * A flat folder, ``<root>/<image>``: unlabelled (every label is -1; pretraining needs none).
+
+    ``classes``: the class list to number the folders by (the training split's, for a test split:
+    a class missing from the test split then shifts no label); a class folder not in it is an error.
+    Hidden files and folders (``.ipynb_checkpoints/``, macOS ``._*.jpg``) are not images.
     """
 
-    def __init__(self, root: str | os.PathLike, image_size: int | None = None, skip_corrupt: bool = False) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        image_size: int | None = None,
+        skip_corrupt: bool = False,
+        classes: list[str] | None = None,
+    ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise _not_found(f"image folder {self.root}", [self.root])
-        images = lambda folder: sorted(
-            p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in self.EXTENSIONS
-        )
-        class_dirs = sorted(d for d in self.root.iterdir() if d.is_dir() and images(d))
+        class_dirs = class_folders(self.root)
         if class_dirs:
-            self.classes = [d.name for d in class_dirs]
-            samples = [(path, label) for label, d in enumerate(class_dirs) for path in images(d)]
+            self.classes = [d.name for d in class_dirs] if classes is None else list(classes)
+            unknown = [d.name for d in class_dirs if d.name not in self.classes]
+            if unknown:
+                raise ValueError(
+                    f"{self.root}: class folder(s) {unknown} are not among the training split's "
+                    f"{len(self.classes)} classes; every test class needs training images"
+                )
+            index = {name: i for i, name in enumerate(self.classes)}
+            samples = [(path, index[d.name]) for d in class_dirs for path in _images(d)]
         else:  # a flat folder of unlabelled images
             self.classes = []
-            samples = [(path, -1) for path in images(self.root)]
+            samples = [(path, -1) for path in _images(self.root)]
         if not samples:
             raise _not_found(
                 f"images ({', '.join(self.EXTENSIONS)}) in {self.root} or in its class sub-folders",
@@ -253,9 +283,13 @@ def load_split(
     if dataset in ("cifar10_jpeg", "imagefolder"):
         folder = base / "cifar10-jpeg" if dataset == "cifar10_jpeg" and (base / "cifar10-jpeg").is_dir() else base
         splits = ["train"] if train else ["test", "val"]
+        # A test split's labels are the training split's class numbers, matched by folder name.
+        classes = (
+            None if train or not (folder / "train").is_dir() else [d.name for d in class_folders(folder / "train")]
+        )
         for split in splits:
             if (folder / split).is_dir():
-                return FolderImages(folder / split, image_size, skip_corrupt)
+                return FolderImages(folder / split, image_size, skip_corrupt, classes=classes or None)
         if dataset == "imagefolder" and folder.is_dir() and not (folder / "train").is_dir():
             return FolderImages(folder, image_size, skip_corrupt) if train else None
         raise _not_found(f"{dataset} split {'/'.join(splits)}", [folder / s for s in splits])

@@ -150,6 +150,7 @@ class RetrievalCallback(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, module) -> None:
         self._check(trainer, module)
+        trainer.datamodule.split(False)  # a missing or bad test split stops the run now, not after the last epoch
         if self.baseline and trainer.ckpt_path is None:
             self.initial = retrieval_scores(module, trainer.datamodule, self.ks)
         if self.initial:

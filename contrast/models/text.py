@@ -11,6 +11,7 @@ over padded token ids (no downloads, no pretrained tokenizer).
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 
@@ -20,12 +21,19 @@ from torch import Tensor, nn
 from contrast.checks import int_at_least
 
 PAD, UNK = "<pad>", "<unk>"
-_WORD = re.compile(r"[a-z0-9]+")
+UNKNOWN = 1  # the id of UNK
+# Words: runs of letters and digits of any script ("café", "größe", "σκύλος", "小狗"); symbols such
+# as emoji are words of their own; punctuation and white space separate words.
+_WORD = re.compile(r"[^\W_]+|[^\w\s]", re.UNICODE)
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-cased words of letters and digits: "A small, red disc." -> ["a", "small", "red", "disc"]."""
-    return _WORD.findall(text.lower())
+    """Case-folded words: "A small, red disc." -> ["a", "small", "red", "disc"]; "Größe 🐕" -> ["grösse", "🐕"].
+
+    Text is NFKC-normalised first (so composed and decomposed accents are one word); ASCII
+    punctuation is dropped, other symbols (emoji) are kept, one per word."""
+    words = _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+    return [w for w in words if w[0].isalnum() or unicodedata.category(w[0]).startswith("S") and not w.isascii()]
 
 
 class Vocabulary:

@@ -150,3 +150,29 @@ def test_cache_arguments_are_checked(tmp_path):
     data = ContrastiveData(dataset="imagefolder", root=str(tmp_path), batch_size=2, cache="memory")
     with pytest.raises(ValueError, match="image_size"):
         data.split(True)
+
+
+def _write_images(folder, n, value=100):
+    from torchvision.io import write_jpeg
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        write_jpeg(torch.full((3, 8, 8), value, dtype=torch.uint8), str(folder / f"{i}.jpg"))
+
+
+def test_test_labels_follow_the_training_class_list_and_hidden_files_are_no_images(tmp_path):
+    """A class missing from test/ used to shift every later label (cat scored as bird); a stray
+    .ipynb_checkpoints/ became a class, and macOS ._*.jpg files were read as images."""
+    for name in ("bird", "cat", "dog"):
+        _write_images(tmp_path / "train" / name, 2)
+    for name in ("cat", "dog"):
+        _write_images(tmp_path / "test" / name, 3)
+    _write_images(tmp_path / "train" / ".ipynb_checkpoints", 1)
+    (tmp_path / "train" / "cat" / "._0.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    train, test = load_split("imagefolder", tmp_path, True), load_split("imagefolder", tmp_path, False)
+    assert train.classes == ["bird", "cat", "dog"] and len(train) == 6
+    assert test.classes == train.classes
+    assert test.labels.tolist() == [1, 1, 1, 2, 2, 2]  # by name: cat is 1, dog is 2, in both splits
+    _write_images(tmp_path / "test" / "zebra", 1)
+    with pytest.raises(ValueError, match=r"class folder\(s\) \['zebra'\] are not among the training split's 3"):
+        load_split("imagefolder", tmp_path, False)
