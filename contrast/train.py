@@ -26,7 +26,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.cli import LightningCLI
 
-from contrast.checkpoint import AtomicCheckpointIO, CheckpointError, LastCheckpoint, read_checkpoint
+from contrast.checkpoint import AtomicCheckpointIO, CheckpointError, LastCheckpoint, RunLock, read_checkpoint
 from contrast.checks import ConfigError
 from contrast.eval import KNNCallback, RetrievalCallback
 from contrast.fits import DATA_FACTS, checkpoint_differences
@@ -84,6 +84,24 @@ def _short(class_path: str) -> str:
     return str(class_path).rsplit(".", 1)[-1]
 
 
+def _next_version(base: Path) -> int:
+    """The next free N of ``base/version_N`` (as Lightning's CSV logger numbers its runs)."""
+    numbers = [_version_number(p) for p in base.glob("version_*")] if base.is_dir() else []
+    return max(numbers, default=-1) + 1
+
+
+def _logger_arguments(class_path: str) -> set[str]:
+    import importlib
+    import inspect
+
+    module, _, name = str(class_path).rpartition(".")
+    try:
+        logger_class = getattr(importlib.import_module(module or "lightning.pytorch.loggers"), name)
+    except (ImportError, AttributeError):
+        return set()
+    return set(inspect.signature(logger_class.__init__).parameters)
+
+
 def _version_number(folder: Path) -> int:
     try:
         return int(folder.name.split("_", 1)[1])
@@ -96,7 +114,12 @@ def _fact(data, name: str):
 
 
 class ContrastCLI(LightningCLI):
-    """LightningCLI with a run folder, exact resume, checks on the checkpoint, atomic writes."""
+    """LightningCLI with a run folder, exact resume, checks on the checkpoint, atomic writes.
+    ``run_lock``: a :class:`RunLock` that the run folder is locked with while the run lasts."""
+
+    def __init__(self, *args, run_lock: RunLock | None = None, **kwargs) -> None:
+        self.run_lock = run_lock
+        super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
         # The one channel from the data to the model: each fact the data module gives (``facts()``)
@@ -144,6 +167,10 @@ class ContrastCLI(LightningCLI):
         run_dir = config.get("run_dir")
         loggers = _loggers(trainer)
         versioned = [lg for lg in loggers if _short(lg.class_path) in VERSIONED_LOGGERS]
+        others = [lg for lg in loggers if lg not in versioned]
+        fits = self.subcommand in ("fit", None) and self.run_lock is not None
+        if run_dir is not None and fits:
+            self.run_lock.acquire(run_dir)  # first: a folder in use says so, whatever it holds
         if run_dir is not None:
             trainer.default_root_dir = run_dir
             for logger in versioned:
@@ -154,6 +181,23 @@ class ContrastCLI(LightningCLI):
                 if str(logger.init_args.get("save_dir")) == DEFAULT_ROOT:
                     logger.init_args.save_dir = str(root)
         self._resolve_resume(config, run_dir, loggers, versioned, root)
+        folder = Path(run_dir) if run_dir is not None else None
+        if folder is None and not versioned:
+            # No logger numbers the runs (wandb, or none): number them the same way here, so that a
+            # run never writes into the folder of another (the resumed one's when resuming).
+            ckpt_path = config.get("ckpt_path")
+            if ckpt_path is not None and Path(ckpt_path).parent.name == "checkpoints" and self._resumes_a_run:
+                folder = Path(ckpt_path).parent.parent
+            else:
+                folder = root / "lightning_logs" / f"version_{_next_version(root / 'lightning_logs')}"
+            trainer.default_root_dir = str(folder)
+        for logger in others:  # the run folder does not depend on the logger
+            if folder is not None and "save_dir" in _logger_arguments(logger.class_path):
+                logger.init_args.save_dir = str(folder)
+        if folder is None and self._resumes_a_run:  # a versioned run resumed: its folder is known now
+            folder = Path(config.ckpt_path).parent.parent
+        if folder is not None and fits:
+            self.run_lock.acquire(folder)  # a second run into the same folder stops here
 
     def _explicit_dirpath(self, config) -> str | None:
         for callback in config.trainer.get("callbacks") or []:
@@ -196,10 +240,9 @@ class ContrastCLI(LightningCLI):
                 pattern = "version_*"
             candidates = list(base.glob(f"{pattern}/checkpoints/{LastCheckpoint.FILENAME}"))
             where = str(base / pattern / "checkpoints" / LastCheckpoint.FILENAME)
-        else:
-            save_dir = loggers[0].init_args.get("save_dir") if loggers else None
-            candidates = [Path(save_dir or root) / "checkpoints" / LastCheckpoint.FILENAME]
-            where = str(candidates[0])
+        else:  # runs numbered here, as the versioned loggers number theirs
+            candidates = list((root / "lightning_logs").glob(f"version_*/checkpoints/{LastCheckpoint.FILENAME}"))
+            where = str(root / "lightning_logs" / "version_*" / "checkpoints" / LastCheckpoint.FILENAME)
         candidates = [c for c in candidates if c.is_file()]
         if not candidates:
             raise CheckpointError(
@@ -213,6 +256,9 @@ class ContrastCLI(LightningCLI):
             for logger in versioned:  # keep logging into the resumed run's folder
                 logger.init_args.version = number if folder == f"version_{number}" else folder
         config.ckpt_path = str(last)
+        self._resumes_a_run = not dirpath
+
+    _resumes_a_run = False
 
     # ------------------------------------------------------------------ the checkpoint fits the config
     def before_fit(self) -> None:
@@ -306,13 +352,15 @@ def lightning_cli(argv: list[str], run: bool = True) -> ContrastCLI:
 
     _wandb_offline_unless_reachable(argv)
     quiet = {"exit_on_error": False}
-    with _argv(argv):
+    lock = RunLock()
+    with _argv(argv), lock:
         return ContrastCLI(
             TrainingBase,
             L.LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
             run=run,
+            run_lock=lock,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={**quiet, "fit": quiet, "validate": quiet, "test": quiet},
             trainer_defaults={
