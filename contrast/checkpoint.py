@@ -315,6 +315,12 @@ class LastCheckpoint(Checkpoint):
         return step_due or time_due or stop, stop
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        # Only at an optimizer step: between the micro-batches of a gradient accumulation the
+        # partial gradients are in no checkpoint, so a resumed run would not be exact.
+        accumulate = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
+        last = batch_idx + 1 == getattr(trainer, "num_training_batches", None)
+        if accumulate > 1 and (batch_idx + 1) % accumulate and not last:
+            return
         step_due = self.every_n_steps is not None and trainer.global_step % self.every_n_steps == 0
         write, stop = self._decide(trainer, step_due)
         if write:

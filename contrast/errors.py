@@ -29,6 +29,11 @@ def report(error: BaseException, command: str, options: tuple[str, ...] = ()) ->
     if full_disk:
         print(f"contrast {command}: error: {full_disk[0].strerror or full_disk[0]}", file=sys.stderr)
         return 1
+    refused = [e for e in chain if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS)]
+    if refused:  # a read-only run folder, a folder of another user
+        where = refused[0].filename or "a file"
+        print(f"contrast {command}: error: cannot write {where}: {refused[0].strerror}", file=sys.stderr)
+        return 2
     named = [e for e in chain if isinstance(e, (CheckpointError, DataNotFoundError))]
     values = [e for e in chain if isinstance(e, (ValueError, FileNotFoundError))]
     if named:

@@ -27,7 +27,7 @@ EXECUTION_ONLY = {
 
 
 def checkpoint_differences(
-    checkpoint: dict[str, Any], model=None, data=None, facts: tuple[str, ...] = DATA_FACTS
+    checkpoint: dict[str, Any], model=None, data=None, facts: tuple[str, ...] = DATA_FACTS, seed: tuple | None = None
 ) -> list[str]:
     """The one answer to "does this checkpoint fit this config?": a line for every difference.
 
@@ -36,6 +36,7 @@ def checkpoint_differences(
     * ``data`` without ``model`` (``retrieve``, ``knn``, ``probe``): the data's ``facts`` against the
       checkpoint's record of them ('its backbone takes 1-channel images, but dataset 'mnist' has ...').
     * ``data`` with ``model``: also the data module's arguments ('data.batch_size: ...').
+    * ``seed``: (the checkpoint's run's ``seed_everything``, the config's); None where unknown.
     """
     from contrast.methods.crossmodal import crossmodal_hparams
 
@@ -55,6 +56,8 @@ def checkpoint_differences(
                         f"{getattr(data, 'dataset', '?')!r} has {words.format(_size(current[key]))}"
                     )
         return differences
+    if seed is not None and seed[0] is not None and seed[0] != seed[1]:
+        differences.append(f"seed_everything: checkpoint {seed[0]!r}, config {seed[1]!r}")
     saved_class = saved.pop("_class_path", None)
     model_class = f"{type(model).__module__}.{type(model).__qualname__}"
     if (

@@ -84,6 +84,19 @@ def _short(class_path: str) -> str:
     return str(class_path).rsplit(".", 1)[-1]
 
 
+def _run_seed(ckpt_path: str | os.PathLike):
+    """The ``seed_everything`` of the run a last.ckpt belongs to (its folder's config.yaml), or None."""
+    import yaml
+
+    saved = Path(ckpt_path).parent.parent / "config.yaml"
+    if Path(ckpt_path).parent.name != "checkpoints" or not saved.is_file():
+        return None
+    try:
+        return (yaml.safe_load(saved.read_text()) or {}).get("seed_everything")
+    except yaml.YAMLError:
+        return None
+
+
 def _next_version(base: Path) -> int:
     """The next free N of ``base/version_N`` (as Lightning's CSV logger numbers its runs)."""
     numbers = [_version_number(p) for p in base.glob("version_*")] if base.is_dir() else []
@@ -272,7 +285,12 @@ class ContrastCLI(LightningCLI):
                 f"{ckpt_path} holds weights but no training state (hyper-parameters, loops); "
                 "resume from a last.ckpt written by contrast fit"
             )
-        differences = checkpoint_differences(checkpoint, model=self.model, data=self.datamodule)
+        differences = checkpoint_differences(
+            checkpoint,
+            model=self.model,
+            data=self.datamodule,
+            seed=(_run_seed(ckpt_path), config.get("seed_everything")),
+        )
         if differences and not config.get("allow_mismatch"):
             lines = "\n  ".join(differences)
             raise CheckpointError(

@@ -53,3 +53,23 @@ def test_a_command_s_own_option_is_named_as_such(tmp_path, capsys):
 
     assert main(["knn", "--ckpt", str(tmp_path / "none.ckpt"), "--temperature", "0"]) == 2
     assert "contrast knn: error: --temperature: temperature must be a finite number > 0" in capsys.readouterr().err
+
+
+def test_a_folder_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    """A read-only checkpoints folder ended the run with a traceback."""
+    import errno
+
+    from contrast.errors import report
+
+    def save():
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "r/checkpoints/.last.ckpt.tmp"))
+
+    try:
+        try:
+            save()
+        except OSError as error:
+            raise RuntimeError("Lightning's wrapper") from error
+    except RuntimeError as wrapped:
+        assert report(wrapped, "fit") == 2
+    err = capsys.readouterr().err
+    assert f"contrast fit: error: cannot write {tmp_path}/r/checkpoints/.last.ckpt.tmp: Permission denied" in err

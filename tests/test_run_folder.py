@@ -61,3 +61,14 @@ def test_a_run_folder_in_use_is_refused_and_a_stale_lock_is_taken_over(tmp_path)
     (tmp_path / "other" / ".lock").write_text(f"{first.pid} {os.uname().nodename}\n")
     contrast("fit", *TINY, "--run_dir", "other", cwd=tmp_path)
     assert not (tmp_path / "other" / ".lock").exists()
+
+
+def test_resuming_with_another_seed_is_refused_before_the_run_s_config_is_rewritten(tmp_path):
+    """--ckpt_path last resumed the newest run whatever its seed, and rewrote that run's config.yaml."""
+    contrast("fit", *TINY, "--run_dir", "r", cwd=tmp_path)
+    before = (tmp_path / "r" / "config.yaml").read_text()
+    other = contrast(
+        "fit", *TINY, "--run_dir", "r", "--ckpt_path", "last", "--seed_everything", "7", cwd=tmp_path, check=2
+    )
+    assert "seed_everything: checkpoint 0, config 7" in other.stderr
+    assert (tmp_path / "r" / "config.yaml").read_text() == before

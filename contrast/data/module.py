@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from contrast import distributed
 from contrast.checks import ConfigError, int_at_least
 from contrast.data.datasets import EvalDataset, Indices, Subset, TwoViewDataset, decode_all
-from contrast.data.sampler import loop_position, training_sampler
+from contrast.data.sampler import loop_position, resume_position, training_sampler
 from contrast.data.sources import FolderImages, TensorImages, load_split
 from contrast.views import DeviceViews, TwoViews, get_recipe
 
@@ -226,11 +226,11 @@ class ContrastiveData(L.LightningDataModule):
     # ------------------------------------------------------------------ the place in the epoch, in checkpoints
     def state_dict(self) -> dict[str, int]:
         """(epoch, batches of it trained on) when a checkpoint is written (see ``loop_position``)."""
-        return loop_position(self.trainer)
+        return loop_position(self.trainer, self.batch_size)
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if "epoch" in state:
-            self._resume = (state["epoch"], state["batches"])
+            self._resume = resume_position(state, self.batch_size)
             # Lightning warns that a mid-epoch resume is inexact unless the loader is stateful; here
             # the sampler is positioned from this state instead.
             warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from contrast.checks import ConfigError, int_at_least
 from contrast.data.pair_datasets import ImageDataset, PairDataset, TextDataset, collate_pairs, pad
 from contrast.data.pair_sources import PAIR_SOURCES, PairedSplit, first_captions
-from contrast.data.sampler import loop_position, training_sampler
+from contrast.data.sampler import loop_position, resume_position, training_sampler
 from contrast.models.text import UNKNOWN, Vocabulary
 
 DATASETS = tuple(PAIR_SOURCES)
@@ -180,9 +180,9 @@ class PairedData(L.LightningDataModule):
     # ------------------------------------------------------------------ the place in the epoch, in checkpoints
     def state_dict(self) -> dict:
         """(epoch, batches of it trained on); the vocabulary is the model's (a hyper-parameter)."""
-        return loop_position(self.trainer)
+        return loop_position(self.trainer, self.batch_size)
 
     def load_state_dict(self, state: dict) -> None:
         if "epoch" in state:
-            self._resume = (state["epoch"], state["batches"])
+            self._resume = resume_position(state, self.batch_size)
             warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")

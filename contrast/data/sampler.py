@@ -55,22 +55,32 @@ class EpochShuffle(DistributedSampler):
 
 def training_sampler(size: int, batch_size: int, seed: int, resume: tuple[int, int] | None, what: str) -> EpochShuffle:
     """The training sampler of a data module: refuses a set smaller than one batch, and starts a
-    resumed epoch after the ``resume = (epoch, batches trained)`` of a mid-epoch checkpoint."""
+    resumed epoch after the ``resume = (epoch, samples trained over all ranks)`` of a mid-epoch
+    checkpoint (:func:`resume_position`)."""
     if size < batch_size:
         raise ValueError(
             f"the training set has {size} {what}, fewer than batch_size={batch_size}; lower --data.batch_size"
         )
     sampler = EpochShuffle(size, seed)
     if resume is not None:
-        epoch, batches = resume
-        sampler.resume_at(epoch, batches * batch_size * distributed.world_size())
+        sampler.resume_at(*resume)
     return sampler
 
 
-def loop_position(trainer) -> dict[str, int]:
-    """(epoch, batches of it trained on) while training, for a data module's ``state_dict``: Lightning
-    restores it before the training loader is built, which then starts where the run stopped."""
+def loop_position(trainer, batch_size: int) -> dict[str, int]:
+    """(epoch, batches of it trained on, samples of it trained on over all ranks) while training,
+    for a data module's ``state_dict``: Lightning restores it before the training loader is built,
+    which then starts where the run stopped. In global samples, so that a run resumed on another
+    number of ranks starts at the same place."""
     if trainer is None or not trainer.training:
         return {}
-    batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-    return {"epoch": int(trainer.current_epoch), "batches": int(batches)}
+    batches = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+    samples = batches * batch_size * int(getattr(trainer, "world_size", 1) or 1)
+    return {"epoch": int(trainer.current_epoch), "batches": batches, "samples": samples}
+
+
+def resume_position(state: dict[str, int], batch_size: int) -> tuple[int, int]:
+    """(epoch, samples over all ranks) of a saved :func:`loop_position`; checkpoints written before it
+    held samples counted batches of this run's world size."""
+    samples = state.get("samples", state["batches"] * batch_size * distributed.world_size())
+    return int(state["epoch"]), int(samples)

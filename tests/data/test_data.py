@@ -176,3 +176,15 @@ def test_test_labels_follow_the_training_class_list_and_hidden_files_are_no_imag
     _write_images(tmp_path / "test" / "zebra", 1)
     with pytest.raises(ValueError, match=r"class folder\(s\) \['zebra'\] are not among the training split's 3"):
         load_split("imagefolder", tmp_path, False)
+
+
+def test_a_checkpoint_of_two_ranks_resumes_on_one_process_at_the_same_sample():
+    """The position was saved in per-rank batches: 2 ranks' 3 batches resumed on 1 process as its 3
+    batches, retraining half of what was done. Saved in global samples, it starts at batch 6."""
+    data = ContrastiveData(dataset="shapes10", views="batched", batch_size=8, train_subset=128)
+    uninterrupted = [images for images, _ in data.train_dataloader()]
+    resumed = ContrastiveData(dataset="shapes10", views="batched", batch_size=8, train_subset=128)
+    resumed.load_state_dict({"epoch": 0, "batches": 3, "samples": 3 * 8 * 2})  # 3 steps of 2 ranks × 8
+    rest = [images for images, _ in resumed.train_dataloader()]
+    assert len(rest) == len(uninterrupted) - 6
+    assert all(torch.equal(a, b) for a, b in zip(rest, uninterrupted[6:]))
