@@ -34,6 +34,17 @@ def report(error: BaseException, command: str, options: tuple[str, ...] = ()) ->
         where = refused[0].filename or "a file"
         print(f"contrast {command}: error: cannot write {where}: {refused[0].strerror}", file=sys.stderr)
         return 2
+    peers = [e for e in chain if _is_distributed_error(e)]
+    if peers:  # another rank died or stopped answering (a crash, a kill, a hang past --collective_timeout)
+        from contrast import distributed
+
+        first = str(peers[0]).strip().splitlines()[0][:300] if str(peers[0]).strip() else type(peers[0]).__name__
+        print(
+            f"contrast {command}: error: rank {distributed.rank()} lost the other ranks of the run (one ended or "
+            f"stopped answering; see its own output): {first}",
+            file=sys.stderr,
+        )
+        return 1
     named = [e for e in chain if isinstance(e, (CheckpointError, DataNotFoundError))]
     values = [e for e in chain if isinstance(e, (ValueError, FileNotFoundError))]
     if named:
@@ -47,6 +58,14 @@ def report(error: BaseException, command: str, options: tuple[str, ...] = ()) ->
     print(f"contrast {command}: error: {message}", file=sys.stderr)
     print("(set CONTRAST_TRACEBACK=1 for the full traceback)", file=sys.stderr)
     return 2
+
+
+def _is_distributed_error(error: BaseException) -> bool:
+    try:
+        from torch.distributed import DistError
+    except ImportError:
+        return False
+    return isinstance(error, DistError)
 
 
 def _chain(error: BaseException) -> list[BaseException]:

@@ -148,6 +148,13 @@ class ContrastCLI(LightningCLI):
             "--run_dir", type=str | None, default=None, help="the run folder: logs and checkpoints/last.ckpt go here"
         )
         parser.add_argument(
+            "--collective_timeout",
+            type=float,
+            default=600.0,
+            help="seconds a rank waits for the others in a collective (gather, all-reduce) before the run stops "
+            "with an error; torch's default is 30 minutes of a silent stall",
+        )
+        parser.add_argument(
             "--allow_mismatch",
             type=bool,
             default=False,
@@ -319,6 +326,14 @@ class ContrastCLI(LightningCLI):
             isinstance(cb, Checkpoint) for cb in callbacks
         ):
             kwargs["callbacks"] = [*callbacks, LastCheckpoint()]
+        if trainer_init.get("strategy") in ("ddp", "ddp_find_unused_parameters_true"):
+            from datetime import timedelta
+
+            from lightning.pytorch.strategies import DDPStrategy
+
+            find_unused = trainer_init.get("strategy") != "ddp"
+            timeout = timedelta(seconds=float(self._config().get("collective_timeout") or 600.0))
+            kwargs["strategy"] = DDPStrategy(timeout=timeout, find_unused_parameters=find_unused)
         return super().instantiate_trainer(**kwargs)
 
 

@@ -73,3 +73,24 @@ def test_a_folder_that_cannot_be_written_is_one_line(tmp_path, capsys):
         assert report(wrapped, "fit") == 2
     err = capsys.readouterr().err
     assert f"contrast fit: error: cannot write {tmp_path}/r/checkpoints/.last.ckpt.tmp: Permission denied" in err
+
+
+def test_ddp_runs_get_a_collective_timeout_by_default():
+    """A hung rank stalled the others silently for gloo's 30 minutes."""
+    from datetime import timedelta
+
+    from contrast.train import lightning_cli
+    from tests.test_runs import QUICK
+
+    args = [*QUICK, "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+    cli = lightning_cli([*args, "--collective_timeout", "42"], run=False)  # run=False: no subcommand
+    assert cli.trainer.strategy._timeout == timedelta(seconds=42)
+
+
+def test_a_lost_rank_is_one_line(capsys):
+    from torch.distributed import DistNetworkError
+
+    from contrast.errors import report
+
+    assert report(DistNetworkError("Connection closed by peer [127.0.0.1]:29500"), "fit") == 1
+    assert "contrast fit: error: rank 0 lost the other ranks of the run" in capsys.readouterr().err
