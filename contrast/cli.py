@@ -8,6 +8,7 @@ a run stopped by SIGINT / SIGTERM exits with 130 / 143 after writing its checkpo
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 LIGHTNING_COMMANDS = {
@@ -23,6 +24,7 @@ EPILOG = """examples:
   contrast sweep --config configs/quickstart.yaml --tau 0.1,0.2,0.5 --out sweep/
   contrast fit --config configs/crossmodal_shapes.yaml --run_dir runs/crossmodal   # images <-> captions
   contrast retrieve --ckpt runs/crossmodal/checkpoints/last.ckpt
+  contrast pack photos/ packed/photos --max_side 512        # then --data.dataset packed --data.root packed
 each command has its own --help (contrast fit --help)"""
 
 
@@ -63,6 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     retrieve.add_argument("--root", default=None, help="data folder (default: the checkpoint's / $CONTRAST_DATA_DIR)")
     retrieve.add_argument("--batch-size", type=int, default=512)
     retrieve.add_argument("--json", default=None, help="also write the figures to this JSON file")
+
+    pack = commands.add_parser(
+        "pack", help="pack an image collection into shards of JPEG bytes + an index (--data.dataset packed)"
+    )
+    pack.add_argument("src", help="an ImageFolder tree, a flat folder of images, or a list file of path[,label] lines")
+    pack.add_argument("dest", help="the pack's folder (the same command again finishes an interrupted pack)")
+    pack.add_argument("--max_side", type=int, default=512, help="cap on the longest side (larger images are resized)")
+    pack.add_argument("--quality", type=int, default=90, help="JPEG quality of re-encoded images")
+    pack.add_argument("--shard_bytes", type=int, default=2**30, help="bytes per shard (about)")
+    pack.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes that encode")
+    pack.add_argument("--skip_corrupt", action="store_true", help="skip (and count) unreadable images")
+    pack.add_argument("--classes", default=None, help="a file of class names, one a line: pack only those classes")
 
     sweep = commands.add_parser("sweep", help="temperature ablation: one pretraining per τ, then a report")
     sweep.add_argument("--config", required=True, help="a fit config, e.g. configs/quickstart.yaml")

@@ -133,5 +133,27 @@ def _checkpoint_features(args: argparse.Namespace):
     return data, train, test
 
 
+def _pack(args: argparse.Namespace, overrides: list[str]) -> int:
+    from contrast.checks import int_at_least
+    from contrast.data.pack import Settings, pack
+
+    int_at_least("max_side", args.max_side, 16)
+    int_at_least("shard_bytes", args.shard_bytes, 2**16)
+    int_at_least("workers", args.workers, 0)
+    if not 1 <= args.quality <= 100:
+        from contrast.checks import ConfigError
+
+        raise ConfigError("quality", f"quality must be an int in [1, 100], got {args.quality}")
+    settings = Settings(max_side=args.max_side, quality=args.quality, shard_bytes=args.shard_bytes)
+    meta = pack(args.src, args.dest, settings=settings, workers=args.workers, skip_corrupt=args.skip_corrupt,
+                classes_file=args.classes)  # fmt: skip
+    size = sum(shard["bytes"] for shard in meta["shards"])
+    print(
+        f"{args.dest}: {meta['images']} images in {len(meta['shards'])} shard(s), {size / 2**20:.1f} MiB, "
+        f"{len(meta['classes'])} classes" + (f", {meta['skipped']} unreadable skipped" if meta["skipped"] else "")
+    )
+    return 0
+
+
 # name -> the command's function (its parsed arguments, the options it passes on to fit)
-COMMANDS = {"knn": _knn, "probe": _probe, "sweep": _sweep, "export": _export, "retrieve": _retrieve}
+COMMANDS = {"knn": _knn, "probe": _probe, "sweep": _sweep, "export": _export, "retrieve": _retrieve, "pack": _pack}

@@ -24,7 +24,7 @@ from contrast import distributed
 from contrast.checks import ConfigError, int_at_least
 from contrast.data.datasets import EvalDataset, Indices, Subset, TwoViewDataset, decode_all
 from contrast.data.sampler import loop_position, resume_position, training_sampler
-from contrast.data.sources import FolderImages, TensorImages, load_split
+from contrast.data.sources import FolderImages, PackedImages, TensorImages, load_split
 from contrast.views import DeviceViews, TwoViews, get_recipe
 
 VIEW_PATHS = ("cpu", "batched")
@@ -108,7 +108,7 @@ class ContrastiveData(L.LightningDataModule):
     def split(self, train: bool) -> Dataset | None:
         """The training split, or the test split (None for an image folder without one)."""
         if train not in self._splits:
-            size = self.image_size if self.dataset in ("imagefolder", "cifar10_jpeg") else None
+            size = self.image_size if self.dataset in ("imagefolder", "cifar10_jpeg", "packed") else None
             base = load_split(
                 self.dataset, self.root, train, download=self.download, image_size=size, skip_corrupt=self.skip_corrupt
             )
@@ -176,7 +176,7 @@ class ContrastiveData(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         base = self.split(True)
-        if self.views == "batched" and isinstance(base, FolderImages) and base.image_size is None:
+        if self.views == "batched" and isinstance(base, (FolderImages, PackedImages)) and base.image_size is None:
             sizes = base.sizes()
             if len(sizes) > 1:
                 raise ValueError(

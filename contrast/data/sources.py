@@ -265,7 +265,9 @@ def load_split(
     ``cifar100``, ``stl10`` (torchvision's files), ``cifar10_jpeg`` (``<root>/cifar10-jpeg``), and
     ``imagefolder``: ``<root>/train`` and ``<root>/test`` or ``<root>/val``; or, without a
     ``train`` sub-folder, ``<root>`` itself is the training set (class sub-folders or a flat,
-    unlabelled folder) and there is no test split (None).
+    unlabelled folder) and there is no test split (None); ``packed``: packs written by
+    ``contrast pack``, ``<root>/train`` and ``<root>/val`` or ``<root>/test``, or ``<root>`` itself
+    the training pack.
     """
     if dataset == "shapes10":
         n, seed = (SHAPES_TRAIN, 0) if train else (SHAPES_TEST, 1)
@@ -280,6 +282,14 @@ def load_split(
         return _mnist_like(base, "FashionMNIST", ("fashion-mnist", "fashion_mnist"), train, "Fashion-MNIST")
     if dataset in ("cifar10", "cifar100", "stl10"):
         return _torchvision(dataset, base, train, download)
+    if dataset == "packed":  # <root>/train and <root>/val (or test), or <root> itself: the training pack
+        base = data_root(root)
+        for split in ["train"] if train else ["val", "test"]:
+            if (base / split / "meta.json").is_file() or (base / split / "progress.json").is_file():
+                return PackedImages(base / split, image_size)
+        if train:
+            return PackedImages(base, image_size)
+        return None
     if dataset in ("cifar10_jpeg", "imagefolder"):
         folder = base / "cifar10-jpeg" if dataset == "cifar10_jpeg" and (base / "cifar10-jpeg").is_dir() else base
         splits = ["train"] if train else ["test", "val"]
@@ -295,5 +305,92 @@ def load_split(
         raise _not_found(f"{dataset} split {'/'.join(splits)}", [folder / s for s in splits])
     raise ValueError(
         f"unknown dataset {dataset!r}; choose one of shapes10, mnist, fashion_mnist, cifar10, cifar100, stl10, "
-        "cifar10_jpeg, imagefolder"
+        "cifar10_jpeg, imagefolder, packed"
     )
+
+
+class PackedImages(Dataset):
+    """A pack written by ``contrast pack`` (:mod:`contrast.data.pack`), read image by image.
+
+    Nothing is loaded whole: the index is memory-mapped and each image is read with one positioned
+    read (``os.pread``) from a file handle of this process (a DataLoader worker opens its own after
+    the fork), so resident memory stays flat in the number of images and any order is as fast as
+    any other (the global shuffle and the exact resume of :class:`EpochShuffle` work unchanged).
+    ``image_size`` resizes (shorter side, centre crop) as :class:`ImageFiles` does. Refused when
+    the pack is unfinished (no ``meta.json``), or its shards do not match the index."""
+
+    def __init__(self, root: str | os.PathLike, image_size: int | None = None) -> None:
+        import json
+
+        self.root = Path(root)
+        meta_path = self.root / "meta.json"
+        if not meta_path.is_file():
+            hint = (
+                " (packing was interrupted: run the same contrast pack again)"
+                if (self.root / "progress.json").is_file()
+                else ""
+            )
+            raise _not_found(f"a finished pack (meta.json) in {self.root}{hint}", [meta_path])
+        self.meta = json.loads(meta_path.read_text())
+        if self.meta.get("format_version") != 1:
+            raise ValueError(f"{meta_path}: pack format {self.meta.get('format_version')!r}; this version reads 1")
+        self.index = np.load(self.root / "index.npy", mmap_mode="r", allow_pickle=False)  # (N, 6) int64
+        if self.index.ndim != 2 or self.index.shape[1] != 6 or self.index.shape[0] != self.meta["images"]:
+            raise ValueError(
+                f"{self.root / 'index.npy'}: expected ({self.meta['images']}, 6) rows, got {self.index.shape}"
+            )
+        self.shards = [self.root / shard["name"] for shard in self.meta["shards"]]
+        for number, (path, shard) in enumerate(zip(self.shards, self.meta["shards"])):
+            if not path.is_file() or path.stat().st_size != shard["bytes"]:
+                found = path.stat().st_size if path.is_file() else "no file"
+                raise ValueError(
+                    f"{path}: a truncated or missing shard ({found} bytes, the pack says {shard['bytes']})"
+                )
+            rows = self.index[self.index[:, 0] == number]
+            if len(rows) and int((rows[:, 1] + rows[:, 2]).max()) > shard["bytes"]:
+                raise ValueError(f"{self.root / 'index.npy'} does not match {path}: it points past the shard's end")
+        self.classes = list(self.meta["classes"])
+        self.labels = torch.from_numpy(np.ascontiguousarray(self.index[:, 5]))
+        self.image_size = image_size
+        self._files: dict[int, int] = {}
+        self._pid = -1
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.classes) and bool((self.labels >= 0).all())
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    def read(self, i: int) -> bytes:
+        """The JPEG bytes of image i (one positioned read)."""
+        if self._pid != os.getpid():  # a new process (a DataLoader worker): handles of its own
+            self._files, self._pid = {}, os.getpid()
+        shard, offset, size = (int(v) for v in self.index[i, :3])
+        if shard not in self._files:
+            self._files[shard] = os.open(self.shards[shard], os.O_RDONLY)
+        return os.pread(self._files[shard], size, offset)
+
+    def sizes(self) -> set[tuple[int, int]]:
+        """The distinct (width, height) of the images, from the index."""
+        return {(int(w), int(h)) for h, w in np.unique(np.asarray(self.index[:, 3:5]), axis=0)}
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        from torchvision.io import ImageReadMode, decode_jpeg
+        from torchvision.transforms.v2 import functional as TF
+
+        data = torch.frombuffer(bytearray(self.read(i)), dtype=torch.uint8)
+        image = decode_jpeg(data, mode=ImageReadMode.RGB)
+        if self.image_size is not None and tuple(image.shape[1:]) != (self.image_size, self.image_size):
+            image = TF.center_crop(TF.resize(image, self.image_size, antialias=True), self.image_size)
+        return image, int(self.index[i, 5])
+
+    def __getstate__(self) -> dict:  # no file handles across processes
+        return self.__dict__ | {"_files": {}, "_pid": -1}
+
+    def __del__(self) -> None:
+        for fd in getattr(self, "_files", {}).values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass

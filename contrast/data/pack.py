@@ -1,0 +1,298 @@
+"""``contrast pack SRC DEST``: an image collection as a few large shards of JPEG bytes and an index.
+
+Layout of a pack (``DEST``)::
+
+    shard_00000.bin ...   JPEG files one after another (about ``shard_bytes`` each)
+    index.npy             (N, 6) int64: shard, offset, size, height, width, label (-1: none)
+    meta.json             format version, classes, settings, source hash, counts: written last
+
+The source is an ImageFolder tree (``SRC/<class>/<image>``), a flat folder of images (unlabelled),
+or a list file of ``path[,label]`` lines (paths relative to the file; a label is a class id or a
+class name). Images are taken in a fixed order (classes by name, files by name; a list file's own
+order), so the same source gives the same pack, whatever the number of workers.
+
+An image passes through byte for byte when it is a baseline RGB JPEG whose longest side is at most
+``max_side``; otherwise (too large, progressive, CMYK, grey, PNG / BMP / TIFF / WebP) it is decoded,
+its longest side capped at ``max_side`` and re-encoded as a baseline JPEG of ``quality`` (FFCV's
+setting for ImageNet: 512 px, quality 90).
+
+Interrupted packing resumes: a shard is written to ``.tmp``, then renamed with its part of the
+index beside it (``shard_00000.idx.npy``), so the same command again keeps the finished shards and
+goes on after them. ``meta.json`` is written last: a pack without it is no pack (a reader refuses
+it), and a destination that holds a pack of another source or other settings is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from contrast.data.sources import ImageFiles, _images, class_folders
+
+FORMAT_VERSION = 1
+META, INDEX = "meta.json", "index.npy"
+COLUMNS = ("shard", "offset", "size", "height", "width", "label")
+CHUNK = 64  # images per task of a worker
+
+
+class PackError(ValueError):
+    """A source or destination that cannot be packed as asked, named in the message."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    max_side: int = 512
+    quality: int = 90
+    shard_bytes: int = 2**30
+
+
+# ---------------------------------------------------------------------- the source
+def list_source(src: str | os.PathLike, classes_file: str | os.PathLike | None = None) -> tuple[list, list[str]]:
+    """([(path, label)], classes) of an ImageFolder tree, a flat folder or a list file, in pack order.
+    ``classes_file``: class names, one a line (e.g. the ImageNet-100 list): only those classes."""
+    src = Path(src)
+    wanted = None
+    if classes_file is not None:
+        wanted = [line.strip() for line in Path(classes_file).read_text().splitlines() if line.strip()]
+        if not wanted:
+            raise PackError(f"--classes {classes_file}: no class names in it")
+    if src.is_file():
+        samples, classes = _list_file(src)
+    elif src.is_dir():
+        folders = class_folders(src)
+        if folders:
+            classes = [d.name for d in folders]
+            samples = [(path, label) for label, d in enumerate(folders) for path in _images(d)]
+        else:
+            classes, samples = [], [(path, -1) for path in _images(src)]
+    else:
+        raise PackError(f"SRC {src}: no such folder or list file")
+    if wanted is not None:
+        missing = sorted(set(wanted) - set(classes))
+        if missing:
+            raise PackError(f"--classes {classes_file}: {len(missing)} class(es) not in {src}, e.g. {missing[:3]}")
+        keep = {classes.index(name): i for i, name in enumerate(wanted)}
+        samples = [(path, keep[label]) for path, label in samples if label in keep]
+        classes = list(wanted)
+    if not samples:
+        raise PackError(f"SRC {src}: no images ({', '.join(ImageFiles.EXTENSIONS)}) found")
+    return samples, classes
+
+
+def _list_file(path: Path) -> tuple[list, list[str]]:
+    samples, names = [], []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        file, _, label = line.partition(",")
+        file = (path.parent / file.strip()) if not Path(file.strip()).is_absolute() else Path(file.strip())
+        if not file.is_file():
+            raise PackError(f"{path}, line {number}: {file} does not exist")
+        label = label.strip()
+        if not label:
+            samples.append((file, -1))
+        elif label.lstrip("-").isdigit():
+            samples.append((file, int(label)))
+        else:
+            names.append(label) if label not in names else None
+            samples.append((file, label))
+    if names:  # class names: numbered in sorted order
+        classes = sorted(names)
+        if any(isinstance(label, int) and label >= 0 for _, label in samples):
+            raise PackError(f"{path}: mixes class ids and class names as labels")
+        samples = [(file, classes.index(label) if isinstance(label, str) else label) for file, label in samples]
+        return samples, classes
+    top = max((label for _, label in samples), default=-1)
+    return samples, [str(i) for i in range(top + 1)]
+
+
+def source_hash(samples: list, classes: list[str]) -> str:
+    """What identifies a source: its files (name and size) in order, their labels and the classes."""
+    digest = hashlib.sha256()
+    for name in classes:
+        digest.update(f"class {name}\n".encode())
+    for path, label in samples:
+        size = path.stat().st_size if path.is_file() else -1
+        digest.update(f"{path.name} {size} {label}\n".encode())
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------- one image
+def encode(path: Path, settings: Settings) -> tuple[bytes, int, int]:
+    """(JPEG bytes, height, width): the file itself when it may pass, else re-encoded."""
+    from PIL import Image
+
+    data = path.read_bytes()
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            passes = (
+                image.format == "JPEG"
+                and image.mode == "RGB"
+                and not image.info.get("progressive")
+                and not image.info.get("progression")
+                and max(width, height) <= settings.max_side
+            )
+            if passes:
+                image.load()  # decoded once: a truncated or garbled JPEG stops here, not in training
+                return data, height, width
+            image = image.convert("RGB")
+            scale = settings.max_side / max(width, height)
+            if scale < 1:
+                width, height = max(1, round(width * scale)), max(1, round(height * scale))
+                image = image.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
+            out = io.BytesIO()
+            image.save(out, format="JPEG", quality=settings.quality, progressive=False, optimize=False)
+            return out.getvalue(), height, width
+    except Exception as error:  # PIL raises many types for damaged files
+        raise PackError(f"could not read image {path}: {error}") from error
+
+
+def _encode_chunk(task) -> list:
+    paths, settings, skip_corrupt = task
+    out = []
+    for path in paths:
+        try:
+            out.append(encode(path, settings))
+        except PackError:
+            if not skip_corrupt:
+                raise
+            out.append(None)
+    return out
+
+
+# ---------------------------------------------------------------------- the pack
+def pack(
+    src: str | os.PathLike,
+    dest: str | os.PathLike,
+    *,
+    settings: Settings = Settings(),
+    workers: int = 0,
+    skip_corrupt: bool = False,
+    classes_file: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict:
+    """Pack ``src`` into ``dest`` (see the module doc); returns the metadata written."""
+    from tqdm.auto import tqdm
+
+    samples, classes = list_source(src, classes_file)
+    dest = Path(dest)
+    identity = {
+        "format_version": FORMAT_VERSION,
+        "source_hash": source_hash(samples, classes),
+        "classes": classes,
+        "max_side": settings.max_side,
+        "quality": settings.quality,
+        "shard_bytes": settings.shard_bytes,
+        "skip_corrupt": skip_corrupt,
+    }
+    done, rows = _resume(dest, identity)
+    if done is None:  # a finished pack of this source and settings
+        return json.loads((dest / META).read_text())
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "progress.json").write_text(json.dumps(identity, indent=2))
+    start = int(rows[:, 6].max()) + 1 if len(rows) else 0  # source position after the finished shards
+    shard, skipped = done, 0
+    buffer, entries = bytearray(), []
+    bar = tqdm(total=len(samples), initial=start, desc=f"packing {Path(src).name}", disable=not progress)
+    chunks = [samples[i : i + CHUNK] for i in range(start, len(samples), CHUNK)]
+    tasks = (([p for p, _ in chunk], settings, skip_corrupt) for chunk in chunks)
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
+        results = pool.map(_encode_chunk, tasks) if pool is not None else map(_encode_chunk, tasks)
+        position = start
+        for chunk, encoded in zip(chunks, results):
+            for (_, label), item in zip(chunk, encoded):
+                if item is None:
+                    skipped += 1
+                else:
+                    data, height, width = item
+                    entries.append((shard, len(buffer), len(data), height, width, label, position))
+                    buffer += data
+                position += 1
+                if len(buffer) >= settings.shard_bytes:
+                    _write_shard(dest, shard, buffer, entries)
+                    shard, buffer, entries = shard + 1, bytearray(), []
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    if entries:
+        _write_shard(dest, shard, buffer, entries)
+        shard += 1
+    index = np.concatenate(
+        [rows[:, :6]] + [np.load(dest / f"shard_{s:05d}.idx.npy")[:, :6] for s in range(done, shard)]
+    )
+    if len(index) == 0:
+        raise PackError(f"SRC {src}: every image was unreadable ({skipped} skipped)")
+    _atomic_write(dest / INDEX, lambda f: np.save(f, index.astype(np.int64)))
+    meta = identity | {
+        "images": int(len(index)),
+        "skipped": skipped + _skipped_before(rows, start),
+        "shards": [
+            {"name": f"shard_{s:05d}.bin", "bytes": (dest / f"shard_{s:05d}.bin").stat().st_size} for s in range(shard)
+        ],
+        "columns": list(COLUMNS),
+    }
+    _atomic_write(dest / META, lambda f: f.write(json.dumps(meta, indent=2).encode()))  # last: the pack is done
+    (dest / "progress.json").unlink(missing_ok=True)
+    return meta
+
+
+def _skipped_before(rows: np.ndarray, start: int) -> int:
+    return start - len(rows)
+
+
+def _write_shard(dest: Path, shard: int, buffer: bytearray, entries: list) -> None:
+    """The shard's bytes, then its part of the index: the index part's presence means 'finished'."""
+    _atomic_write(dest / f"shard_{shard:05d}.bin", lambda f: f.write(buffer))
+    part = np.asarray(entries, dtype=np.int64).reshape(-1, 7)  # COLUMNS + the source position
+    _atomic_write(dest / f"shard_{shard:05d}.idx.npy", lambda f: np.save(f, part))
+
+
+def _resume(dest: Path, identity: dict) -> tuple[int | None, np.ndarray]:
+    """(shards already finished, their index rows); (None, _) when the pack is complete."""
+    empty = np.zeros((0, 7), dtype=np.int64)
+    if not dest.exists():
+        return 0, empty
+    if not dest.is_dir():
+        raise PackError(f"DEST {dest} is a file, not a folder")
+    for name in (META, "progress.json"):
+        if (dest / name).is_file():
+            saved = json.loads((dest / name).read_text())
+            differ = [k for k in identity if saved.get(k) != identity[k]]
+            if differ:
+                raise PackError(
+                    f"DEST {dest} holds a pack of another source or other settings (differs in {', '.join(differ)}); "
+                    "choose another DEST, or delete it to pack again"
+                )
+            if name == META:
+                return None, empty
+    if not (dest / "progress.json").is_file() and any(dest.iterdir()):
+        raise PackError(f"DEST {dest} is a folder that holds other files; pack into a new or empty folder")
+    parts = []
+    shard = 0
+    while (dest / f"shard_{shard:05d}.idx.npy").is_file() and (dest / f"shard_{shard:05d}.bin").is_file():
+        parts.append(np.load(dest / f"shard_{shard:05d}.idx.npy"))
+        shard += 1
+    for stale in dest.glob("*.tmp"):  # a shard cut off by the interruption: written again
+        stale.unlink()
+    return shard, np.concatenate(parts) if parts else empty
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
