@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from contrast.data.sources import TensorImages
 from contrast.seeds import derive_seed
-from contrast.views import Recipe, TwoViews
+from contrast.views import Recipe, SplitViews, TwoViews
 
 
 class TwoViewDataset(Dataset):
@@ -27,6 +27,21 @@ class TwoViewDataset(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self.seed, "views", index))
             return self.views(image), label
+
+
+class SplitViewDataset(Dataset):
+    """((crop_q, crop_k), (params_q, params_k)), label: the split path's worker stage
+    (:class:`contrast.views.SplitViews`): views cut from the whole image of sample ``epoch·N + i``."""
+
+    def __init__(self, base: Dataset, views: SplitViews) -> None:
+        self.base, self.views = base, views
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        image, label = self.base[index % len(self.base)]
+        return self.views(image, index), label
 
 
 class EvalDataset(Dataset):

@@ -6,8 +6,12 @@ Two augmentation paths, chosen by ``views``:
   (:class:`contrast.views.TwoViews`);
 * ``"batched"``: the loader yields uint8 image batches and the views are made on the training
   device after the transfer, for the whole batch at once (:class:`contrast.views.BatchedTwoViews`).
+* ``"split"``: the views are cut from the whole image in the workers (crop boxes and flips drawn
+  from its height and width, decoded once, uint8 crops) and coloured on the training device for the
+  whole batch (:mod:`contrast.views.split`): images of any size, no pre-crop; the way to train on
+  photo collections and packs.
 
-Both are deterministic given ``seed``: the CPU path seeds each sample's augmentation from
+All are deterministic given ``seed``: the CPU and split paths seed each sample's augmentation from
 (seed, epoch, index) and the batched path each batch's from (seed, step), so a resumed run
 draws exactly the views an uninterrupted run would have.
 """
@@ -22,12 +26,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from contrast import distributed
 from contrast.checks import ConfigError, int_at_least
-from contrast.data.datasets import EvalDataset, Indices, Subset, TwoViewDataset, decode_all
+from contrast.data.datasets import EvalDataset, Indices, SplitViewDataset, Subset, TwoViewDataset, decode_all
 from contrast.data.sampler import loop_position, resume_position, training_sampler
 from contrast.data.sources import FolderImages, PackedImages, TensorImages, load_split
-from contrast.views import DeviceViews, TwoViews, get_recipe
+from contrast.views import BatchedViews, DeviceViews, SplitViews, TwoViews, colour_views, get_recipe
 
-VIEW_PATHS = ("cpu", "batched")
+VIEW_PATHS = ("cpu", "batched", "split")
 CACHES = ("none", "memory", "device")
 
 
@@ -40,7 +44,8 @@ class ContrastiveData(L.LightningDataModule):
         root: folder holding the data; default ``$CONTRAST_DATA_DIR``, else ``./data``.
         recipe_q, recipe_k: augmentation recipes (names in ``contrast.views.RECIPES``);
             ``recipe_k`` defaults to ``recipe_q``.
-        views: "cpu" (DataLoader workers) or "batched" (on the training device).
+        views: "cpu" (DataLoader workers), "batched" (on the training device), or "split"
+            (geometry from the whole image in the workers, colour on the device).
         batch_size: per-device training batch size; eval_batch_size: for feature extraction.
         num_workers: DataLoader worker processes.
         train_subset / eval_subset: use only n samples, spread evenly over the split (quick runs, tests).
@@ -103,12 +108,15 @@ class ContrastiveData(L.LightningDataModule):
         self._splits: dict = {}  # train -> split, ("eval", train) -> evaluation split
         self._resume: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
         self.device_views = DeviceViews(self.recipe_q, self.recipe_k, seed) if views == "batched" else None
+        self.split_views = (BatchedViews(self.recipe_q), BatchedViews(self.recipe_k)) if views == "split" else None
 
     # ------------------------------------------------------------------ data
     def split(self, train: bool) -> Dataset | None:
         """The training split, or the test split (None for an image folder without one)."""
         if train not in self._splits:
             size = self.image_size if self.dataset in ("imagefolder", "cifar10_jpeg", "packed") else None
+            if train and self.views == "split":  # views are cut from the whole image: no pre-crop
+                size = None
             base = load_split(
                 self.dataset, self.root, train, download=self.download, image_size=size, skip_corrupt=self.skip_corrupt
             )
@@ -209,6 +217,11 @@ class ContrastiveData(L.LightningDataModule):
         self._resume = None  # a mid-epoch checkpoint's place is used once
         if self.cache == "device":  # indices only; images are gathered on the device
             dataset, workers = Indices(len(base)), 0
+        elif self.views == "split":  # geometry in the workers, colour on the device
+            dataset, workers = (
+                SplitViewDataset(base, SplitViews(self.recipe_q, self.recipe_k, self.seed)),
+                self.num_workers,
+            )
         else:
             views = None if self.views == "batched" else TwoViews(self.recipe_q, self.recipe_k)
             dataset, workers = TwoViewDataset(base, views, self.seed), self.num_workers
@@ -258,8 +271,19 @@ class ContrastiveData(L.LightningDataModule):
         return self.eval_dataloader(False)
 
     # ------------------------------------------------------------------ batched views on the device
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        trainer = self.trainer
+        if self.views == "split" and trainer is not None and trainer.training:
+            (crops, params), labels = batch  # the colour parameters stay on the host: read there
+            moved = super().transfer_batch_to_device((crops, labels), device, dataloader_idx)
+            return (moved[0], params), moved[1]
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         trainer = self.trainer
+        if self.views == "split" and trainer is not None and trainer.training:
+            (crops, params), labels = batch
+            return colour_views(self.split_views, crops, params), labels
         if self.device_views is None or trainer is None or not trainer.training:
             return batch
         if self.cache == "device" and not self.device_views.holds_images:

@@ -4,6 +4,7 @@ from contrast.views.batched import BatchedTwoViews, BatchedViews, ViewParams
 from contrast.views.cpu import TwoViews, cpu_transform
 from contrast.views.device import DeviceViews
 from contrast.views.recipes import RECIPES, Recipe, get_recipe
+from contrast.views.split import SplitViews, colour_views
 
 __all__ = [
     "RECIPES",
@@ -11,8 +12,10 @@ __all__ = [
     "BatchedViews",
     "DeviceViews",
     "Recipe",
+    "SplitViews",
     "TwoViews",
     "ViewParams",
+    "colour_views",
     "cpu_transform",
     "get_recipe",
 ]

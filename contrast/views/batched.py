@@ -49,6 +49,25 @@ class ViewParams:
     def __len__(self) -> int:
         return self.boxes.shape[0]
 
+    FIELDS = ("boxes", "flip", "jitter", "factors", "order", "grayscale", "blur", "sigma", "solarize")
+    WIDTHS = (4, 1, 1, 4, 4, 1, 1, 1, 1)
+
+    def pack(self) -> Tensor:
+        """(B, 18) float32: the parameters as one tensor (what a DataLoader worker hands over)."""
+        columns = [getattr(self, f).float().reshape(len(self), -1) for f in self.FIELDS]
+        return torch.cat(columns, dim=1)
+
+    @classmethod
+    def unpack(cls, packed: Tensor) -> ViewParams:
+        parts = packed.cpu().split(cls.WIDTHS, dim=1)
+        kinds = {"flip": torch.bool, "jitter": torch.bool, "grayscale": torch.bool, "blur": torch.bool}
+        kinds |= {"solarize": torch.bool, "order": torch.long}
+        values = {}
+        for name, part in zip(cls.FIELDS, parts):
+            part = part if cls.WIDTHS[cls.FIELDS.index(name)] > 1 else part.squeeze(1)
+            values[name] = part.round().to(kinds[name]) if name in kinds else part.contiguous()
+        return cls(**values)
+
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator | None) -> Tensor:
     return torch.rand(n, generator=generator, dtype=torch.float64) * (high - low) + low
@@ -178,6 +197,18 @@ class BatchedViews:
         x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
         x = resized_crop(x, _to_device(params.boxes, device), self.recipe.size)
         x = torch.where(_to_device(params.flip, device)[:, None, None, None], x.flip(-1), x)
+        return self._colour(x, params)
+
+    def colour(self, images: Tensor, params: ViewParams) -> Tensor:
+        """The recipe after its crop and flip: colour jitter, grayscale, blur, solarize and
+        normalisation with the per-sample ``params``, on crops already cut (uint8 or float [0, 1]);
+        returns normalised float32. The split path's device stage."""
+        return self._colour(
+            images.float().div_(255.0) if images.dtype == torch.uint8 else images.float().clone(), params
+        )
+
+    def _colour(self, x: Tensor, params: ViewParams) -> Tensor:
+        device = x.device
         x = self._jitter(x, params)
         if x.shape[1] == 3:
             idx = _indices(params.grayscale, device)

@@ -1,0 +1,59 @@
+"""The split path: views cut from the full image in the DataLoader workers, colour on the device.
+
+Per sample, a generator seeded from (seed, index) — the sampler's index is ``epoch·N + i``, so the
+triple (seed, epoch, sample) — draws every random number of the sample's views: each view's crop box
+(torchvision's RandomResizedCrop algorithm on the full image's height and width) and flip, and its
+colour parameters. So a sample's views do not depend on the step, the rank, the batch it lands in,
+the number of workers or the world size.
+
+* workers (:class:`SplitViews`, CPU): decode the image once, cut and resize each view to its output
+  size as uint8 (antialiased, as torchvision's ``resized_crop``), flip it; hand over the crops and
+  the colour parameters (a small float tensor per view);
+* device (:meth:`BatchedViews.colour`): colour jitter, grayscale, blur, solarize and normalisation
+  for the whole batch at once.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from contrast.seeds import derive_seed
+from contrast.views.batched import BatchedViews, ViewParams
+from contrast.views.recipes import Recipe
+
+
+class SplitViews:
+    """The worker side: ``(image, index) -> ((crop_q, crop_k), (params_q, params_k))``.
+
+    ``image``: (C, H, W) uint8, the whole image; crops (C, size, size) uint8 of each recipe's size;
+    params (18,) float32 (:meth:`ViewParams.pack`) of the colour stage."""
+
+    def __init__(self, recipe_q: str | Recipe, recipe_k: str | Recipe | None, seed: int) -> None:
+        self.views = (BatchedViews(recipe_q), BatchedViews(recipe_q if recipe_k is None else recipe_k))
+        self.seed = seed
+
+    def sample(self, height: int, width: int, index: int) -> tuple[ViewParams, ViewParams]:
+        """The parameters of both views of sample ``index`` of an image of this size."""
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, "split views", index))
+        return tuple(views.sample(1, height, width, generator) for views in self.views)
+
+    def __call__(self, image: Tensor, index: int) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        from torchvision.transforms.v2 import functional as TF
+
+        params = self.sample(image.shape[1], image.shape[2], index)
+        crops = []
+        for views, p in zip(self.views, params):
+            top, left, height, width = (int(v) for v in p.boxes[0])
+            size = views.recipe.size
+            crop = TF.resized_crop(image, top, left, height, width, [size, size], antialias=True)  # (C, s, s) uint8
+            crops.append(crop.flip(-1) if bool(p.flip[0]) else crop)
+        return tuple(crops), tuple(p.pack()[0] for p in params)
+
+
+def colour_views(
+    views: tuple[BatchedViews, BatchedViews], crops: tuple[Tensor, Tensor], params: tuple[Tensor, Tensor]
+) -> tuple[Tensor, Tensor]:
+    """The device side: (q, k) normalised float32 from the workers' uint8 crops (B, C, s, s) and
+    their packed parameters (B, 18) (kept on the CPU: the masks are read there, not on the device)."""
+    return tuple(v.colour(x, ViewParams.unpack(p)) for v, x, p in zip(views, crops, params))
