@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from contrast.data.sources import TensorImages
+from contrast.data.sources import PackedImages, TensorImages
 from contrast.seeds import derive_seed
 from contrast.views import Recipe, SplitViews, TwoViews
 
@@ -40,7 +40,11 @@ class SplitViewDataset(Dataset):
         return len(self.base)
 
     def __getitem__(self, index: int):
-        image, label = self.base[index % len(self.base)]
+        i = index % len(self.base)
+        if isinstance(self.base, PackedImages) and self.base.image_size is None:  # bytes and size known
+            height, width, label = (int(v) for v in self.base.index[i, 3:6])
+            return self.views.from_jpeg(self.base.read(i), height, width, index), label
+        image, label = self.base[i]
         return self.views(image, index), label
 
 

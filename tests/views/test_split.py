@@ -120,3 +120,27 @@ def test_a_fit_through_the_split_path(tmp_path):
     trainer.fit(model, data)
     assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
     assert any(not torch.equal(a, b) for a, b in zip(before, model.backbone.parameters()))
+
+
+def test_views_from_jpeg_bytes_decode_at_reduced_size_and_match_the_full_decode():
+    """A 1,600×1,200 photo with 32-px views: the boxes allow a 1/8 DCT decode; the views are those
+    of the full decode within JPEG-scaling error, with the same parameters."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from benchmarks.make_imagenet_like import photo_source
+
+    photo, _ = photo_source()(0, np.random.default_rng(0))
+    buffer = io.BytesIO()
+    photo.resize((1600, 1200), Image.Resampling.BICUBIC).save(buffer, format="JPEG", quality=95)
+    data = buffer.getvalue()
+    full = torch.from_numpy(np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))).permute(2, 0, 1).contiguous()
+    views = SplitViews(RECIPE, None, seed=0)
+    for index in range(8):
+        (q, k), (pq, pk) = views.from_jpeg(data, 1200, 1600, index)
+        (q_full, k_full), (pq_full, pk_full) = views(full, index)
+        assert torch.equal(pq, pq_full) and torch.equal(pk, pk_full)
+        assert q.shape == q_full.shape == (3, 32, 32) and q.dtype == torch.uint8
+        assert (q.float() - q_full.float()).abs().mean() < 6 and (k.float() - k_full.float()).abs().mean() < 6

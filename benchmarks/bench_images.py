@@ -1,0 +1,148 @@
+"""Image collections at scale, on this machine, side by side in one run:
+
+1. ``contrast pack``: images/s of one process and the pack's size against the source, for longest
+   sides capped at 256, 384 and 512 px;
+2. two 224-px SimCLR views per sample (recipe ``simclr_imagenet``) from ≈500×375 JPEGs, per CPU
+   core (one process, one torch thread): ours (the split path: decode + geometry in the worker,
+   colour batched on the device, here the CPU) against torchvision's ImageFolder with the v2 SimCLR
+   pipeline on PIL images (``contrast.views.cpu_transform``, the same recipe);
+3. the geometry stage alone (decode, two crops resized to 224, flips) against torchvision's
+   RandomResizedCrop + flip on PIL images (open, decode, two views).
+
+The data: ``make_imagenet_like.py`` photos (scikit-learn's sample photographs cropped and resized
+to varied sizes, around 500×375). Appends its table to RESULTS.md.
+
+    python benchmarks/bench_images.py --images 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import append_results, markdown_table
+
+
+def bench_pack(src: Path, work: Path) -> list[list[str]]:
+    from contrast.data.pack import Settings, pack
+
+    source_bytes = sum(p.stat().st_size for p in src.rglob("*.jpg"))
+    rows = []
+    for cap in (256, 384, 512):
+        start = time.perf_counter()
+        meta = pack(src, work / f"pack_{cap}", settings=Settings(max_side=cap), workers=0, progress=False)
+        seconds = time.perf_counter() - start
+        size = sum(s["bytes"] for s in meta["shards"])
+        rows.append(
+            [f"pack, max_side {cap}", f"{meta['images'] / seconds:.0f} images/s", f"{size / source_bytes:.2f}× source"]
+        )
+    return rows
+
+
+def bench_views(src: Path, pack_root: Path, samples: int, batch: int) -> tuple[list[list[str]], dict]:
+    from PIL import Image
+    from torchvision.datasets import ImageFolder
+    from torchvision.transforms import v2
+
+    from contrast.data.sources import PackedImages
+    from contrast.views import BatchedViews, SplitViews, TwoViews, colour_views, get_recipe
+
+    recipe = get_recipe("simclr_imagenet")
+    packed = PackedImages(pack_root)
+    n = min(samples, len(packed))
+    split = SplitViews(recipe, None, seed=0)
+    colour = (BatchedViews(recipe), BatchedViews(recipe))
+
+    def cut(i: int):  # what a worker does for sample i of a pack: the boxes first, then one (reduced) decode
+        height, width = (int(v) for v in packed.index[i, 3:5])
+        return split.from_jpeg(packed.read(i), height, width, i)
+
+    def ours() -> None:
+        for start in range(0, n, batch):
+            crops, params = zip(*(cut(i) for i in range(start, min(n, start + batch))))
+            q, k = (torch.stack([c[j] for c in crops]) for j in (0, 1))
+            pq, pk = (torch.stack([p[j] for p in params]) for j in (0, 1))
+            colour_views(colour, (q, k), (pq, pk))
+
+    def ours_geometry() -> None:
+        for i in range(n):
+            cut(i)
+
+    folder = ImageFolder(str(src))
+    two = TwoViews(recipe)
+
+    def theirs() -> None:
+        for i in range(n):
+            image, _ = folder[i]
+            two(image)
+
+    crop = v2.Compose([v2.RandomResizedCrop(224, antialias=True), v2.RandomHorizontalFlip()])
+
+    def theirs_geometry() -> None:
+        for i in range(n):
+            with Image.open(folder.samples[i][0]) as image:
+                image = image.convert("RGB")
+                crop(image), crop(image)
+
+    times = {}
+    for name, fn in (
+        ("ours", ours),
+        ("theirs", theirs),
+        ("ours_geometry", ours_geometry),
+        ("theirs_geometry", theirs_geometry),
+    ):
+        fn()  # warm-up (imports, caches)
+        start = time.perf_counter()
+        fn()
+        times[name] = n / (time.perf_counter() - start)
+
+    def row(label: str, key: str, against: str) -> list[str]:
+        return [label, f"{times[key]:.1f} samples/s", f"{times[key] / times[against]:.2f}×"]
+
+    rows = [
+        row("two 224-px SimCLR views: ours (split path: decode + geometry, colour batched)", "ours", "theirs"),
+        row("two 224-px SimCLR views: torchvision ImageFolder + v2 pipeline (PIL)", "theirs", "theirs"),
+        row(
+            "geometry only: ours (boxes first, one reduced-size decode, two uint8 crops + flips)",
+            "ours_geometry",
+            "theirs_geometry",
+        ),
+        row("geometry only: torchvision RandomResizedCrop + flip on PIL", "theirs_geometry", "theirs_geometry"),
+    ]
+    return rows, times
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=400, help="JPEGs to generate and pack")
+    parser.add_argument("--samples", type=int, default=200, help="samples per view measurement")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--no-append", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # per CPU core
+    from benchmarks.make_imagenet_like import main as make
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        make(["--out", str(work / "photos"), "--train", str(args.images), "--val", "1"])
+        src = work / "photos" / "train"
+        rows = bench_pack(src, work)
+        view_rows, _ = bench_views(src, work / "pack_512", args.samples, args.batch)
+    table = markdown_table(["what", "throughput", "vs"], rows + view_rows)
+    print(table)
+    if not args.no_append:
+        notes = (
+            f"{args.images} make_imagenet_like photos (varied sizes, about 500×375, JPEG q90); one process, one "
+            f"torch thread; views over {args.samples} samples, colour batches of {args.batch}, recipe simclr_imagenet "
+            "(224 px, jitter 0.8 p 0.8, grayscale 0.2, blur p 0.5 kernel 23). Pack sizes: the shards against the "
+            "source JPEGs (the cap re-encodes larger images at q90)."
+        )
+        append_results("Image collections: pack and views from the whole image (per CPU core)", "cpu", table, notes)
+
+
+if __name__ == "__main__":
+    main()
