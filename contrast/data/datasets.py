@@ -42,8 +42,8 @@ class SplitViewDataset(Dataset):
     def __getitem__(self, index: int):
         i = index % len(self.base)
         if isinstance(self.base, PackedImages) and self.base.image_size is None:  # bytes and size known
-            height, width, label = (int(v) for v in self.base.index[i, 3:6])
-            return self.views.from_jpeg(self.base.read(i), height, width, index), label
+            height, width = (int(v) for v in self.base.index[i, 3:5])
+            return self.views.from_jpeg(self.base.read(i), height, width, index), int(self.base.labels[i])
         image, label = self.base[i]
         return self.views(image, index), label
 

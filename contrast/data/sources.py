@@ -284,9 +284,14 @@ def load_split(
         return _torchvision(dataset, base, train, download)
     if dataset == "packed":  # <root>/train and <root>/val (or test), or <root> itself: the training pack
         base = data_root(root)
+        classes = None
+        if not train and (base / "train" / "meta.json").is_file():  # a test pack's labels: the training classes
+            import json
+
+            classes = json.loads((base / "train" / "meta.json").read_text())["classes"] or None
         for split in ["train"] if train else ["val", "test"]:
             if (base / split / "meta.json").is_file() or (base / split / "progress.json").is_file():
-                return PackedImages(base / split, image_size)
+                return PackedImages(base / split, image_size, classes=classes)
         if train:
             return PackedImages(base, image_size)
         return None
@@ -319,7 +324,11 @@ class PackedImages(Dataset):
     ``image_size`` resizes (shorter side, centre crop) as :class:`ImageFiles` does. Refused when
     the pack is unfinished (no ``meta.json``), or its shards do not match the index."""
 
-    def __init__(self, root: str | os.PathLike, image_size: int | None = None) -> None:
+    def __init__(
+        self, root: str | os.PathLike, image_size: int | None = None, classes: list[str] | None = None
+    ) -> None:
+        """``classes``: the class list to number the labels by (the training pack's, for a test
+        pack packed on its own: a class missing from it then shifts no label)."""
         import json
 
         self.root = Path(root)
@@ -351,6 +360,15 @@ class PackedImages(Dataset):
                 raise ValueError(f"{self.root / 'index.npy'} does not match {path}: it points past the shard's end")
         self.classes = list(self.meta["classes"])
         self.labels = torch.from_numpy(np.ascontiguousarray(self.index[:, 5]))
+        if classes is not None and self.classes and list(classes) != self.classes:
+            unknown = [name for name in self.classes if name not in classes]
+            if unknown:
+                raise ValueError(
+                    f"{self.root}: class(es) {unknown[:5]} are not among the training pack's {len(classes)} classes"
+                )
+            number = torch.tensor([list(classes).index(name) for name in self.classes])
+            self.labels = torch.where(self.labels >= 0, number[self.labels.clamp(min=0)], self.labels)
+            self.classes = list(classes)
         self.image_size = image_size
         self._files: dict[int, int] = {}
         self._pid = -1
@@ -383,7 +401,7 @@ class PackedImages(Dataset):
         image = decode_jpeg(data, mode=ImageReadMode.RGB)
         if self.image_size is not None and tuple(image.shape[1:]) != (self.image_size, self.image_size):
             image = TF.center_crop(TF.resize(image, self.image_size, antialias=True), self.image_size)
-        return image, int(self.index[i, 5])
+        return image, int(self.labels[i])
 
     def __getstate__(self) -> dict:  # no file handles across processes
         return self.__dict__ | {"_files": {}, "_pid": -1}

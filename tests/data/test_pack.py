@@ -205,3 +205,13 @@ def test_pack_then_fit_through_the_command_line(tmp_path, monkeypatch, capsys):
     assert "run finished: 1 epochs, 3 steps; checkpoint r/checkpoints/last.ckpt" in capsys.readouterr().out
     assert main(["pack", "photos/nothing", "packs/x"]) == 2
     assert "contrast pack: error: SRC photos/nothing: no such folder or list file" in capsys.readouterr().err
+
+
+def test_a_test_pack_with_a_class_missing_keeps_the_training_numbers(tmp_path):
+    for split, names in (("train", ["a", "b", "c"]), ("val", ["b", "c"])):
+        for name in names:
+            for i in range(2):
+                _save(tmp_path / "folder" / split / name / f"{i}.jpg", _photo(30, 30, i), quality=90)
+        pack(tmp_path / "folder" / split, tmp_path / "packs" / split, progress=False)
+    val = load_split("packed", tmp_path / "packs", False)
+    assert val.classes == ["a", "b", "c"] and val.labels.tolist() == [1, 1, 2, 2] and val[2][1] == 2
