@@ -75,13 +75,27 @@ def assert_same_weights(a: Path, b: Path) -> None:
         "simclr",
         pytest.param("moco_v2", marks=pytest.mark.slow),
         pytest.param("simclr_cpu_views", marks=pytest.mark.slow),
+        pytest.param("simclr_packed_split_views", marks=pytest.mark.slow),
     ],
 )
 def test_sigkill_mid_epoch_then_ckpt_path_last_resumes_exactly(tmp_path, method):
-    """Batched views seeded per step; per-sample views in 2 DataLoader workers seeded per sample."""
+    """Batched views seeded per step; per-sample views in 2 DataLoader workers seeded per sample;
+    views cut from packed JPEGs (the split path) in 2 workers."""
     extra = QUICK + (MOCO if method == "moco_v2" else []) + every(4)
     if method == "simclr_cpu_views":
         extra += ["--data.views", "cpu", "--data.num_workers", "2"]
+    if method == "simclr_packed_split_views":
+        _shapes_pack(tmp_path / "packs")
+        extra += [
+            "--data.dataset",
+            "packed",
+            "--data.root",
+            "packs",
+            "--data.views",
+            "split",
+            "--data.num_workers",
+            "2",
+        ]
     straight = contrast(
         "fit", *extra, *callback("SaveWeights", path=tmp_path / "straight.pt"), "--run_dir", "straight", cwd=tmp_path
     )
@@ -104,6 +118,22 @@ def test_sigkill_mid_epoch_then_ckpt_path_last_resumes_exactly(tmp_path, method)
     # the final kNN is the uninterrupted run's.
     untrained = re.compile(r"top-1 ([\d.]+)% \(untrained encoder: ([\d.]+)%\)")
     assert untrained.search(resumed.stdout).groups() == untrained.search(straight.stdout).groups()
+
+
+def _shapes_pack(root: Path) -> None:
+    """Shapes-10 as JPEG folders, packed: train (400) and val (100)."""
+    from torchvision.io import write_jpeg
+
+    from contrast.data import generate_shapes
+    from contrast.data.pack import pack
+
+    for split, n, seed in (("train", 400, 0), ("val", 100, 1)):
+        images, labels = generate_shapes(n, seed=seed)
+        for i, (image, label) in enumerate(zip(images, labels.tolist())):
+            folder = root.parent / "shapes" / split / f"class_{label}"
+            folder.mkdir(parents=True, exist_ok=True)
+            write_jpeg(image, str(folder / f"{i}.jpg"), quality=95)
+        pack(root.parent / "shapes" / split, root / split, progress=False)
 
 
 @pytest.mark.slow

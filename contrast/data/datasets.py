@@ -33,19 +33,31 @@ class SplitViewDataset(Dataset):
     """((crop_q, crop_k), (params_q, params_k)), label: the split path's worker stage
     (:class:`contrast.views.SplitViews`): views cut from the whole image of sample ``epoch·N + i``."""
 
-    def __init__(self, base: Dataset, views: SplitViews) -> None:
-        self.base, self.views = base, views
+    def __init__(self, base: Dataset, views: SplitViews, encoded: bool = False) -> None:
+        self.base, self.views, self.encoded = base, views, encoded
 
     def __len__(self) -> int:
         return len(self.base)
 
     def __getitem__(self, index: int):
         i = index % len(self.base)
+        if self.encoded:  # decode on the device: the JPEG bytes and the drawn parameters
+            height, width = (int(v) for v in self.base.index[i, 3:5])
+            data = torch.frombuffer(bytearray(self.base.read(i)), dtype=torch.uint8)
+            return (data, self.views.parameters(height, width, index)), int(self.base.labels[i])
         if isinstance(self.base, PackedImages) and self.base.image_size is None:  # bytes and size known
             height, width = (int(v) for v in self.base.index[i, 3:5])
             return self.views.from_jpeg(self.base.read(i), height, width, index), int(self.base.labels[i])
         image, label = self.base[i]
         return self.views(image, index), label
+
+
+def collate_encoded(batch):
+    """((list of B JPEG byte tensors, (params_q, params_k) (B, 18) each), labels (B,))."""
+    labels = torch.tensor([label for _, label in batch])
+    data = [sample[0] for sample, _ in batch]  # the bytes: of every length
+    params = tuple(torch.stack([sample[1][j] for sample, _ in batch]) for j in (0, 1))
+    return (data, params), labels
 
 
 class EvalDataset(Dataset):

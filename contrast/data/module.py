@@ -25,13 +25,36 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from contrast import distributed
-from contrast.checks import ConfigError, int_at_least
-from contrast.data.datasets import EvalDataset, Indices, SplitViewDataset, Subset, TwoViewDataset, decode_all
+from contrast.checks import ConfigError, int_at_least, one_of
+from contrast.data.datasets import (
+    EvalDataset,
+    Indices,
+    SplitViewDataset,
+    Subset,
+    TwoViewDataset,
+    collate_encoded,
+    decode_all,
+)
 from contrast.data.sampler import loop_position, resume_position, training_sampler
 from contrast.data.sources import FolderImages, PackedImages, TensorImages, load_split
-from contrast.views import BatchedViews, DeviceViews, SplitViews, TwoViews, colour_views, get_recipe
+from contrast.views import BatchedViews, DeviceViews, SplitViews, TwoViews, colour_views, cut_on_device, get_recipe
 
 VIEW_PATHS = ("cpu", "batched", "split")
+DECODES = ("cpu", "device")
+
+
+def _check_device_decode() -> None:
+    """decode="device" needs torchvision's batched decode_jpeg(list, device=...) (torchvision >= 0.19)."""
+    import inspect
+
+    from torchvision.io import decode_jpeg
+
+    if "device" not in inspect.signature(decode_jpeg).parameters:
+        import torchvision
+
+        raise ConfigError("decode", f'decode="device": torchvision {torchvision.__version__} cannot decode on a device')
+
+
 CACHES = ("none", "memory", "device")
 
 
@@ -61,6 +84,9 @@ class ContrastiveData(L.LightningDataModule):
             sub-folders) for kNN and the probe, when the training images are unlabelled.
         skip_corrupt: replace an image that cannot be decoded by the next one, with a counted
             warning, instead of stopping with an error that names it.
+        decode: "cpu" (the workers decode) or "device" (``views="split"`` on a pack: the workers
+            hand over the JPEG bytes and the drawn boxes; ``torchvision.io.decode_jpeg`` decodes the
+            batch on the training device, where the views are cut).
 
     Pretraining needs no labels: ``dataset="imagefolder"`` with ``root`` a flat folder of images
     (or one without ``train/``) trains on them; without labels there is no online probe, and
@@ -85,12 +111,22 @@ class ContrastiveData(L.LightningDataModule):
         cache: str = "none",
         eval_root: str | None = None,
         skip_corrupt: bool = False,
+        decode: str = "cpu",
     ) -> None:
         super().__init__()
         if views not in VIEW_PATHS:
             raise ConfigError("views", f"views must be one of {VIEW_PATHS}, got {views!r}")
         if cache not in CACHES:
             raise ConfigError("cache", f"cache must be one of {CACHES}, got {cache!r}")
+        one_of("decode", decode, DECODES)
+        if decode == "device":
+            if views != "split" or dataset != "packed":
+                raise ConfigError(
+                    "decode",
+                    'decode="device" decodes packed JPEGs on the training device: it needs dataset="packed" '
+                    'and views="split"',
+                )
+            _check_device_decode()
         if cache == "device" and views != "batched":
             raise ValueError('cache="device" keeps the images on the training device and needs views="batched"')
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -104,7 +140,7 @@ class ContrastiveData(L.LightningDataModule):
         self.recipe_k = self.recipe_q if recipe_k is None else get_recipe(recipe_k)
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.train_subset, self.eval_subset, self.image_size, self.seed = train_subset, eval_subset, image_size, seed
-        self.cache, self.eval_root, self.skip_corrupt = cache, eval_root, skip_corrupt
+        self.cache, self.eval_root, self.skip_corrupt, self.decode = cache, eval_root, skip_corrupt, decode
         self._splits: dict = {}  # train -> split, ("eval", train) -> evaluation split
         self._resume: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
         self.device_views = DeviceViews(self.recipe_q, self.recipe_k, seed) if views == "batched" else None
@@ -218,10 +254,8 @@ class ContrastiveData(L.LightningDataModule):
         if self.cache == "device":  # indices only; images are gathered on the device
             dataset, workers = Indices(len(base)), 0
         elif self.views == "split":  # geometry in the workers, colour on the device
-            dataset, workers = (
-                SplitViewDataset(base, SplitViews(self.recipe_q, self.recipe_k, self.seed)),
-                self.num_workers,
-            )
+            views = SplitViews(self.recipe_q, self.recipe_k, self.seed)
+            dataset, workers = SplitViewDataset(base, views, encoded=self.decode == "device"), self.num_workers
         else:
             views = None if self.views == "batched" else TwoViews(self.recipe_q, self.recipe_k)
             dataset, workers = TwoViewDataset(base, views, self.seed), self.num_workers
@@ -230,6 +264,7 @@ class ContrastiveData(L.LightningDataModule):
             batch_size=self.batch_size,
             sampler=sampler,
             drop_last=True,
+            collate_fn=collate_encoded if self.decode == "device" else None,
             num_workers=workers,
             # pinned: the transfer of a batch does not wait for the previous step
             pin_memory=torch.cuda.is_available(),
@@ -275,6 +310,8 @@ class ContrastiveData(L.LightningDataModule):
         trainer = self.trainer
         if self.views == "split" and trainer is not None and trainer.training:
             (crops, params), labels = batch  # the colour parameters stay on the host: read there
+            if self.decode == "device":  # the bytes too: decode_jpeg moves them to the device itself
+                return (crops, params), super().transfer_batch_to_device(labels, device, dataloader_idx)
             moved = super().transfer_batch_to_device((crops, labels), device, dataloader_idx)
             return (moved[0], params), moved[1]
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
@@ -283,6 +320,8 @@ class ContrastiveData(L.LightningDataModule):
         trainer = self.trainer
         if self.views == "split" and trainer is not None and trainer.training:
             (crops, params), labels = batch
+            if self.decode == "device":
+                crops = cut_on_device(self.split_views, crops, params, labels.device)
             return colour_views(self.split_views, crops, params), labels
         if self.device_views is None or trainer is None or not trainer.training:
             return batch

@@ -4,7 +4,7 @@ from contrast.views.batched import BatchedTwoViews, BatchedViews, ViewParams
 from contrast.views.cpu import TwoViews, cpu_transform
 from contrast.views.device import DeviceViews
 from contrast.views.recipes import RECIPES, Recipe, get_recipe
-from contrast.views.split import SplitViews, colour_views
+from contrast.views.split import SplitViews, colour_views, cut_on_device
 
 __all__ = [
     "RECIPES",
@@ -16,6 +16,7 @@ __all__ = [
     "TwoViews",
     "ViewParams",
     "colour_views",
+    "cut_on_device",
     "cpu_transform",
     "get_recipe",
 ]

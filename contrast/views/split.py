@@ -33,6 +33,10 @@ class SplitViews:
         self.views = (BatchedViews(recipe_q), BatchedViews(recipe_q if recipe_k is None else recipe_k))
         self.seed = seed
 
+    def parameters(self, height: int, width: int, index: int) -> tuple[Tensor, Tensor]:
+        """Both views' packed parameters (18,) each, for a decode on the device."""
+        return tuple(p.pack()[0] for p in self.sample(height, width, index))
+
     def sample(self, height: int, width: int, index: int) -> tuple[ViewParams, ViewParams]:
         """The parameters of both views of sample ``index`` of an image of this size."""
         generator = torch.Generator().manual_seed(derive_seed(self.seed, "split views", index))
@@ -87,6 +91,29 @@ class SplitViews:
                 crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
             crops.append(torch.from_numpy(np.asarray(crop)).permute(2, 0, 1).contiguous())  # (3, s, s) uint8
         return tuple(crops), tuple(p.pack()[0] for p in params)
+
+
+def cut_on_device(
+    views: tuple[BatchedViews, BatchedViews], encoded: list[Tensor], params: tuple[Tensor, Tensor], device
+) -> tuple[Tensor, Tensor]:
+    """The decode on the device (``decode: device``): JPEG bytes (a list of 1-D uint8 tensors) are
+    decoded there in one call (``torchvision.io.decode_jpeg(list, device=...)``), and each view is
+    cut and resized there with the boxes the workers drew; (B, C, s, s) uint8 crops per view."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+    from torchvision.transforms.v2 import functional as TF
+
+    images = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)  # B × (3, H, W)
+    out = []
+    for v, packed in zip(views, params):
+        p = ViewParams.unpack(packed)
+        size = v.recipe.size
+        crops = []
+        for image, box, flip in zip(images, p.boxes.tolist(), p.flip.tolist()):
+            top, left, height, width = (int(x) for x in box)
+            crop = TF.resized_crop(image, top, left, height, width, [size, size], antialias=True)
+            crops.append(crop.flip(-1) if flip else crop)
+        out.append(torch.stack(crops))
+    return tuple(out)
 
 
 def colour_views(

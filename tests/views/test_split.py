@@ -15,7 +15,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from contrast.data import ContrastiveData
-from contrast.views import BatchedViews, SplitViews, ViewParams, colour_views, get_recipe
+from contrast.views import BatchedViews, SplitViews, ViewParams, colour_views, cut_on_device, get_recipe
 
 RECIPE = get_recipe("simclr_cifar10")
 
@@ -144,3 +144,42 @@ def test_views_from_jpeg_bytes_decode_at_reduced_size_and_match_the_full_decode(
         assert torch.equal(pq, pq_full) and torch.equal(pk, pk_full)
         assert q.shape == q_full.shape == (3, 32, 32) and q.dtype == torch.uint8
         assert (q.float() - q_full.float()).abs().mean() < 6 and (k.float() - k_full.float()).abs().mean() < 6
+
+
+def test_decode_on_the_device_gives_the_views_of_the_worker_decode(tmp_path):
+    """The same code path as on a GPU, on the CPU device: bytes + boxes from the workers, decode
+    and crops on the device, equal to the workers' full decode and crop of the same samples."""
+    import numpy as np
+    from PIL import Image
+
+    from contrast.data.pack import pack
+    from tests.data.test_pack import _photo
+
+    for split, n in (("train", 24), ("val", 8)):
+        for i in range(n):
+            folder = tmp_path / "photos" / split / ["a", "b"][i % 2]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(_photo(60 + i, 80, i)).save(folder / f"{i}.jpg", quality=90)
+        pack(tmp_path / "photos" / split, tmp_path / "packs" / split, progress=False)
+    common = dict(
+        dataset="packed", root=str(tmp_path / "packs"), views="split", batch_size=8, recipe_q="simclr_cifar10"
+    )
+    device = ContrastiveData(**common, decode="device")
+    worker = ContrastiveData(**common)
+    (encoded, params), labels = next(iter(device.train_dataloader()))
+    (crops, worker_params), worker_labels = next(iter(worker.train_dataloader()))
+    assert isinstance(encoded, list) and encoded[0].dtype == torch.uint8 and torch.equal(labels, worker_labels)
+    assert all(torch.equal(a, b) for a, b in zip(params, worker_params))
+    on_device = cut_on_device(device.split_views, encoded, params, torch.device("cpu"))
+    from torchvision.io import decode_jpeg
+
+    views = SplitViews("simclr_cifar10", None, seed=0)
+    for b, data in enumerate(encoded):  # the reference: a full decode in the worker, the same boxes
+        sample = tuple(ViewParams.unpack(p[b : b + 1]) for p in params)
+        expected = views._cut(decode_jpeg(data), sample)
+        assert torch.equal(on_device[0][b], expected[0]) and torch.equal(on_device[1][b], expected[1])
+    for ours, theirs in zip(on_device, crops):  # the workers' (possibly reduced-size) decode: close
+        assert ours.shape == theirs.shape and (ours.float() - theirs.float()).abs().mean() < 8
+    assert np.isfinite(colour_views(device.split_views, on_device, params)[0].numpy()).all()
+    with pytest.raises(ValueError, match='decode="device" decodes packed JPEGs on the training device'):
+        ContrastiveData(dataset="shapes10", views="split", decode="device")
