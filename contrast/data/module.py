@@ -21,6 +21,7 @@ from __future__ import annotations
 import warnings
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -220,6 +221,16 @@ class ContrastiveData(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         base = self.split(True)
+        if self.views == "split" and isinstance(base, PackedImages):
+            largest = int(np.asarray(base.index[:, 3:5]).max(axis=1).max())
+            wanted = max(self.recipe_q.size, self.recipe_k.size)
+            if largest < wanted:
+                raise ConfigError(
+                    "recipe_q",
+                    f"recipe {self.recipe_q.name!r} cuts {wanted}-px views, but the images of {base.root} are at most "
+                    f"{largest} px (packed with max_side {base.meta.get('max_side')}): choose a recipe of at most "
+                    f"{largest} px or pack with a larger --max_side",
+                )
         if self.views == "batched" and isinstance(base, (FolderImages, PackedImages)) and base.image_size is None:
             sizes = base.sizes()
             if len(sizes) > 1:

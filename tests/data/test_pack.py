@@ -215,3 +215,14 @@ def test_a_test_pack_with_a_class_missing_keeps_the_training_numbers(tmp_path):
         pack(tmp_path / "folder" / split, tmp_path / "packs" / split, progress=False)
     val = load_split("packed", tmp_path / "packs", False)
     assert val.classes == ["a", "b", "c"] and val.labels.tolist() == [1, 1, 2, 2] and val[2][1] == 2
+
+
+def test_views_larger_than_the_pack_s_images_are_refused_before_training(tmp_path):
+    from contrast.data import ContrastiveData
+
+    for i in range(4):
+        _save(tmp_path / "photos" / "a" / f"{i}.jpg", _photo(100, 120, i), quality=90)
+    pack(tmp_path / "photos", tmp_path / "packs" / "train", settings=Settings(max_side=64), progress=False)
+    data = ContrastiveData(dataset="packed", root=str(tmp_path / "packs"), views="split", recipe_q="simclr_imagenet")
+    with pytest.raises(ValueError, match="cuts 224-px views, but the images of .* are at most 64 px"):
+        data.setup("fit")
