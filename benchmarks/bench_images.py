@@ -18,13 +18,15 @@ to varied sizes, around 500×375). Appends its table to RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import append_results, markdown_table
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import append_results, markdown_table  # noqa: E402
 
 
 def bench_pack(src: Path, work: Path) -> list[list[str]]:
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # per CPU core
-    from benchmarks.make_imagenet_like import main as make
+    from make_imagenet_like import main as make
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import append_results, markdown_table
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import append_results, markdown_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

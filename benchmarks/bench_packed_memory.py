@@ -17,7 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import append_results, markdown_table
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import append_results, markdown_table  # noqa: E402
 
 # The peak of this process's own memory (VmHWM): ru_maxrss would carry the parent's peak over the fork.
 RUN = """
@@ -38,8 +39,7 @@ def make_pack(work: Path, n: int, distinct: int) -> Path:
     folder = work / "tiny"
     if not folder.is_dir():
         import numpy as np
-
-        from benchmarks.make_imagenet_like import photo_source
+        from make_imagenet_like import photo_source
 
         make, rng = photo_source(), np.random.default_rng(0)
         folder.mkdir(parents=True)
