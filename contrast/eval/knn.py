@@ -134,7 +134,13 @@ class KNNEvaluator:
         # the package's one exact search: blocks of batch_size queries, ties by the lower train index
         train = self.train_features.to(queries.device)
         return rank(
-            queries, train, self.effective_k, chunk_size=self.batch_size, backend=self._backend, normalize=False
+            queries,
+            train,
+            self.effective_k,
+            chunk_size=self.batch_size,
+            backend=self._backend,
+            normalize=False,
+            grid=False,  # the features' float32, as they are: a fraction of the float64 grid's cost
         )
 
     @property
