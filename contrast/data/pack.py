@@ -237,7 +237,7 @@ def pack(
     _atomic_write(dest / INDEX, lambda f: np.save(f, index.astype(np.int64)))
     meta = identity | {
         "images": int(len(index)),
-        "skipped": skipped + _skipped_before(rows, start),
+        "skipped": skipped + start - len(rows),  # the source images before `start` not in the finished shards
         "shards": [
             {"name": f"shard_{s:05d}.bin", "bytes": (dest / f"shard_{s:05d}.bin").stat().st_size} for s in range(shard)
         ],
@@ -246,10 +246,6 @@ def pack(
     _atomic_write(dest / META, lambda f: f.write(json.dumps(meta, indent=2).encode()))  # last: the pack is done
     (dest / "progress.json").unlink(missing_ok=True)
     return meta
-
-
-def _skipped_before(rows: np.ndarray, start: int) -> int:
-    return start - len(rows)
 
 
 def _write_shard(dest: Path, shard: int, buffer: bytearray, entries: list) -> None:

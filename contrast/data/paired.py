@@ -18,8 +18,6 @@ from contrast.data.pair_sources import PAIR_SOURCES, PairedSplit, first_captions
 from contrast.data.sampler import loop_position, resume_position, training_sampler
 from contrast.models.text import UNKNOWN, Vocabulary
 
-DATASETS = tuple(PAIR_SOURCES)
-
 
 class PairedData(L.LightningDataModule):
     """Image–text (or feature–feature) pairs for :class:`contrast.methods.CrossModal`.
