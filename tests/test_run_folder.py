@@ -27,13 +27,9 @@ def test_runs_without_a_logger_get_a_folder_each_and_resume_their_own(tmp_path):
     assert not (tmp_path / "runs/checkpoints").exists()
 
 
-def test_a_wandb_run_writes_into_its_run_dir(tmp_path):
-    env_mode = os.environ.get("WANDB_MODE")
-    os.environ["WANDB_MODE"] = "offline"
-    try:
-        result = contrast("fit", *TINY, "--trainer.logger", "WandbLogger", "--run_dir", "runs/wb", cwd=tmp_path)
-    finally:
-        os.environ.pop("WANDB_MODE") if env_mode is None else os.environ.__setitem__("WANDB_MODE", env_mode)
+def test_a_wandb_run_writes_into_its_run_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")  # the subprocess inherits it; restored afterwards
+    result = contrast("fit", *TINY, "--trainer.logger", "WandbLogger", "--run_dir", "runs/wb", cwd=tmp_path)
     assert "checkpoint runs/wb/checkpoints/last.ckpt" in result.stdout
     assert (tmp_path / "runs/wb/config.yaml").is_file() and (tmp_path / "runs/wb/wandb").is_dir()
     assert not (tmp_path / "runs/checkpoints").exists()
