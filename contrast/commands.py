@@ -9,19 +9,22 @@ from contrast.errors import report
 
 
 def run_lightning(argv: list[str]) -> int:
+    from contrast import distributed
     from contrast.checkpoint import Interrupted
     from contrast.train import lightning_cli, summary
 
     try:
         cli = lightning_cli(argv)
+        if argv[0] == "fit":
+            print(summary(cli), flush=True)
+        return 0
     except Interrupted as stop:
         print(f"contrast {argv[0]}: {stop}; resume with the same command and --ckpt_path last", file=sys.stderr)
         return 128 + stop.signum
     except Exception as error:  # noqa: BLE001
         return report(error, argv[0])
-    if argv[0] == "fit":
-        print(summary(cli), flush=True)
-    return 0
+    finally:
+        distributed.close()
 
 
 def _knn(args: argparse.Namespace, overrides: list[str]) -> int:

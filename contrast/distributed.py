@@ -19,6 +19,40 @@ def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 
 
+def close() -> None:
+    """End this process's part of the process group, if it has one. Without it, gloo's worker threads
+    outlive the interpreter at exit and a finished run can end in SIGABRT ("terminate called
+    without an active exception")."""
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception:  # noqa: BLE001 - a group a lost rank broke: the process ends anyway
+            pass
+
+
+def silent_ranks(wait: float = 10.0) -> list[int] | None:
+    """The ranks that do not answer within ``wait`` seconds, asked through the group's key-value
+    store (not a collective: the point is that a collective stopped). Each rank that calls this
+    says it is here and waits for the others; a rank that hangs, or that died, never says so.
+    None when there is no store to ask (one process, or the store went down with its host)."""
+    import time
+
+    if not is_distributed():
+        return None
+    try:
+        store = dist.PrefixStore("contrast/answering/", dist.distributed_c10d._get_default_store())
+        me, world = dist.get_rank(), dist.get_world_size()
+        store.set(str(me), "1")
+        waiting = [r for r in range(world) if r != me]
+        deadline = time.monotonic() + wait
+        while waiting and time.monotonic() < deadline:
+            waiting = [r for r in waiting if not store.check([str(r)])]
+            time.sleep(0.1)
+        return waiting
+    except Exception:  # noqa: BLE001 - the store's host ended (rank 0 under Lightning's launcher)
+        return None
+
+
 class _GatherWithGradient(torch.autograd.Function):
     """All-gather along dim 0; backward sums every rank's gradient for this rank's slice."""
 

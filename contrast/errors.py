@@ -39,9 +39,9 @@ def report(error: BaseException, command: str, options: tuple[str, ...] = ()) ->
         from contrast import distributed
 
         first = str(peers[0]).strip().splitlines()[0][:300] if str(peers[0]).strip() else type(peers[0]).__name__
+        me = distributed.rank()
         print(
-            f"contrast {command}: error: rank {distributed.rank()} lost the other ranks of the run (one ended or "
-            f"stopped answering; see its own output): {first}",
+            f"contrast {command}: error: rank {me} lost the other ranks of the run: {_who(distributed)}: {first}",
             file=sys.stderr,
         )
         return 1
@@ -60,12 +60,27 @@ def report(error: BaseException, command: str, options: tuple[str, ...] = ()) ->
     return 2
 
 
+def _who(distributed, wait: float = 10.0) -> str:
+    """Which rank stopped answering, asked through the group's store (see ``silent_ranks``)."""
+    silent = distributed.silent_ranks(wait)
+    if silent is None:
+        return "one ended or stopped answering (see its own output)"
+    if not silent:
+        return "every rank still answers (a collective failed on all of them; see each rank's output)"
+    ranks = ", ".join(str(r) for r in silent)
+    return f"rank{'s' if len(silent) > 1 else ''} {ranks} stopped answering (no word within {wait:g} s)"
+
+
+# gloo reports a peer that stopped answering as a plain RuntimeError from its C++ transport
+_GLOO_LOST = re.compile(r"gloo.*(Timed out waiting \d+ms|Connection closed by peer|Connection reset by peer)")
+
+
 def _is_distributed_error(error: BaseException) -> bool:
     try:
         from torch.distributed import DistError
     except ImportError:
         return False
-    return isinstance(error, DistError)
+    return isinstance(error, DistError) or (type(error) is RuntimeError and bool(_GLOO_LOST.search(str(error))))
 
 
 def _chain(error: BaseException) -> list[BaseException]:
