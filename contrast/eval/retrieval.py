@@ -130,9 +130,11 @@ def _rank_faiss(
     import faiss
     import numpy as np
 
-    index = faiss.IndexFlatIP(gallery.shape[1])
-    index.add(np.ascontiguousarray(gallery.float().cpu().numpy()))
-    scores, indices = index.search(np.ascontiguousarray(queries.float().cpu().numpy()), k + int(exclude_self))
+    # faiss.knn searches the gallery where it lies (a float32 CPU tensor is not copied); an index
+    # (IndexFlatIP.add) would hold a second copy of it: twice the bank at a million rows
+    gallery_np = np.ascontiguousarray(gallery.float().cpu().numpy())
+    queries_np = np.ascontiguousarray(queries.float().cpu().numpy())
+    scores, indices = faiss.knn(queries_np, gallery_np, k + int(exclude_self), metric=faiss.METRIC_INNER_PRODUCT)
     scores, indices = torch.from_numpy(scores), torch.from_numpy(indices)
     if grid:
         scores = scores.double().mul_(GRID).round_().div_(GRID)
