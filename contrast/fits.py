@@ -74,9 +74,22 @@ def checkpoint_differences(
             if key.startswith("_") or key in EXECUTION_ONLY[what]:
                 continue
             before, now = old.get(key, "<unset>"), new.get(key, "<unset>")
+            if key not in old and what == "model" and _default(type(model), key, now):
+                continue  # a setting newer than the checkpoint, left at its default: the run it made
             if not _same(before, now):
                 differences.append(f"{what}.{key}: checkpoint {_shown(before)}, config {_shown(now)}")
     return differences
+
+
+def _default(cls: type, key: str, value) -> bool:
+    """``value`` is the default of ``cls``'s constructor argument ``key`` (searched along its bases)."""
+    import inspect
+
+    for klass in cls.__mro__:
+        parameter = inspect.signature(klass.__init__).parameters.get(key) if "__init__" in vars(klass) else None
+        if parameter is not None and parameter.default is not inspect.Parameter.empty:
+            return _same(parameter.default, value)
+    return False
 
 
 def _same(a, b) -> bool:

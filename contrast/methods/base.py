@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrast import distributed
-from contrast.checks import ConfigError, finite_number, one_of
+from contrast.checks import ConfigError, finite_number, int_at_least, one_of
 from contrast.methods.lars import LARS
 from contrast.models import build_backbone
 
@@ -33,8 +33,11 @@ class TrainingBase(L.LightningModule):
 
     backbone: torchvision model name, "tiny_cnn", "timm/<name>"; cifar_stem: 3×3 stem for 32 px
     images; in_channels: image channels (linked from the data); channels_last: channels-last memory
-    format; optimizer: "sgd" | "adamw" | "lars"; lr: peak learning rate (for the batch size you run;
-    scale it yourself, e.g. lr = base_lr × batch / 256); weight_decay; sgd_momentum; warmup_epochs:
+    format; optimizer: "sgd" | "adamw" | "lars"; lr: peak learning rate; lr_batch_size: the global
+    batch ``lr`` is given for, None: ``lr`` as it is. With it, the optimizer's peak learning rate is
+    lr × global batch / lr_batch_size (the linear rule, Goyal et al. 2017; SimCLR's 0.3 × B/256), the
+    global batch being data.batch_size × devices × nodes × accumulate_grad_batches, so one config
+    keeps its meaning on any number of GPUs and nodes; weight_decay; sgd_momentum; warmup_epochs:
     linear warmup length (fractional epochs allowed); compile: ``torch.compile`` the backbone.
 
     A sibling that builds its encoder another way (pretrained weights, none for feature vectors)
@@ -49,6 +52,7 @@ class TrainingBase(L.LightningModule):
         channels_last: bool = False,
         optimizer: str = "sgd",
         lr: float = 0.06,
+        lr_batch_size: int | None = None,
         weight_decay: float = 5e-4,
         sgd_momentum: float = 0.9,
         warmup_epochs: float = 0.0,
@@ -57,6 +61,8 @@ class TrainingBase(L.LightningModule):
         super().__init__()
         one_of("optimizer", optimizer, OPTIMIZERS)
         finite_number("lr", lr, minimum=0, strictly=True)
+        if lr_batch_size is not None:
+            int_at_least("lr_batch_size", lr_batch_size, 1)
         if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
             raise ConfigError("weight_decay", f"weight_decay must be >= 0, got {weight_decay!r}")
         if warmup_epochs < 0:
@@ -127,18 +133,32 @@ class TrainingBase(L.LightningModule):
         for group in extra:
             params = [p for name, p in self.named_parameters() if name.startswith(group["prefix"])]
             groups.append({"params": params, "weight_decay": 0.0, "lr": group["lr"]} | lars)
+        lr = self.peak_lr()
         if hp.optimizer == "sgd":
-            optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.sgd_momentum)
+            optimizer = torch.optim.SGD(groups, lr=lr, momentum=hp.sgd_momentum)
         elif hp.optimizer == "adamw":
-            optimizer = torch.optim.AdamW(groups, lr=hp.lr)
+            optimizer = torch.optim.AdamW(groups, lr=lr)
         else:
-            optimizer = LARS(groups, lr=hp.lr, momentum=hp.sgd_momentum)
+            optimizer = LARS(groups, lr=lr, momentum=hp.sgd_momentum)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         steps_per_epoch = total / max(1, self.trainer.max_epochs or 1) if self.trainer.max_epochs else total
         warmup = int(round(hp.warmup_epochs * steps_per_epoch))
         schedule = WarmupCosine(warmup, total)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def peak_lr(self) -> float:
+        """The optimizer's peak learning rate: ``lr``, scaled to the run's global batch when
+        ``lr_batch_size`` is set (the online probe's ``probe_lr`` is not scaled)."""
+        hp = self.hparams
+        if hp.get("lr_batch_size") is None:
+            return hp.lr
+        trainer = self.trainer
+        per_device = getattr(trainer.datamodule, "batch_size", None)
+        if not isinstance(per_device, int):
+            raise ConfigError("lr_batch_size", "lr_batch_size needs a data module with a batch_size")
+        global_batch = per_device * trainer.world_size * trainer.accumulate_grad_batches
+        return hp.lr * global_batch / hp.lr_batch_size
 
     @property
     def total_steps(self) -> int:

@@ -142,6 +142,8 @@ def test_two_process_lightning_fit(method, tmp_path):
     assert knn[0] == knn[1]
     # train/loss at the logged steps (every 2nd) is the mean of both ranks' losses, not rank 0's own.
     losses = [json.loads((tmp_path / f"loss{r}.json").read_text()) for r in range(2)]
+    # lr 0.1 given for a global batch of 64 (lr_batch_size); the global batch is 16 × 2 ranks
+    assert losses[0]["peak_lr"] == losses[1]["peak_lr"] == pytest.approx(0.1 * 32 / 64)
     if method == "simclr":
         logged_steps = [s for s in range(len(losses[0]["local"])) if (s + 1) % 2 == 0]
         assert logged_steps

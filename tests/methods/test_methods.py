@@ -292,3 +292,42 @@ def test_moco_v2_keys_with_shuffled_bn_are_the_unshuffled_keys_in_one_process():
     model = MoCoV2(backbone="tiny_cnn", num_classes=10, **SMALL[MoCoV2])
     _, k, _ = _views(16)
     torch.testing.assert_close(model.encode_keys(k, shuffle=0), model.encode_keys(k), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lars"])
+def test_lr_batch_size_scales_the_peak_lr_with_the_global_batch(optimizer, tmp_path):
+    """lr given for a global batch of 256: a batch of 16 accumulated over 4 steps trains at lr × 64/256
+    (the 2-rank case, devices included: tests/distributed/test_ddp.py)."""
+    L.seed_everything(0)
+    data = ContrastiveData(batch_size=16, train_subset=64, eval_subset=32, views="batched")
+    model = SimCLR(backbone="tiny_cnn", optimizer=optimizer, lr=0.3, lr_batch_size=256, **SMALL[SimCLR])
+    trainer = _quiet_trainer(
+        max_steps=1, accumulate_grad_batches=4, enable_checkpointing=False, default_root_dir=tmp_path
+    )
+    trainer.fit(model, data)
+    assert model.peak_lr() == pytest.approx(0.3 * 64 / 256)
+    groups = trainer.optimizers[0].param_groups
+    assert [g["initial_lr"] for g in groups[:2]] == pytest.approx([0.3 * 64 / 256] * 2)
+    assert groups[-1]["initial_lr"] == model.hparams.probe_lr  # the online probe keeps its own
+
+
+def test_lr_batch_size_must_be_a_positive_int():
+    from contrast.checks import ConfigError
+
+    with pytest.raises(
+        ConfigError, match="lr_batch_size must be None or a positive int|lr_batch_size must be a positive int"
+    ):
+        SimCLR(backbone="tiny_cnn", lr_batch_size=0, **SMALL[SimCLR])
+
+
+def test_a_checkpoint_older_than_a_setting_fits_the_setting_at_its_default():
+    """A checkpoint written before lr_batch_size existed resumes with it unset, not with it set."""
+    from contrast.fits import checkpoint_differences
+
+    model = SimCLR(backbone="tiny_cnn", **SMALL[SimCLR])
+    saved = {k: v for k, v in dict(model.hparams).items() if k != "lr_batch_size"}
+    assert checkpoint_differences({"hyper_parameters": saved}, model=model) == []
+    scaled = SimCLR(backbone="tiny_cnn", lr_batch_size=256, **SMALL[SimCLR])
+    assert checkpoint_differences({"hyper_parameters": saved}, model=scaled) == [
+        "model.lr_batch_size: checkpoint '<unset>', config 256"
+    ]
