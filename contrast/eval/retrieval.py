@@ -85,8 +85,8 @@ def rank(
     ``normalize=False`` ranks by raw inner products instead of cosine similarity. ``grid=False``
     (the kNN classifier) compares float32 similarities as they are, without the float64 grid: the
     same tie rule, on exactly equal float32 scores; at a fraction of the cost on a CPU or GPU.
-    ``backend="faiss"`` searches an exact inner-product index (faster on large galleries on a CPU)
-    and orders ties by index within the k it returns."""
+    ``backend="faiss"`` runs faiss's exact inner-product search (``faiss.knn``, on the gallery where it
+    lies; faster on large galleries on a CPU) and orders ties by index within the k it returns."""
     if backend not in BACKENDS:
         raise ConfigError("backend", f"backend must be one of {BACKENDS}, got {backend!r}")
     queries, gallery = _check(queries, "queries", normalize, grid), _check(gallery, "gallery", normalize, grid)
