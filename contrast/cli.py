@@ -57,6 +57,27 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--temperature", type=float, default=0.1, help="τ of the vote weights (0.1: CIFAR)")
             command.add_argument("--weighting", default="weighted", choices=["weighted", "majority"])
             command.add_argument("--backend", default="auto", choices=["auto", "faiss", "torch"])
+        else:
+            command.add_argument(
+                "--mode",
+                default="lbfgs",
+                choices=["lbfgs", "sgd"],
+                help="lbfgs: full-batch L-BFGS in float64, weight decay chosen on a held-out tenth (small sets); "
+                "sgd: the feature mode of linear evaluation, mini-batch SGD on features extracted once (any size)",
+            )
+            command.add_argument(
+                "--storage",
+                default="memory",
+                choices=["memory", "disk"],
+                help="--mode sgd: the features in float16 in memory, or in .npy files under --features_dir",
+            )
+            command.add_argument("--features_dir", default=None, help="--storage disk: where the feature files go")
+            command.add_argument("--epochs", type=int, default=100, help="--mode sgd: epochs over the features")
+            command.add_argument("--lr", type=float, default=0.1, help="--mode sgd: peak learning rate (cosine)")
+            command.add_argument("--sgd_batch_size", type=int, default=256, help="--mode sgd: batch of the SGD steps")
+            command.add_argument(
+                "--no_head_norm", action="store_true", help="--mode sgd: no BatchNorm in front of the linear layer"
+            )
 
     retrieve = commands.add_parser(
         "retrieve", help="cross-modal retrieval (R@K, median rank, mAP) of a two-tower checkpoint"

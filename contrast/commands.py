@@ -39,15 +39,47 @@ def _knn(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _probe(args: argparse.Namespace, overrides: list[str]) -> int:
-    from contrast.eval.linear import linear_probe
+    from contrast.eval.linear import linear_probe, linear_sgd
 
-    data, train, test = _checkpoint_features(args)
-    result = linear_probe(*train, *test)
+    if args.mode == "lbfgs":
+        data, train, test = _checkpoint_features(args)
+        result = linear_probe(*train, *test)
+        print(
+            f"linear probe (L-BFGS on fixed backbone features, {_test_crop(data)}, standardised) on {data.dataset}: "
+            f"top-1 {result.top1:.2f}% (weight decay {result.weight_decay:g}, chosen on a held-out tenth of the "
+            "training set)"
+        )
+        return 0
+    if args.storage == "disk" and not args.features_dir:
+        raise ValueError("--storage disk needs --features_dir: the folder the feature files are written to")
+    data, train, test = _checkpoint_features(args, storage=args.storage)
+    import torch
+
+    result = linear_sgd(
+        *train,
+        *test,
+        num_classes=data.num_classes or None,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.sgd_batch_size,
+        head_norm=not args.no_head_norm,
+        device="cuda" if torch.cuda.is_available() else "cpu",
+    )
+    where = "float16 in memory" if args.storage == "memory" else f"float16 on disk in {args.features_dir}"
+    head = "linear head" if args.no_head_norm else "BatchNorm + linear head"
     print(
-        f"linear probe (backbone features) on {data.dataset}: top-1 {result.top1:.2f}% "
-        f"(weight decay {result.weight_decay:g}, chosen on a held-out tenth of the training set)"
+        f"linear evaluation (feature mode: fixed backbone features, {_test_crop(data)}, {where}; {head}, "
+        f"{args.epochs} epochs, SGD lr {args.lr:g} momentum 0.9 wd 0 cosine, batch {args.sgd_batch_size}) on "
+        f"{data.dataset}: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%"
     )
     return 0
+
+
+def _test_crop(data) -> str:
+    recipe = data.recipe_q
+    if recipe.eval_side != recipe.size:
+        return f"images resized to {recipe.eval_side}, centre crop {recipe.size}"
+    return f"whole {recipe.size}-px images"
 
 
 def _sweep(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -116,8 +148,12 @@ def _check_fits(path: str, checkpoint: dict, data, facts: tuple[str, ...] | None
         raise CheckpointError(f"--ckpt {path}: {'; '.join(differences)}; score it on the data it was built for")
 
 
-def _checkpoint_features(args: argparse.Namespace):
-    """(data module, (train features, labels), (test features, labels)) of a checkpoint's backbone."""
+def _checkpoint_features(args: argparse.Namespace, storage: str | None = None):
+    """(data module, (train features, labels), (test features, labels)) of a checkpoint's backbone:
+    float32 tensors; with ``storage`` "memory" float16 tensors, "disk" float16 .npy files memory-mapped
+    from ``args.features_dir`` (extracted once per checkpoint and split)."""
+    import os
+
     import torch
 
     from contrast.checkpoint import read_checkpoint
@@ -131,8 +167,30 @@ def _checkpoint_features(args: argparse.Namespace):
     _check_fits(args.ckpt, checkpoint, data, facts=("in_channels",))  # any classes: kNN and the probe fit their own
     device = "cuda" if torch.cuda.is_available() else "cpu"
     backbone.to(device)
-    train = extract_features(backbone, data.eval_dataloader(True), device, progress=True)
-    test = extract_features(backbone, data.eval_dataloader(False), device, progress=True)
+    if storage == "disk":
+        from pathlib import Path
+
+        from contrast.eval.features import features_on_disk
+
+        stat = os.stat(args.ckpt)
+        key = {"checkpoint": os.path.abspath(args.ckpt), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        key |= {"dataset": data.dataset, "root": str(data.root), "recipe": data.recipe_q.name}
+        folder = Path(args.features_dir)
+        train, test = (
+            features_on_disk(
+                backbone,
+                data.eval_dataloader(split),
+                folder / f"{name}.npy",
+                device,
+                key=key | {"split": name},
+                progress=True,
+            )
+            for split, name in ((True, "train"), (False, "test"))
+        )
+        return data, train, test
+    dtype = torch.float16 if storage == "memory" else torch.float32
+    train = extract_features(backbone, data.eval_dataloader(True), device, progress=True, dtype=dtype)
+    test = extract_features(backbone, data.eval_dataloader(False), device, progress=True, dtype=dtype)
     return data, train, test
 
 

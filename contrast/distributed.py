@@ -126,6 +126,16 @@ def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
 
 
 @torch.no_grad()
+def sum_over_ranks(x: Tensor) -> Tensor:
+    """The sum of ``x`` over all ranks (a copy; ``x`` itself on one process)."""
+    if not is_distributed():
+        return x.clone()
+    total = x.detach().clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total
+
+
+@torch.no_grad()
 def mean_over_ranks(x: Tensor) -> Tensor:
     """The mean of ``x`` over all ranks (a copy; no gradient). The identity in one process."""
     if not is_distributed():

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from contrast.checkpoint import CheckpointError, atomic_save, check_archive, read_checkpoint
+from contrast.checks import ConfigError
 from contrast.models import build_backbone
 from contrast.views import get_recipe
 
@@ -139,3 +140,80 @@ def load_backbone(path: str | os.PathLike) -> nn.Module:
     model = build_backbone(arch["backbone"], cifar_stem=arch["cifar_stem"], in_channels=arch["in_channels"])
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return model
+
+
+def pretrained_backbone(weights: str) -> tuple[nn.Module, dict]:
+    """(backbone, its architecture: backbone, cifar_stem, in_channels and, where known, ``mean`` /
+    ``std`` of its input) from ``weights``: a ``contrast fit`` checkpoint file, a ``contrast export``
+    folder (or its backbone.pt / backbone.json), ``torchvision/<name>[:<WEIGHTS>]`` (torchvision's
+    pretrained weights, DEFAULT when none is named) or ``timm/<name>`` (timm's). Named weights come
+    from the torch hub cache; offline, a missing file is an error that says where it belongs."""
+    if weights.startswith("torchvision/"):
+        return _torchvision_pretrained(weights)
+    if weights.startswith("timm/"):
+        return _timm_pretrained(weights)
+    source = Path(weights)
+    if source.is_dir() or source.name in ("backbone.pt", "backbone.json"):
+        folder = source if source.is_dir() else source.parent
+        model = load_backbone(folder)
+        return model, json.loads((folder / "backbone.json").read_text())
+    if not source.is_file():
+        raise FileNotFoundError(
+            f"weights: {weights} is neither a checkpoint file, an export folder, torchvision/<name> nor timm/<name>"
+        )
+    checkpoint = read_checkpoint(source)
+    if not any(k.startswith("backbone.") for k in checkpoint.get("state_dict", {})):
+        raise CheckpointError(
+            f"weights: {weights} holds no backbone weights (no state_dict key starts with 'backbone.')"
+        )
+    return backbone_from_checkpoint(checkpoint)
+
+
+def _offline_hint(what: str, error: BaseException) -> CheckpointError:
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    return CheckpointError(
+        f"weights: {what} could not be loaded ({type(error).__name__}: {error}); offline, put the weights file in "
+        f"{hub} (the torch hub cache; $TORCH_HOME moves it)"
+    )
+
+
+def _torchvision_pretrained(weights: str) -> tuple[nn.Module, dict]:
+    import torchvision
+
+    name, _, tag = weights.removeprefix("torchvision/").partition(":")
+    try:
+        enum = torchvision.models.get_model_weights(name)
+    except ValueError as error:
+        raise ConfigError("weights", f"weights: torchvision has no model {name!r} ({error})") from None
+    try:
+        chosen = enum[tag or "DEFAULT"] if tag != "DEFAULT" else enum.DEFAULT
+    except KeyError:
+        raise ConfigError(
+            "weights", f"weights: torchvision's {name} has no weights {tag!r}; choose one of {[w.name for w in enum]}"
+        ) from None
+    try:
+        state = chosen.get_state_dict(progress=False, check_hash=True)
+    except Exception as error:  # noqa: BLE001 - offline, or a damaged download
+        raise _offline_hint(weights, error) from error
+    model = build_backbone(name)
+    head = _classifier_path(name).removeprefix("model.").split("[")[0].split(".")[0]
+    model.load_state_dict({k: v for k, v in state.items() if not k.startswith(head + ".")})
+    transform = chosen.transforms()
+    arch = {"backbone": name, "cifar_stem": False, "in_channels": 3}
+    return model, arch | {"mean": list(transform.mean), "std": list(transform.std)}
+
+
+def _timm_pretrained(weights: str) -> tuple[nn.Module, dict]:
+    try:
+        import timm
+    except ImportError:
+        raise ConfigError("weights", f"weights: {weights} needs timm (pip install timm)") from None
+    name = weights.removeprefix("timm/")
+    try:
+        model = timm.create_model(name, pretrained=True, num_classes=0)
+    except Exception as error:  # noqa: BLE001 - offline, or an unknown name
+        raise _offline_hint(weights, error) from error
+    model.feature_dim = model.num_features
+    config = model.pretrained_cfg
+    arch = {"backbone": weights, "cifar_stem": False, "in_channels": 3}
+    return model, arch | {"mean": list(config["mean"]), "std": list(config["std"])}

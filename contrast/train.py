@@ -420,4 +420,5 @@ def summary(cli: ContrastCLI) -> str:
     for callback in trainer.callbacks:
         figure = callback.summary() if isinstance(callback, (KNNCallback, RetrievalCallback)) else None
         line += f"; {figure}" if figure else ""
-    return line
+    figure = cli.model.summary() if callable(getattr(cli.model, "summary", None)) else None  # LinearEval's
+    return line + (f"; {figure}" if figure else "")

@@ -56,13 +56,14 @@ def collate_encoded(batch):
     """((list of B JPEG byte tensors, (params_q, params_k) (B, 18) each), labels (B,))."""
     labels = torch.tensor([label for _, label in batch])
     data = [sample[0] for sample, _ in batch]  # the bytes: of every length
-    params = tuple(torch.stack([sample[1][j] for sample, _ in batch]) for j in (0, 1))
+    params = tuple(torch.stack([sample[1][j] for sample, _ in batch]) for j in range(len(batch[0][0][1])))
     return (data, params), labels
 
 
 class EvalDataset(Dataset):
-    """(image, label) with the deterministic evaluation transform: resize to the recipe's size
-    (shorter side, centre crop) and normalise."""
+    """(image, label) with the deterministic evaluation transform: the shorter side resized to the
+    recipe's ``eval_side`` (256 for 224-px ImageNet views, else its size), a centre crop of its
+    size, and its normalisation."""
 
     def __init__(self, base: Dataset, recipe: Recipe) -> None:
         from torchvision.transforms import v2
@@ -70,7 +71,7 @@ class EvalDataset(Dataset):
         self.base = base
         self.transform = v2.Compose(
             [
-                v2.Resize(recipe.size, antialias=True),
+                v2.Resize(recipe.eval_side, antialias=True),
                 v2.CenterCrop(recipe.size),
                 v2.ToDtype(torch.float32, scale=True),
                 v2.Normalize(recipe.mean, recipe.std),

@@ -39,6 +39,7 @@ from contrast.data.datasets import (
 from contrast.data.sampler import loop_position, resume_position, training_sampler
 from contrast.data.sources import FolderImages, PackedImages, TensorImages, load_split
 from contrast.views import BatchedViews, DeviceViews, SplitViews, TwoViews, colour_views, cut_on_device, get_recipe
+from contrast.views.recipes import view_recipes
 
 VIEW_PATHS = ("cpu", "batched", "split")
 DECODES = ("cpu", "device")
@@ -67,7 +68,8 @@ class ContrastiveData(L.LightningDataModule):
             cifar100, stl10, cifar10_jpeg, imagefolder.
         root: folder holding the data; default ``$CONTRAST_DATA_DIR``, else ``./data``.
         recipe_q, recipe_k: augmentation recipes (names in ``contrast.views.RECIPES``);
-            ``recipe_k`` defaults to ``recipe_q``.
+            ``recipe_k`` defaults to ``recipe_q``; ``"none"``: one view per sample, ``((q,), label)``
+            (linear evaluation).
         views: "cpu" (DataLoader workers), "batched" (on the training device), or "split"
             (geometry from the whole image in the workers, colour on the device).
         batch_size: per-device training batch size; eval_batch_size: for feature extraction.
@@ -138,14 +140,15 @@ class ContrastiveData(L.LightningDataModule):
         self.save_hyperparameters()
         self.dataset, self.root, self.views, self.download = dataset, root, views, download
         self.recipe_q = get_recipe(recipe_q)
-        self.recipe_k = self.recipe_q if recipe_k is None else get_recipe(recipe_k)
+        self.recipes = view_recipes(recipe_q, recipe_k)  # each view's recipe: (q, k), or (q,)
+        self.recipe_k = self.recipes[-1]
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.train_subset, self.eval_subset, self.image_size, self.seed = train_subset, eval_subset, image_size, seed
         self.cache, self.eval_root, self.skip_corrupt, self.decode = cache, eval_root, skip_corrupt, decode
         self._splits: dict = {}  # train -> split, ("eval", train) -> evaluation split
         self._resume: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
-        self.device_views = DeviceViews(self.recipe_q, self.recipe_k, seed) if views == "batched" else None
-        self.split_views = (BatchedViews(self.recipe_q), BatchedViews(self.recipe_k)) if views == "split" else None
+        self.device_views = DeviceViews(recipe_q, recipe_k, seed) if views == "batched" else None
+        self.split_views = tuple(BatchedViews(r) for r in self.recipes) if views == "split" else None
 
     # ------------------------------------------------------------------ data
     def split(self, train: bool) -> Dataset | None:
@@ -223,7 +226,7 @@ class ContrastiveData(L.LightningDataModule):
         base = self.split(True)
         if self.views == "split" and isinstance(base, PackedImages):
             largest = int(np.asarray(base.index[:, 3:5]).max(axis=1).max())
-            wanted = max(self.recipe_q.size, self.recipe_k.size)
+            wanted = max(r.size for r in self.recipes)
             if largest < wanted:
                 raise ConfigError(
                     "recipe_q",
@@ -265,10 +268,10 @@ class ContrastiveData(L.LightningDataModule):
         if self.cache == "device":  # indices only; images are gathered on the device
             dataset, workers = Indices(len(base)), 0
         elif self.views == "split":  # geometry in the workers, colour on the device
-            views = SplitViews(self.recipe_q, self.recipe_k, self.seed)
+            views = SplitViews(self.recipe_q, self.hparams.recipe_k, self.seed)
             dataset, workers = SplitViewDataset(base, views, encoded=self.decode == "device"), self.num_workers
         else:
-            views = None if self.views == "batched" else TwoViews(self.recipe_q, self.recipe_k)
+            views = None if self.views == "batched" else TwoViews(self.recipe_q, self.hparams.recipe_k)
             dataset, workers = TwoViewDataset(base, views, self.seed), self.num_workers
         return DataLoader(
             dataset,

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
@@ -64,3 +69,77 @@ def _rows(loader: DataLoader) -> int:
         return len(sampler)
     except (AttributeError, TypeError):
         return 0
+
+
+@torch.no_grad()
+def features_on_disk(
+    encoder: nn.Module,
+    loader: DataLoader,
+    path: str | os.PathLike,
+    device: torch.device | str | None = None,
+    *,
+    key: dict | None = None,
+    dtype=np.float16,
+    progress: bool = False,
+):
+    """Features of ``loader`` in the ``.npy`` file ``path`` ((N, F) of ``dtype``) and their labels
+    beside it (``<stem>.labels.npy``); returns (the features memory-mapped read-only, labels (N,)).
+
+    Written batch by batch into a memory-mapped ``<path>.partial``, renamed when complete, so an
+    interrupted extraction is never taken for a finished one. ``key`` (what the features are of: a
+    checkpoint, a split) is stored beside them; a finished file with the same key is read, not
+    extracted again (a sweep extracts once). A file of another shape than its labels and the
+    encoder's width is refused with its name."""
+    path = Path(path)
+    labels_path, key_path = path.with_suffix(".labels.npy"), path.with_suffix(".key.json")
+    width = getattr(encoder, "feature_dim", None)
+    if path.is_file() and labels_path.is_file() and key_path.is_file() and json.loads(key_path.read_text()) == key:
+        features, labels = np.load(path, mmap_mode="r"), np.load(labels_path)
+        check_feature_file(path, features, len(labels), width)
+        return features, torch.from_numpy(labels)
+    device = torch.device(device) if device is not None else next(encoder.parameters()).device
+    rows = _rows(loader)
+    if not rows or not width:
+        raise ValueError("features_on_disk needs a loader of known length and an encoder with feature_dim")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    out = np.lib.format.open_memmap(partial, mode="w+", dtype=dtype, shape=(rows, width))
+    labels = np.empty(rows, dtype=np.int64)
+    was_training = encoder.training
+    encoder.eval()
+    filled = 0
+    iterator = loader
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(loader, desc="features to disk", leave=False)
+    try:
+        for images, batch_labels in iterator:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                batch = encoder(images.to(device, non_blocking=True))
+            n = batch.shape[0]
+            if filled + n > rows:
+                raise ValueError(f"the loader gave more than the {rows} rows it said it has")
+            out[filled : filled + n] = batch.float().cpu().numpy().astype(dtype)
+            labels[filled : filled + n] = torch.as_tensor(batch_labels).numpy()
+            filled += n
+    finally:
+        encoder.train(was_training)
+    if filled != rows:
+        raise ValueError(f"the loader gave {filled} rows, not the {rows} it said it has")
+    out.flush()
+    del out
+    np.save(labels_path, labels)
+    key_path.write_text(json.dumps(key))
+    os.replace(partial, path)  # last: the features file exists only when complete
+    return np.load(path, mmap_mode="r"), torch.from_numpy(labels)
+
+
+def check_feature_file(path, features, rows: int, width: int | None) -> None:
+    """A one-line error naming ``path`` unless it holds (rows, width) features."""
+    if features.ndim != 2 or features.shape[0] != rows or (width and features.shape[1] != width):
+        expected = f"({rows}, {width})" if width else f"({rows}, F)"
+        raise ValueError(
+            f"feature file {path} holds an array of shape {tuple(features.shape)}, expected {expected} (the split's "
+            "images × the backbone's feature width); delete it to extract the features again"
+        )

@@ -1,7 +1,9 @@
-"""Contrastive methods as LightningModules (one modality, and two towers: CrossModal)."""
+"""Contrastive methods as LightningModules (one modality, and two towers: CrossModal), and the
+linear evaluation of a pretrained backbone (LinearEval)."""
 
 from contrast.methods.base import ContrastiveModule, TrainingBase
 from contrast.methods.crossmodal import CrossModal
+from contrast.methods.linear import LinearEval
 from contrast.methods.moco import MoCoV2, MoCoV3
 from contrast.methods.nnclr import NNCLR
 from contrast.methods.simclr import SimCLR
@@ -15,6 +17,7 @@ METHODS = {
     "supcon": SupCon,
     "nnclr": NNCLR,
     "crossmodal": CrossModal,
+    "linear": LinearEval,
 }
 
 __all__ = [
@@ -22,6 +25,7 @@ __all__ = [
     "CrossModal",
     "NNCLR",
     "ContrastiveModule",
+    "LinearEval",
     "MoCoV2",
     "MoCoV3",
     "SimCLR",

@@ -189,6 +189,10 @@ class ContrastiveModule(TrainingBase):
         data = self.trainer.datamodule if self._trainer is not None else None
         if stage == "fit" and self.uses_labels and data is not None and not getattr(data, "labelled", True):
             raise ValueError(f"{type(self).__name__} needs labelled training images; the data has none")
+        if stage == "fit" and data is not None and len(getattr(data, "recipes", (None, None))) < 2:
+            raise ConfigError(
+                "recipe_k", f"{type(self).__name__} needs two views of each image; recipe_k 'none' gives one"
+            )
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         (q, k), labels = batch  # two views of each image (either data path), and its label

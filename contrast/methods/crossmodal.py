@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from contrast.checkpoint import CheckpointError, read_checkpoint
 from contrast.checks import ConfigError, int_at_least
+from contrast.export import pretrained_backbone
 from contrast.losses import Temperature, clip_loss, cross_modal_triplet, modality_loss
 from contrast.losses.adversarial import ganin_schedule
 from contrast.methods.base import TrainingBase
@@ -154,7 +155,7 @@ class CrossModal(TrainingBase):
             return nn.Identity()
         if hp.image_weights is None:
             return super().build_encoder()
-        backbone, arch = _pretrained(hp.image_weights)
+        backbone, arch = pretrained_backbone(hp.image_weights)
         self._pretrained_normalization = {k: arch[k] for k in ("mean", "std") if k in arch}
         wanted = {"backbone": hp.backbone, "cifar_stem": hp.cifar_stem}
         if {k: arch[k] for k in wanted} != wanted:
@@ -300,20 +301,3 @@ def crossmodal_hparams(checkpoint: dict) -> dict | None:
 def _full_precision(x: Tensor) -> Tensor:
     """Logits for a cross-entropy: float32 under bf16 / fp16 autocast, float64 kept."""
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-
-
-def _pretrained(path: str) -> tuple[nn.Module, dict]:
-    """(image backbone, its architecture) from an export folder (``contrast export``) or a checkpoint."""
-    import json
-    from pathlib import Path
-
-    from contrast.export import backbone_from_checkpoint, load_backbone
-
-    source = Path(path)
-    if source.is_dir() or source.name in ("backbone.pt", "backbone.json"):
-        folder = source if source.is_dir() else source.parent
-        model = load_backbone(folder)
-        return model, json.loads((folder / "backbone.json").read_text())
-    if not source.is_file():
-        raise FileNotFoundError(f"image_weights: {path} is neither an export folder nor a checkpoint file")
-    return backbone_from_checkpoint(str(source))

@@ -40,3 +40,13 @@ def mlp(
     if last_bn:
         layers.append(nn.BatchNorm1d(out_dim, affine=False))
     return nn.Sequential(*layers)
+
+
+def linear_head(feature_dim: int, num_classes: int, norm: bool = False) -> nn.Module:
+    """The linear-evaluation classifier: Linear(feature_dim, num_classes), weights ~ N(0, 0.01),
+    bias 0 (MoCo's initialisation); with ``norm`` a BatchNorm1d without affine parameters in front
+    (MoCo v3, MAE), which standardises the features so that one learning rate suits any backbone."""
+    linear = nn.Linear(feature_dim, num_classes)
+    nn.init.normal_(linear.weight, std=0.01)
+    nn.init.zeros_(linear.bias)
+    return nn.Sequential(nn.BatchNorm1d(feature_dim, affine=False, eps=1e-6), linear) if norm else linear

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from contrast.views.recipes import Recipe, get_recipe
+from contrast.views.recipes import Recipe, get_recipe, view_recipes
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601, as torchvision's rgb_to_grayscale
 
@@ -240,14 +240,14 @@ class BatchedViews:
 
 
 class BatchedTwoViews:
-    """(q, k) views of a batch with the batched path; ``recipe_k`` defaults to ``recipe_q``."""
+    """(q, k) views of a batch with the batched path; ``recipe_k`` defaults to ``recipe_q``
+    (``"none"``: one view, ``(q,)``)."""
 
     def __init__(self, recipe_q: str | Recipe, recipe_k: str | Recipe | None = None) -> None:
-        self.views_q = BatchedViews(recipe_q)
-        self.views_k = self.views_q if recipe_k is None else BatchedViews(recipe_k)
+        self.views = tuple(BatchedViews(r) for r in view_recipes(recipe_q, recipe_k))
 
-    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        return self.views_q(images, generator), self.views_k(images, generator)
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, ...]:
+        return tuple(views(images, generator) for views in self.views)
 
 
 def _to_device(x: Tensor, device: torch.device) -> Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-from contrast.views.recipes import Recipe, get_recipe
+from contrast.views.recipes import Recipe, get_recipe, view_recipes
 
 
 def cpu_transform(recipe: str | Recipe) -> v2.Compose:
@@ -34,20 +34,19 @@ def cpu_transform(recipe: str | Recipe) -> v2.Compose:
 class TwoViews:
     """Two independently augmented views (q, k) of one image, for a Dataset's transform.
 
-    ``recipe_k`` defaults to ``recipe_q`` (SimCLR, MoCo v2); MoCo v3 / BYOL pass two recipes.
+    ``recipe_k`` defaults to ``recipe_q`` (SimCLR, MoCo v2); MoCo v3 / BYOL pass two recipes;
+    ``recipe_k="none"`` gives one view, ``(q,)`` (linear evaluation).
 
         dataset = ImageFolder(root, transform=TwoViews("simclr_cifar10"))
         (q, k), label = dataset[0]
     """
 
     def __init__(self, recipe_q: str | Recipe, recipe_k: str | Recipe | None = None) -> None:
-        self.recipe_q = get_recipe(recipe_q)
-        self.recipe_k = self.recipe_q if recipe_k is None else get_recipe(recipe_k)
-        self.transform_q = cpu_transform(self.recipe_q)
-        self.transform_k = cpu_transform(self.recipe_k)
+        self.recipes = view_recipes(recipe_q, recipe_k)
+        self.transforms = tuple(cpu_transform(r) for r in self.recipes)
 
-    def __call__(self, image) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.transform_q(image), self.transform_k(image)
+    def __call__(self, image) -> tuple[torch.Tensor, ...]:
+        return tuple(transform(image) for transform in self.transforms)
 
     def __repr__(self) -> str:
-        return f"TwoViews({self.recipe_q.name!r}, {self.recipe_k.name!r})"
+        return f"TwoViews({', '.join(repr(r.name) for r in self.recipes)})"

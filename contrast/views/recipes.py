@@ -35,6 +35,8 @@ class Recipe:
         blur_p: probability of gaussian blur; blur_sigma the σ range; blur_kernel the kernel side.
         solarize_p: probability of solarizing; pixels >= solarize_threshold (in [0, 1]) are inverted.
         mean, std: normalisation statistics per channel.
+        eval_resize: the shorter side evaluation images are resized to before their centre crop of
+            ``size`` (0: ``size`` itself, the CIFAR convention; 256 for 224-px ImageNet views).
     """
 
     size: int
@@ -51,6 +53,7 @@ class Recipe:
     solarize_threshold: float = 0.5
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    eval_resize: int = 0
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
@@ -76,12 +79,23 @@ class Recipe:
                 raise ValueError(f"blur_kernel must be a positive odd int when blur_p > 0, got {self.blur_kernel}")
             if not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
                 raise ValueError(f"blur_sigma must satisfy 0 < min <= max, got {self.blur_sigma}")
+        if (
+            isinstance(self.eval_resize, bool)
+            or not isinstance(self.eval_resize, int)
+            or not (self.eval_resize == 0 or self.eval_resize >= self.size)
+        ):
+            raise ValueError(f"eval_resize must be 0 or an int >= size {self.size}, got {self.eval_resize!r}")
         if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
             raise ValueError(f"mean and std need one value per channel and std > 0, got {self.mean}, {self.std}")
 
     @property
     def channels(self) -> int:
         return len(self.mean)
+
+    @property
+    def eval_side(self) -> int:
+        """The shorter side of an evaluation image before its centre crop of ``size``."""
+        return self.eval_resize or self.size
 
     def with_(self, **changes) -> Recipe:
         """A copy with some fields changed, e.g. ``SIMCLR_CIFAR10.with_(size=64)``."""
@@ -97,11 +111,18 @@ def blur_kernel_for(size: int) -> int:
 SIMCLR_CIFAR10 = Recipe(size=32, jitter=(0.4, 0.4, 0.4, 0.1), mean=CIFAR10_MEAN, std=CIFAR10_STD, name="simclr_cifar10")
 # SimCLR, appendix A: strength s = 1.0 (0.8s, 0.8s, 0.8s, 0.2s), blur p=0.5, σ ∈ [0.1, 2], kernel 10%.
 SIMCLR_IMAGENET = Recipe(
-    size=224, jitter=(0.8, 0.8, 0.8, 0.2), blur_p=0.5, blur_kernel=blur_kernel_for(224), name="simclr_imagenet"
+    size=224,
+    jitter=(0.8, 0.8, 0.8, 0.2),
+    blur_p=0.5,
+    blur_kernel=blur_kernel_for(224),
+    eval_resize=256,
+    name="simclr_imagenet",
 )
 # MoCo v2 (Chen et al. 2020, "Improved Baselines"): crop scale (0.2, 1), jitter (0.4, 0.4, 0.4, 0.1) p=0.8,
 # grayscale 0.2, blur p=0.5 σ ∈ [0.1, 2].
-MOCO_V2 = Recipe(size=224, crop_scale=(0.2, 1.0), blur_p=0.5, blur_kernel=blur_kernel_for(224), name="moco_v2")
+MOCO_V2 = Recipe(
+    size=224, crop_scale=(0.2, 1.0), blur_p=0.5, blur_kernel=blur_kernel_for(224), eval_resize=256, name="moco_v2"
+)
 # MoCo v2 on CIFAR-10 (the official CIFAR demo): the same chain at 32 px, without blur.
 MOCO_V2_CIFAR10 = Recipe(size=32, crop_scale=(0.2, 1.0), mean=CIFAR10_MEAN, std=CIFAR10_STD, name="moco_v2_cifar10")
 # BYOL (Grill et al. 2020), table 6, used by MoCo v3 (Chen et al. 2021): asymmetric views.
@@ -112,12 +133,13 @@ MOCO_V3_Q = Recipe(
     blur_p=1.0,
     blur_kernel=blur_kernel_for(224),
     solarize_p=0.0,
+    eval_resize=256,
     name="moco_v3_q",
 )
 MOCO_V3_K = MOCO_V3_Q.with_(blur_p=0.1, solarize_p=0.2, name="moco_v3_k")
 # MoCo v3 / BYOL on CIFAR-10 (as solo-learn's CIFAR configs): 32 px, no blur, solarize 0.0 / 0.2.
 MOCO_V3_CIFAR10_Q = MOCO_V3_Q.with_(
-    size=32, blur_p=0.0, blur_kernel=0, mean=CIFAR10_MEAN, std=CIFAR10_STD, name="moco_v3_cifar10_q"
+    size=32, blur_p=0.0, blur_kernel=0, eval_resize=0, mean=CIFAR10_MEAN, std=CIFAR10_STD, name="moco_v3_cifar10_q"
 )
 MOCO_V3_CIFAR10_K = MOCO_V3_CIFAR10_Q.with_(solarize_p=0.2, name="moco_v3_cifar10_k")
 
@@ -137,6 +159,19 @@ MNIST = Recipe(
     name="mnist",
 )
 
+# Linear evaluation (MoCo's main_lincls.py, solo-learn's main_linear.py): RandomResizedCrop of
+# scale (0.08, 1) and a horizontal flip, nothing else; evaluated on a centre crop 224 of the image
+# resized to 256 (ImageNet) or on the whole 32-px image (CIFAR). One view: recipe_k "none".
+LINEAR_IMAGENET = Recipe(
+    size=224, jitter=(0.0, 0.0, 0.0, 0.0), jitter_p=0.0, grayscale_p=0.0, eval_resize=256, name="linear_imagenet"
+)
+LINEAR_CIFAR10 = LINEAR_IMAGENET.with_(
+    size=32, eval_resize=0, mean=CIFAR10_MEAN, std=CIFAR10_STD, name="linear_cifar10"
+)
+LINEAR_QUICKSTART = LINEAR_CIFAR10.with_(
+    crop_scale=(0.25, 1.0), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), name="linear_quickstart"
+)
+
 # Name -> recipe, for configuration files.
 RECIPES: dict[str, Recipe] = {
     r.name: r
@@ -151,8 +186,22 @@ RECIPES: dict[str, Recipe] = {
         MOCO_V3_CIFAR10_K,
         QUICKSTART,
         MNIST,
+        LINEAR_IMAGENET,
+        LINEAR_CIFAR10,
+        LINEAR_QUICKSTART,
     )
 }
+
+
+ONE_VIEW = "none"  # recipe_k of one view per sample (linear evaluation)
+
+
+def view_recipes(recipe_q: str | Recipe, recipe_k: str | Recipe | None = None) -> tuple[Recipe, ...]:
+    """The recipe of each view a sample yields: (q, k), k defaulting to q; (q,) for ``recipe_k="none"``."""
+    q = get_recipe(recipe_q)
+    if isinstance(recipe_k, str) and recipe_k == ONE_VIEW:
+        return (q,)
+    return (q, q if recipe_k is None else get_recipe(recipe_k))
 
 
 def get_recipe(recipe: str | Recipe) -> Recipe:

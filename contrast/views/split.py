@@ -20,7 +20,7 @@ from torch import Tensor
 
 from contrast.seeds import derive_seed
 from contrast.views.batched import BatchedViews, ViewParams
-from contrast.views.recipes import Recipe
+from contrast.views.recipes import Recipe, view_recipes
 
 
 class SplitViews:
@@ -30,7 +30,7 @@ class SplitViews:
     params (18,) float32 (:meth:`ViewParams.pack`) of the colour stage."""
 
     def __init__(self, recipe_q: str | Recipe, recipe_k: str | Recipe | None, seed: int) -> None:
-        self.views = (BatchedViews(recipe_q), BatchedViews(recipe_q if recipe_k is None else recipe_k))
+        self.views = tuple(BatchedViews(r) for r in view_recipes(recipe_q, recipe_k))  # (q, k), or (q,)
         self.seed = seed
 
     def parameters(self, height: int, width: int, index: int) -> tuple[Tensor, Tensor]:

@@ -196,3 +196,84 @@ def test_ddp_config_with_torchrun_and_the_cli(tmp_path):
         cwd=tmp_path,
     )
     assert "kNN accuracy" in proc.stdout
+
+
+@pytest.mark.slow
+def test_linear_evaluation_on_two_ranks_equals_one_process(tmp_path):
+    """LinearEval under torchrun on 2 gloo ranks (16 images each) and in one process (32): the same
+    samples in each global batch with the same views (seeded per sample), the gradients averaged over
+    the ranks, the test counts summed over them; the head and the figures are the single process's."""
+    import re
+
+    from tests.methods.test_linear_eval import _export
+
+    weights = _export(tmp_path / "export")
+    common = [
+        "fit",
+        "--config",
+        str(ROOT / "configs/linear_quickstart.yaml"),
+        "--model.init_args.weights",
+        str(weights),
+        "--model.init_args.head_norm",
+        "false",  # BatchNorm in the head would see each rank's half batch
+        "--data.views",
+        "cpu",
+        "--data.train_subset",
+        "128",
+        "--data.eval_subset",
+        "100",
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.check_val_every_n_epoch",
+        "2",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.callbacks+",
+        "tests.callbacks.SaveWeights",
+    ]
+    two = _torchrun(
+        "-m",
+        "contrast.cli",
+        *common,
+        "--trainer.callbacks.path",
+        str(tmp_path / "two.pt"),
+        "--trainer.devices",
+        "2",
+        "--trainer.strategy",
+        "ddp",
+        "--data.batch_size",
+        "16",
+        "--run_dir",
+        str(tmp_path / "two"),
+        cwd=tmp_path,
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    one = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "contrast.cli",
+            *common,
+            "--trainer.callbacks.path",
+            str(tmp_path / "one.pt"),
+            "--data.batch_size",
+            "32",
+            "--run_dir",
+            str(tmp_path / "one"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    heads = [torch.load(tmp_path / f"{name}.pt", weights_only=True)["state_dict"] for name in ("one", "two")]
+    assert heads[0]["head.weight"].abs().sum() > 0
+    for name in ("head.weight", "head.bias"):
+        torch.testing.assert_close(heads[1][name], heads[0][name], rtol=1e-5, atol=1e-6)
+    figures = [re.search(r"top-1 ([0-9.]+)%  top-5 ([0-9.]+)% on (\d+) test images", p.stdout) for p in (one, two)]
+    assert figures[0] and figures[1], (one.stdout[-500:], two.stdout[-500:])
+    assert figures[0].groups() == figures[1].groups() and figures[0].group(3) == "100"

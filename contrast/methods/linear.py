@@ -1,0 +1,191 @@
+"""Linear evaluation: a linear classifier trained on a frozen pretrained backbone.
+
+The ImageNet protocol of MoCo (He et al. 2020, ``main_lincls.py``: 100 epochs, SGD lr 30, no weight
+decay) and solo-learn (``main_linear.py``): the backbone is frozen, BatchNorm included (kept in eval
+mode, its running statistics untouched); a linear head — optionally behind a BatchNorm without
+affine parameters, as MoCo v3 and MAE — is trained with SGD on RandomResizedCrop + flip views
+(recipe ``linear_imagenet`` / ``linear_cifar10``, one view per image: ``recipe_k: none``); the test
+split is scored on resize + centre crop (the recipe's ``eval_side``), top-1 and top-5.
+
+``weights``: a ``contrast fit`` checkpoint, a ``contrast export`` folder, ``torchvision/<name>``
+(``torchvision/resnet50``, ``torchvision/resnet50:IMAGENET1K_V1``: torchvision's weights, from the
+torch hub cache when offline) or ``timm/<name>`` (timm's pretrained weights).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from contrast.checks import ConfigError
+from contrast.eval.linear import correct_counts
+from contrast.methods.base import TrainingBase
+from contrast.models import linear_head
+
+
+class LinearEval(TrainingBase):
+    """Args (besides :class:`TrainingBase`'s optimizer and schedule; its backbone arguments are
+    taken from ``weights``): weights: the pretrained backbone (see the module's docstring);
+    num_classes: classes of the training labels (linked from the data); head_norm: a non-affine
+    BatchNorm in front of the linear layer.
+
+    Defaults are MoCo's: SGD, lr 30 at batch 256, momentum 0.9, no weight decay, cosine schedule."""
+
+    def __init__(
+        self,
+        weights: str,
+        num_classes: int = 10,
+        head_norm: bool = False,
+        lr: float = 30.0,
+        weight_decay: float = 0.0,
+        **kwargs,
+    ) -> None:
+        if not isinstance(weights, str) or not weights:
+            raise ConfigError(
+                "weights", f"weights must name a checkpoint, an export folder or a model, got {weights!r}"
+            )
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ConfigError(
+                "num_classes",
+                "linear evaluation needs labelled training images of at least 2 classes, "
+                f"got num_classes {num_classes!r}",
+            )
+        super().__init__(lr=lr, weight_decay=weight_decay, **kwargs)
+        self.head = linear_head(self.feature_dim, num_classes, head_norm)
+        self.backbone.requires_grad_(False)
+        self.backbone.eval()
+        self._counts = torch.zeros(3, dtype=torch.long)  # test images: seen, top-1 right, top-5 right
+        self.scores: dict[str, float] = {}  # the last test figures: top1, top5
+        self.protocol = ""  # how the figures were made, said with them (set in setup)
+
+    # ------------------------------------------------------------------ the frozen encoder
+    def build_encoder(self) -> nn.Module:
+        from contrast.export import pretrained_backbone
+
+        hp = self.hparams
+        backbone, arch = pretrained_backbone(hp.weights)
+        if arch["in_channels"] != hp.in_channels:
+            raise ValueError(
+                f"weights: the backbone of {hp.weights} takes {arch['in_channels']}-channel images, but the data has "
+                f"{hp.in_channels}-channel images"
+            )
+        hp.backbone, hp.cifar_stem = arch["backbone"], arch["cifar_stem"]  # recorded as they are
+        self.normalization = {k: arch[k] for k in ("mean", "std") if k in arch}
+        return backbone
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.backbone.eval()  # frozen: BatchNorm uses and keeps its pretrained statistics
+        return self
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        from contrast.checkpoint import CheckpointError
+
+        state = checkpoint.get("state_dict", {})
+        weight = next((v for k, v in state.items() if k in ("head.weight", "head.1.weight")), None)
+        if weight is not None and tuple(weight.shape) != (self.hparams.num_classes, self.feature_dim):
+            raise CheckpointError(
+                f"the checkpoint's head takes features of width {weight.shape[1]} for {weight.shape[0]} classes, "
+                f"but the backbone of {self.hparams.weights} gives features of width {self.feature_dim} and "
+                f"the data has {self.hparams.num_classes} classes"
+            )
+
+    @torch.no_grad()
+    def features(self, images: Tensor) -> Tensor:
+        return self.encode(images).float()
+
+    # ------------------------------------------------------------------ the checks against the data
+    def setup(self, stage: str) -> None:
+        import warnings
+
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")  # the frozen backbone
+        data = self.trainer.datamodule if self._trainer is not None else None
+        if data is None or stage != "fit":
+            return
+        if not getattr(data, "labelled", True):
+            raise ValueError("linear evaluation needs labels: the training split of the data has none")
+        test = data.eval_split(False) if hasattr(data, "eval_split") else None
+        if test is not None:
+            classes = getattr(test, "classes", None)
+            count = len(classes) if classes else int(test.labels.max()) + 1
+            if count != self.hparams.num_classes or int(test.labels.max()) >= self.hparams.num_classes:
+                raise ValueError(
+                    f"the training split has {self.hparams.num_classes} classes but the test split {count}: "
+                    "linear evaluation needs the same classes in both"
+                )
+        recipe = getattr(data, "recipe_q", None)
+        if recipe is not None and self.normalization:
+            if [round(m, 4) for m in recipe.mean] != [round(m, 4) for m in self.normalization["mean"]] or [
+                round(s, 4) for s in recipe.std
+            ] != [round(s, 4) for s in self.normalization["std"]]:
+                raise ValueError(
+                    f"weights: the backbone of {self.hparams.weights} was pretrained on pixels normalised with mean "
+                    f"{self.normalization['mean']}, std {self.normalization['std']}, but recipe {recipe.name!r} "
+                    f"normalises with mean {list(recipe.mean)}, std {list(recipe.std)}; choose a recipe with the "
+                    "backbone's normalisation"
+                )
+        if recipe is not None:
+            self.protocol = protocol(self, data)
+
+    # ------------------------------------------------------------------ training and test
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        views, labels = batch  # one view per image (recipe_k: none); each view a sample when more
+        x = torch.cat(list(views)) if isinstance(views, (tuple, list)) else views
+        y = labels.repeat(x.shape[0] // labels.shape[0])
+        logits = self.head(self.features(x))
+        loss = F.cross_entropy(logits, y)
+        top1 = (logits.argmax(1) == y).float().mean() * 100
+        self.log("train/loss", self._logged(loss), prog_bar=True, batch_size=x.shape[0])
+        self.log("train/top1", self._logged(top1), batch_size=x.shape[0])
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._counts = torch.zeros(3, dtype=torch.long, device=self.device)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        images, labels = batch
+        logits = self.head(self.features(images))
+        self._counts += correct_counts(logits, labels)
+
+    def on_validation_epoch_end(self) -> None:
+        from contrast import distributed
+
+        counts = distributed.sum_over_ranks(self._counts) if distributed.is_distributed() else self._counts
+        if self._trainer is not None and self.trainer.sanity_checking:
+            return  # a few batches before training: no figure
+        seen = max(1, int(counts[0]))
+        self.scores = {"top1": 100.0 * int(counts[1]) / seen, "top5": 100.0 * int(counts[2]) / seen, "images": seen}
+        self.scores["epoch"] = self.current_epoch + 1 if self._trainer is not None else 0
+        self.log("val/top1", self.scores["top1"], prog_bar=True)
+        self.log("val/top5", self.scores["top5"])
+
+    def summary(self) -> str | None:
+        """The last test figures with their protocol, for the run's summary line."""
+        if not self.scores:
+            return None
+        return (
+            f"linear evaluation ({self.protocol}): top-1 {self.scores['top1']:.2f}%  top-5 {self.scores['top5']:.2f}% "
+            f"on {self.scores['images']} test images after epoch {self.scores['epoch']}"
+        )
+
+
+def protocol(model: LinearEval, data) -> str:
+    """'augmented views (linear_imagenet: RandomResizedCrop 224, scale (0.08, 1.0), flip), 100 epochs,
+    SGD lr 30 momentum 0.9 cosine, batch 256; test: resize 256, centre crop 224'."""
+    hp, recipe = model.hparams, data.recipe_q
+    trainer = model._trainer
+    epochs = trainer.max_epochs if trainer is not None and trainer.max_epochs not in (None, -1) else None
+    steps = trainer.max_steps if trainer is not None and trainer.max_steps not in (None, -1) else None
+    length = f"{epochs} epochs" if epochs is not None else f"{steps} steps"
+    head = "BatchNorm + linear head" if hp.head_norm else "linear head"
+    optimizer = f"{hp.optimizer.upper()} lr {model.peak_lr():g}"
+    if hp.optimizer != "adamw":
+        optimizer += f" momentum {hp.sgd_momentum:g}"
+    optimizer += f" wd {hp.weight_decay:g} cosine"
+    crop = f"RandomResizedCrop {recipe.size}, scale {tuple(recipe.crop_scale)}, flip"
+    test = f"resize {recipe.eval_side}, centre crop {recipe.size}" if recipe.eval_side != recipe.size else "whole image"
+    return (
+        f"augmented views ({recipe.name}: {crop}), frozen backbone, {head}, {length}, {optimizer}, "
+        f"batch {getattr(data, 'batch_size', '?')}; test: {test}"
+    )
