@@ -24,6 +24,7 @@ EPILOG = """examples:
   contrast sweep --config configs/quickstart.yaml --tau 0.1,0.2,0.5 --out sweep/
   contrast fit --config configs/crossmodal_shapes.yaml --run_dir runs/crossmodal   # images <-> captions
   contrast retrieve --ckpt runs/crossmodal/checkpoints/last.ckpt
+  contrast pictures --ckpt last.ckpt --out pictures/      # nearest neighbours, 2-D map
   contrast pack photos/ packed/photos --max_side 512        # then --data.dataset packed --data.root packed
 each command has its own --help (contrast fit --help)"""
 
@@ -78,6 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--no_head_norm", action="store_true", help="--mode sgd: no BatchNorm in front of the linear layer"
             )
+
+    pictures = commands.add_parser(
+        "pictures", help="nearest-neighbour grid and 2-D map of a checkpoint's features (PNG files)"
+    )
+    pictures.add_argument("--ckpt", required=True, help="a checkpoint written by contrast fit")
+    pictures.add_argument("--out", required=True, help="folder for neighbours.png and map.png")
+    pictures.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's)")
+    pictures.add_argument("--root", default=None, help="data folder (default: the checkpoint's / $CONTRAST_DATA_DIR)")
+    pictures.add_argument("--batch-size", type=int, default=512)
+    pictures.add_argument("--queries", type=int, default=8, help="test images in the grid")
+    pictures.add_argument("--k", type=int, default=8, help="nearest training images per test image")
+    pictures.add_argument(
+        "--map", default="auto", choices=["auto", "umap", "tsne", "pca"], help="auto: UMAP, t-SNE, PCA"
+    )
+    pictures.add_argument("--points", type=int, default=5000, help="test features drawn in the map")
 
     retrieve = commands.add_parser(
         "retrieve", help="cross-modal retrieval (R@K, median rank, mAP) of a two-tower checkpoint"

@@ -82,6 +82,38 @@ def _test_crop(data) -> str:
     return f"whole {recipe.size}-px images"
 
 
+def _pictures(args: argparse.Namespace, overrides: list[str]) -> int:
+    from contrast.checks import int_at_least
+    from contrast.eval.pictures import draw
+
+    for name in ("queries", "k", "points"):
+        int_at_least(name, getattr(args, name), 1)
+    data, train, test = _checkpoint_features(args)
+    split = data.eval_split(True)
+    classes = list(getattr(split, "classes", None) or [str(c) for c in range(int(train[1].max()) + 1)])
+    recipe = data.recipe_q
+    paths = draw(
+        args.out,
+        train,
+        test,
+        data.eval_dataloader(True).dataset,
+        data.eval_dataloader(False).dataset,
+        classes,
+        recipe.mean,
+        recipe.std,
+        queries=args.queries,
+        k=args.k,
+        method=args.map,
+        points=args.points,
+        title=f"{data.dataset}, backbone features",
+    )
+    print(
+        f"wrote {paths['neighbours']} ({args.k} nearest training images of {args.queries} test images) and "
+        f"{paths['map']}"
+    )
+    return 0
+
+
 def _sweep(args: argparse.Namespace, overrides: list[str]) -> int:
     from pathlib import Path
 
@@ -217,4 +249,12 @@ def _pack(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 # name -> the command's function (its parsed arguments, the options it passes on to fit)
-COMMANDS = {"knn": _knn, "probe": _probe, "sweep": _sweep, "export": _export, "retrieve": _retrieve, "pack": _pack}
+COMMANDS = {
+    "knn": _knn,
+    "probe": _probe,
+    "pictures": _pictures,
+    "sweep": _sweep,
+    "export": _export,
+    "retrieve": _retrieve,
+    "pack": _pack,
+}

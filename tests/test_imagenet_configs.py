@@ -66,3 +66,39 @@ def test_an_imagenet_config_trains_with_its_lr_scaled_to_the_batch(packs, tmp_pa
 
     saved = torch.load(tmp_path / "r" / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     assert saved["lr_schedulers"][0]["base_lrs"][0] == pytest.approx(0.3 * 4 / 256)  # lr × global batch / 256
+
+
+def test_the_linear_imagenet_config_is_moco_s_protocol_and_trains(packs, tmp_path, capsys):
+    import json
+
+    import torch
+
+    from contrast.cli import main
+    from contrast.models import build_backbone
+    from contrast.train import lightning_cli
+    from contrast.views.recipes import IMAGENET_MEAN, IMAGENET_STD
+
+    export = tmp_path / "resnet50"  # an export folder of a ResNet-50 (random weights, ImageNet normalisation)
+    export.mkdir()
+    torch.save(build_backbone("resnet50").state_dict(), export / "backbone.pt")
+    arch = {"backbone": "resnet50", "cifar_stem": False, "in_channels": 3}
+    (export / "backbone.json").write_text(json.dumps(arch | {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}))
+    config = str(ROOT / "configs" / "linear_imagenet.yaml")
+    header = Path(config).read_text().split("seed_everything")[0]
+    assert "MoCo" in header and re.search(r"Published.*\d\d\.\d+% top-1", header.replace("\n#", ""))
+    args = ["--config", config, "--data.root", str(packs), "--model.init_args.weights", str(export), *ON_A_CPU]
+    cli = lightning_cli(args, run=False)
+    hp, data = cli.model.hparams, cli.datamodule
+    assert type(cli.model).__name__ == "LinearEval" and cli.trainer.max_epochs == 100
+    assert (hp.optimizer, hp.lr, hp.lr_batch_size, hp.weight_decay, hp.sgd_momentum) == ("sgd", 30.0, 256, 0.0, 0.9)
+    assert (data.recipe_q.name, len(data.recipes), data.dataset) == ("linear_imagenet", 1, "packed")
+    run = ["fit", *args, "--trainer.max_steps", "2", "--trainer.check_val_every_n_epoch", "1"]
+    assert main([*run, "--run_dir", str(tmp_path / "r")]) == 0
+    line = capsys.readouterr().out
+    for words in (
+        "linear evaluation (augmented views (linear_imagenet: RandomResizedCrop 224",
+        "resize 256, centre crop 224",
+        "SGD lr 0.46875",
+        "on 4 test images",
+    ):  # lr 30 × 4 / 256
+        assert words in line, (words, line)

@@ -27,6 +27,11 @@ class KNNCallback(L.Callback):
     extracted under ``no_grad`` (bf16 autocast on CUDA). Under DDP every rank extracts its shard and
     the features are gathered. The protocol (weighting, k, τ, backbone features, train split as the
     bank, test split scored) is printed with every figure and logged as hyper-parameters.
+
+    ``pictures_every_n_epochs`` (0: never; a multiple of ``every_n_epochs``) also draws, from the
+    same features, the nearest-neighbour grid and the 2-D map (:mod:`contrast.eval.pictures`) into
+    ``<run folder>/pictures/epochNNNN_{neighbours,map}.png``, logged as images where the logger
+    takes them (wandb).
     """
 
     def __init__(
@@ -36,8 +41,22 @@ class KNNCallback(L.Callback):
         temperature: float = 0.1,
         backend: str = "auto",
         baseline: bool = False,
+        pictures_every_n_epochs: int = 0,
+        pictures_map: str = "auto",
     ) -> None:
         int_at_least("every_n_epochs", every_n_epochs)
+        int_at_least("pictures_every_n_epochs", pictures_every_n_epochs, 0)
+        if pictures_every_n_epochs % every_n_epochs:
+            raise ConfigError(
+                "pictures_every_n_epochs",
+                f"pictures_every_n_epochs ({pictures_every_n_epochs}) must be a multiple of every_n_epochs "
+                f"({every_n_epochs}): the pictures are drawn from the kNN evaluation's features",
+            )
+        from contrast.eval.pictures import MAPS
+
+        if pictures_map not in MAPS:
+            raise ConfigError("pictures_map", f"pictures_map must be one of {MAPS}, got {pictures_map!r}")
+        self.pictures_every_n_epochs, self.pictures_map = pictures_every_n_epochs, pictures_map
         self.every_n_epochs, self.baseline = every_n_epochs, baseline
         self.knn = KNNEvaluator(k=k, temperature=temperature, backend=backend)  # validates the arguments
         self.results: dict[str, float] = {}
@@ -75,7 +94,41 @@ class KNNCallback(L.Callback):
                 (distributed.gather_variable(x.to(device)).cpu(), distributed.gather_variable(y.to(device)).cpu())
             )
         (train_x, train_y), (test_x, test_y) = features
+        self._features = features  # for the pictures of this epoch
         return self.knn.fit(train_x, train_y).score(test_x, test_y)
+
+    def draw(self, trainer: L.Trainer, epoch: int) -> dict | None:
+        """The pictures of this epoch's features into the run folder (rank 0), logged where the logger takes images."""
+        from pathlib import Path
+
+        from contrast.eval.pictures import draw
+
+        if not trainer.is_global_zero:
+            return None
+        data = trainer.datamodule
+        split = data.eval_split(True)
+        train, test = self._features
+        classes = list(getattr(split, "classes", None) or [str(c) for c in range(int(train[1].max()) + 1)])
+        recipe = data.recipe_q
+        folder = Path(trainer.log_dir or trainer.default_root_dir) / "pictures"
+        paths = draw(
+            folder,
+            train,
+            test,
+            data.eval_dataloader(True).dataset,
+            data.eval_dataloader(False).dataset,
+            classes,
+            recipe.mean,
+            recipe.std,
+            method=self.pictures_map,
+            prefix=f"epoch{epoch:04d}_",
+            title=f"epoch {epoch}, backbone features",
+        )
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):  # wandb
+                for name, path in paths.items():
+                    logger.log_image(key=f"pictures/{name}", images=[str(path)], step=trainer.global_step)
+        return paths
 
     def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if not self.active(trainer):
@@ -104,6 +157,8 @@ class KNNCallback(L.Callback):
         if "top1_init" in self.results:
             module.log("knn/top1_init", self.results["top1_init"], rank_zero_only=True)
         rank_zero_info(f"epoch {epoch}: {self.describe()} top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%")
+        if self.pictures_every_n_epochs and epoch % self.pictures_every_n_epochs == 0:
+            self.draw(trainer, epoch)
 
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         # Stopped by max_steps or early stopping mid-epoch: score the final weights too.

@@ -177,7 +177,7 @@ def protocol(model: LinearEval, data) -> str:
     trainer = model._trainer
     epochs = trainer.max_epochs if trainer is not None and trainer.max_epochs not in (None, -1) else None
     steps = trainer.max_steps if trainer is not None and trainer.max_steps not in (None, -1) else None
-    length = f"{epochs} epochs" if epochs is not None else f"{steps} steps"
+    length = f"{steps} steps" if steps is not None else f"{epochs} epochs"
     head = "BatchNorm + linear head" if hp.head_norm else "linear head"
     optimizer = f"{hp.optimizer.upper()} lr {model.peak_lr():g}"
     if hp.optimizer != "adamw":
