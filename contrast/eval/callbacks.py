@@ -95,7 +95,8 @@ class KNNCallback(L.Callback):
             )
         (train_x, train_y), (test_x, test_y) = features
         self._features = features  # for the pictures of this epoch
-        return self.knn.fit(train_x, train_y).score(test_x, test_y)
+        # the features are this call's own: the bank is normalised in place (its memory once)
+        return self.knn.fit(train_x, train_y, copy=False).score(test_x, test_y)
 
     def draw(self, trainer: L.Trainer, epoch: int) -> dict | None:
         """The pictures of this epoch's features into the run folder (rank 0), logged where the logger takes images."""

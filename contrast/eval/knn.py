@@ -26,10 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from contrast.blocks import BLOCK_ELEMENTS, block_rows
 from contrast.checks import ConfigError, int_at_least
 from contrast.eval.retrieval import rank
 
 BACKENDS = ("faiss", "torch", "auto")
+KNN_BLOCK_ELEMENTS = 2**28  # similarities per search block: 1 GiB of float32
 WEIGHTINGS = ("weighted", "majority")
 
 
@@ -54,7 +56,13 @@ class KNNEvaluator:
         backend: "faiss" (IndexFlatIP, exact, CPU), "torch" (matmul + top-k on the features'
             device, for GPUs), or "auto" (faiss for CPU tensors when installed, else torch).
         normalize: L2-normalise features (cosine similarity). False uses raw inner products.
-        batch_size: queries per search batch (bounds memory: batch × N_train similarities).
+        batch_size: queries per search block (memory: batch × N_train similarities); None: as many
+            as fit in ``KNN_BLOCK_ELEMENTS`` similarities (1 GiB of float32: 4096 queries against
+            CIFAR's 50,000, 209 against ImageNet's 1.28 M), so the search takes the bank plus one block.
+
+    ``fit(..., copy=False)`` normalises a float32 bank in place (block by block) instead of keeping
+    a normalised copy: the bank's memory once, not twice (the callback and ``contrast knn`` own
+    their features and do so).
     """
 
     def __init__(
@@ -64,7 +72,7 @@ class KNNEvaluator:
         weighting: str = "weighted",
         backend: str = "auto",
         normalize: bool = True,
-        batch_size: int = 4096,
+        batch_size: int | None = None,
     ) -> None:
         int_at_least("k", k)
         if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
@@ -75,13 +83,13 @@ class KNNEvaluator:
             raise ConfigError("backend", f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "faiss" and not _faiss_available():
             raise ValueError("backend='faiss' needs faiss (pip install faiss-cpu); or use backend='torch'")
-        int_at_least("batch_size", batch_size)
+        int_at_least("batch_size", batch_size, optional=True)
         self.k, self.temperature, self.weighting = k, float(temperature), weighting
         self.backend, self.normalize, self.batch_size = backend, normalize, batch_size
         self.train_features: Tensor | None = None
 
     # ------------------------------------------------------------------ fit
-    def fit(self, features: Tensor, labels: Tensor) -> KNNEvaluator:
+    def fit(self, features: Tensor, labels: Tensor, copy: bool = True) -> KNNEvaluator:
         features, labels = self._check(features, "features"), labels
         if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.shape[0] != features.shape[0]:
             raise ValueError(
@@ -92,7 +100,7 @@ class KNNEvaluator:
             raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}")
         if bool((labels < 0).any()):
             raise ValueError("labels must be non-negative class ids")
-        self.train_features = self._prepare(features)
+        self.train_features = self._prepare(features, copy)
         self.train_labels = labels.long().to(features.device)
         if self.k > features.shape[0]:
             warnings.warn(
@@ -113,13 +121,24 @@ class KNNEvaluator:
             )
         if not features.is_floating_point():
             raise ValueError(f"{name} must be floating point, got {features.dtype}")
-        if not bool(torch.isfinite(features).all()):
-            raise ValueError(f"{name} contains NaN or Inf values")
+        step = max(1, BLOCK_ELEMENTS // max(1, features.shape[1]))  # checked a block of 2**24 values at a time
+        for start in range(0, features.shape[0], step):
+            if not bool(torch.isfinite(features[start : start + step]).all()):
+                raise ValueError(f"{name} contains NaN or Inf values")
         return features
 
-    def _prepare(self, features: Tensor) -> Tensor:
-        features = features.float()
-        return F.normalize(features, dim=1) if self.normalize else features.contiguous()
+    def _prepare(self, features: Tensor, copy: bool = True) -> Tensor:
+        """float32 rows, L2-normalised when ``normalize``; in place (a block at a time) for a float32
+        bank with ``copy=False``, else into one new tensor."""
+        if not self.normalize:
+            return features.float().contiguous()
+        inplace = not copy and features.dtype == torch.float32 and features.is_contiguous()
+        out = features if inplace else torch.empty(features.shape, dtype=torch.float32, device=features.device)
+        step = max(1, BLOCK_ELEMENTS // max(1, features.shape[1]))  # 64 MiB of float32 rows at a time
+        for start in range(0, features.shape[0], step):
+            block = features[start : start + step].float()
+            out[start : start + step] = F.normalize(block, dim=1)
+        return out
 
     # ------------------------------------------------------------------ neighbours and votes
     def neighbours(self, queries: Tensor) -> tuple[Tensor, Tensor]:
@@ -137,7 +156,8 @@ class KNNEvaluator:
             queries,
             train,
             self.effective_k,
-            chunk_size=self.batch_size,
+            chunk_size=self.batch_size
+            or block_rows(queries.shape[0], train.shape[0], block_elements=KNN_BLOCK_ELEMENTS),
             backend=self._backend,
             normalize=False,
             grid=False,  # the features' float32, as they are: a fraction of the float64 grid's cost

@@ -66,6 +66,7 @@ def _blocks(queries: Tensor, gallery: Tensor, chunk_size: int | None, exclude_se
             rows = torch.arange(block.shape[0], device=block.device)
             block[rows, rows + start] = float("-inf")
         yield start, block
+        del block  # before the next block is computed: one block alive at a time (the caller drops its own)
 
 
 def rank(
@@ -98,6 +99,7 @@ def rank(
     scores, indices = [], []
     for _, block in _blocks(queries, gallery, chunk_size, exclude_self, grid):
         top, where = _top_k(block, k)
+        del block  # one block alive at a time
         scores.append(top)
         indices.append(where)
     return torch.cat(scores), torch.cat(indices)
@@ -109,7 +111,9 @@ def _top_k(block: Tensor, k: int) -> tuple[Tensor, Tensor]:
     score above the k-th, then the lowest-index ties at the k-th."""
     top, where = block.topk(k, dim=1)  # (c, k), ties in no particular order
     kth = top[:, -1:]  # (c, 1)
-    shared = ((block == kth).sum(dim=1) > (top == kth).sum(dim=1)).nonzero().flatten()
+    rows = max(1, block.shape[0] // 8)  # the tie count a few rows at a time: no (c, G) mask beside the block
+    equal = torch.cat([(block[i : i + rows] == kth[i : i + rows]).sum(dim=1) for i in range(0, block.shape[0], rows)])
+    shared = (equal > (top == kth).sum(dim=1)).nonzero().flatten()
     if shared.numel():
         rows = block[shared]  # (r, G)
         above, tied = rows > kth[shared], rows == kth[shared]

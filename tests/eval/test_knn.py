@@ -106,3 +106,21 @@ def test_top5_with_fewer_than_five_classes():
 def test_bad_input(call, message):
     with pytest.raises((ValueError, RuntimeError), match=message):
         call()
+
+
+def test_a_bank_normalised_in_place_gives_the_same_predictions_and_no_copy():
+    import torch.nn.functional as F
+
+    from contrast.eval.knn import KNN_BLOCK_ELEMENTS, KNNEvaluator
+
+    g = torch.Generator().manual_seed(0)
+    train, labels = torch.randn(500, 16, generator=g), torch.randint(0, 4, (500,), generator=g)
+    queries = torch.randn(60, 16, generator=g)
+    copied = KNNEvaluator(k=20, backend="torch").fit(train, labels)
+    assert not torch.equal(copied.train_features, train)  # the caller's bank untouched
+    bank = train.clone()
+    inplace = KNNEvaluator(k=20, backend="torch").fit(bank, labels, copy=False)
+    assert inplace.train_features.data_ptr() == bank.data_ptr()  # no second bank
+    torch.testing.assert_close(bank, F.normalize(train.double(), dim=1).float(), rtol=0, atol=1e-7)
+    assert torch.equal(copied.predict(queries, 5), inplace.predict(queries, 5))
+    assert KNN_BLOCK_ELEMENTS // 1_281_167 == 209  # ImageNet's bank: 209 queries a block, 1 GiB of similarities
