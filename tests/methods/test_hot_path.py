@@ -54,7 +54,7 @@ def _optimizers(model):
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
-@pytest.mark.parametrize("method", sorted(set(METHODS) - {"crossmodal"}))  # its batch: pairs (below)
+@pytest.mark.parametrize("method", sorted(set(METHODS) - {"crossmodal", "linear"}))  # pairs / one view: below
 def test_a_training_step_reads_nothing_back_from_the_device(data, method, optimizer):
     small = dict(projector_hidden=64, projector_dim=32)
     if method == "moco_v2":
@@ -80,6 +80,27 @@ def test_a_training_step_reads_nothing_back_from_the_device(data, method, optimi
             opt.step()
             schedule.step()
     assert all(p.grad is not None for p in model.backbone.parameters())
+
+
+@pytest.mark.parametrize("head_norm", [False, True])
+def test_a_linear_evaluation_step_reads_nothing_back_from_the_device(data, head_norm, tmp_path):
+    from contrast.methods import LinearEval
+    from tests.methods.test_linear_eval import _export
+
+    model = LinearEval(weights=str(_export(tmp_path / "export")), num_classes=10, head_norm=head_norm).to(META)
+    opt, schedule = _optimizers(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for step in range(2):
+            (q, _), labels = _meta_batch(data, 16, step)
+            loss = model.training_step(((q,), labels), step)  # one view per image
+            assert loss.device == META and loss.shape == ()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            schedule.step()
+    assert all(p.grad is None for p in model.backbone.parameters())  # frozen
+    assert all(p.grad is not None for p in model.head.parameters())
 
 
 @pytest.mark.parametrize(
