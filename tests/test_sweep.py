@@ -74,7 +74,9 @@ def test_probe_command_on_a_quickstart_checkpoint(tmp_path, monkeypatch, capsys)
     )
     ckpt = next(tmp_path.rglob("last.ckpt"))
     assert main(["probe", "--ckpt", str(ckpt)]) == 0
-    assert "linear probe (backbone features) on shapes10: top-1" in capsys.readouterr().out
+    assert "linear probe (L-BFGS on fixed backbone features, whole 32-px images, standardised) on shapes10: top-1" in (
+        capsys.readouterr().out
+    )
 
 
 @pytest.mark.parametrize("text", ["", "0.1,-0.2", "0.1,abc", "0"])

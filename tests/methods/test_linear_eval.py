@@ -93,6 +93,7 @@ def test_backbone_frozen_head_trained_and_top_k_recomputed(tmp_path):
         assert words in line, (words, line)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_head(tmp_path):
     import os
     import subprocess
