@@ -198,6 +198,7 @@ def test_ckpt_path_last_with_nothing_to_resume_is_an_error(tmp_path):
     assert "nothing to resume" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_model_is_refused_with_the_differences(tmp_path):
     contrast("fit", *QUICK, "--trainer.max_steps", "2", "--run_dir", "r", cwd=tmp_path)
     other = contrast(
