@@ -84,28 +84,14 @@ def _test_crop(data) -> str:
 
 def _pictures(args: argparse.Namespace, overrides: list[str]) -> int:
     from contrast.checks import int_at_least
-    from contrast.eval.pictures import draw
+    from contrast.eval.pictures import draw_from_data
 
     for name in ("queries", "k", "points"):
         int_at_least(name, getattr(args, name), 1)
     data, train, test = _checkpoint_features(args)
-    split = data.eval_split(True)
-    classes = list(getattr(split, "classes", None) or [str(c) for c in range(int(train[1].max()) + 1)])
-    recipe = data.recipe_q
-    paths = draw(
-        args.out,
-        train,
-        test,
-        data.eval_dataloader(True).dataset,
-        data.eval_dataloader(False).dataset,
-        classes,
-        recipe.mean,
-        recipe.std,
-        queries=args.queries,
-        k=args.k,
-        method=args.map,
-        points=args.points,
-        title=f"{data.dataset}, backbone features",
+    title = f"{data.dataset}, backbone features"
+    paths = draw_from_data(
+        args.out, data, train, test, queries=args.queries, k=args.k, method=args.map, points=args.points, title=title
     )
     print(
         f"wrote {paths['neighbours']} ({args.k} nearest training images of {args.queries} test images) and "

@@ -32,7 +32,8 @@ class SignalAtStep(L.Callback):
 
 
 class SaveWeights(L.Callback):
-    """Write the final state_dict to ``path`` (to compare a resumed run with an uninterrupted one)."""
+    """Write the final state_dict, the global step and the last logged metrics to ``path`` (to compare a
+    resumed run with an uninterrupted one, or two launches); under DDP only global rank 0 writes."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -40,4 +41,13 @@ class SaveWeights(L.Callback):
     def on_train_end(self, trainer, module) -> None:
         import torch
 
-        torch.save({"state_dict": module.state_dict(), "global_step": trainer.global_step}, self.path)
+        if not trainer.is_global_zero:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+        state = {
+            "state_dict": module.state_dict(),
+            "global_step": trainer.global_step,
+            "metrics": metrics,
+            "world_size": trainer.world_size,
+        }
+        torch.save(state, self.path)

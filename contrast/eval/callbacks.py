@@ -102,28 +102,15 @@ class KNNCallback(L.Callback):
         """The pictures of this epoch's features into the run folder (rank 0), logged where the logger takes images."""
         from pathlib import Path
 
-        from contrast.eval.pictures import draw
+        from contrast.eval.pictures import draw_from_data
 
         if not trainer.is_global_zero:
             return None
-        data = trainer.datamodule
-        split = data.eval_split(True)
-        train, test = self._features
-        classes = list(getattr(split, "classes", None) or [str(c) for c in range(int(train[1].max()) + 1)])
-        recipe = data.recipe_q
         folder = Path(trainer.log_dir or trainer.default_root_dir) / "pictures"
-        paths = draw(
-            folder,
-            train,
-            test,
-            data.eval_dataloader(True).dataset,
-            data.eval_dataloader(False).dataset,
-            classes,
-            recipe.mean,
-            recipe.std,
-            method=self.pictures_map,
-            prefix=f"epoch{epoch:04d}_",
-            title=f"epoch {epoch}, backbone features",
+        train, test = self._features
+        title = f"epoch {epoch}, backbone features"
+        paths = draw_from_data(
+            folder, trainer.datamodule, train, test, method=self.pictures_map, prefix=f"epoch{epoch:04d}_", title=title
         )
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):  # wandb

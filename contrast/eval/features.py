@@ -12,6 +12,25 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 
+def _encoded(encoder: nn.Module, loader: DataLoader, device: torch.device, progress: bool, desc: str):
+    """(features, labels) of each batch of ``loader`` through ``encoder`` in eval mode (bf16 autocast on
+    CUDA), its training mode restored afterwards: the one extraction loop of both writers below."""
+    was_training = encoder.training
+    encoder.eval()
+    iterator = loader
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(loader, desc=desc, leave=False)
+    try:
+        for images, labels in iterator:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                out = encoder(images.to(device, non_blocking=True))
+            yield out, torch.as_tensor(labels)
+    finally:
+        encoder.train(was_training)
+
+
 @torch.no_grad()
 def extract_features(
     encoder: nn.Module,
@@ -30,33 +49,20 @@ def extract_features(
     batches plus their concatenation; ``storage`` = the encoder's device keeps a bank for the
     torch kNN backend where it is searched."""
     device = torch.device(device) if device is not None else next(encoder.parameters()).device
-    was_training = encoder.training
-    encoder.eval()
     capacity = _rows(loader)
     features = labels = None
     filled = 0
-    iterator = loader
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(loader, desc="features", leave=False)
-    try:
-        for images, batch_labels in iterator:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                out = encoder(images.to(device, non_blocking=True))
-            batch_labels = torch.as_tensor(batch_labels)
-            rows = out.shape[0]
-            if features is None:
-                features = torch.empty((max(capacity, rows), out.shape[1]), dtype=dtype, device=storage)
-                labels = torch.empty(features.shape[0], dtype=torch.long, device=storage)
-            if filled + rows > features.shape[0]:  # a loader longer than it said: grow once more
-                features = torch.cat([features, features.new_empty((max(rows, features.shape[0]), features.shape[1]))])
-                labels = torch.cat([labels, labels.new_empty(features.shape[0] - labels.shape[0])])
-            features[filled : filled + rows].copy_(out)
-            labels[filled : filled + rows].copy_(batch_labels)
-            filled += rows
-    finally:
-        encoder.train(was_training)
+    for out, batch_labels in _encoded(encoder, loader, device, progress, "features"):
+        rows = out.shape[0]
+        if features is None:
+            features = torch.empty((max(capacity, rows), out.shape[1]), dtype=dtype, device=storage)
+            labels = torch.empty(features.shape[0], dtype=torch.long, device=storage)
+        if filled + rows > features.shape[0]:  # a loader longer than it said: grow once more
+            features = torch.cat([features, features.new_empty((max(rows, features.shape[0]), features.shape[1]))])
+            labels = torch.cat([labels, labels.new_empty(features.shape[0] - labels.shape[0])])
+        features[filled : filled + rows].copy_(out)
+        labels[filled : filled + rows].copy_(batch_labels)
+        filled += rows
     if features is None:
         raise ValueError("the loader gave no batches: no features to extract")
     return features[:filled], labels[:filled]
@@ -102,29 +108,18 @@ def features_on_disk(
     if not rows or not width:
         raise ValueError("features_on_disk needs a loader of known length and an encoder with feature_dim")
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)  # first: an older file is never paired with the labels and key written below
     partial = path.with_name(path.name + ".partial")
     out = np.lib.format.open_memmap(partial, mode="w+", dtype=dtype, shape=(rows, width))
     labels = np.empty(rows, dtype=np.int64)
-    was_training = encoder.training
-    encoder.eval()
     filled = 0
-    iterator = loader
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(loader, desc="features to disk", leave=False)
-    try:
-        for images, batch_labels in iterator:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                batch = encoder(images.to(device, non_blocking=True))
-            n = batch.shape[0]
-            if filled + n > rows:
-                raise ValueError(f"the loader gave more than the {rows} rows it said it has")
-            out[filled : filled + n] = batch.float().cpu().numpy().astype(dtype)
-            labels[filled : filled + n] = torch.as_tensor(batch_labels).numpy()
-            filled += n
-    finally:
-        encoder.train(was_training)
+    for batch, batch_labels in _encoded(encoder, loader, device, progress, "features to disk"):
+        n = batch.shape[0]
+        if filled + n > rows:
+            raise ValueError(f"the loader gave more than the {rows} rows it said it has")
+        out[filled : filled + n] = batch.float().cpu().numpy().astype(dtype)
+        labels[filled : filled + n] = batch_labels.numpy()
+        filled += n
     if filled != rows:
         raise ValueError(f"the loader gave {filled} rows, not the {rows} it said it has")
     out.flush()

@@ -181,3 +181,13 @@ def draw(
     shown = query_indices(test_x.shape[0], points)
     drawn, _ = embedding_map(Path(out) / f"{prefix}map.png", test_x[shown], test_y[shown], classes, method, title)
     return {"neighbours": grid, "map": drawn}
+
+
+def draw_from_data(out: str | os.PathLike, data, train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor], **kwargs):
+    """:func:`draw` for features of a data module's evaluation splits (train: the bank, test: the
+    queries): the images, class names and normalisation come from ``data``; ``kwargs`` go to :func:`draw`."""
+    split = data.eval_split(True)
+    classes = list(getattr(split, "classes", None) or [str(c) for c in range(int(train[1].max()) + 1)])
+    train_images, test_images = data.eval_dataloader(True).dataset, data.eval_dataloader(False).dataset
+    recipe = data.recipe_q
+    return draw(out, train, test, train_images, test_images, classes, recipe.mean, recipe.std, **kwargs)

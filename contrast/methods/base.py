@@ -37,7 +37,8 @@ class TrainingBase(L.LightningModule):
     batch ``lr`` is given for, None: ``lr`` as it is. With it, the optimizer's peak learning rate is
     lr × global batch / lr_batch_size (the linear rule, Goyal et al. 2017; SimCLR's 0.3 × B/256), the
     global batch being data.batch_size × devices × nodes × accumulate_grad_batches, so one config
-    keeps its meaning on any number of GPUs and nodes; weight_decay; sgd_momentum; warmup_epochs:
+    keeps its meaning on any number of GPUs and nodes; weight_decay; sgd_momentum; nesterov: Nesterov
+    momentum for SGD (SimCLR's linear evaluation, Chen et al. 2020, appendix B.6); warmup_epochs:
     linear warmup length (fractional epochs allowed); compile: ``torch.compile`` the backbone.
 
     A sibling that builds its encoder another way (pretrained weights, none for feature vectors)
@@ -55,6 +56,7 @@ class TrainingBase(L.LightningModule):
         lr_batch_size: int | None = None,
         weight_decay: float = 5e-4,
         sgd_momentum: float = 0.9,
+        nesterov: bool = False,
         warmup_epochs: float = 0.0,
         compile: bool = False,
     ) -> None:
@@ -65,6 +67,14 @@ class TrainingBase(L.LightningModule):
             int_at_least("lr_batch_size", lr_batch_size, 1)
         if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
             raise ConfigError("weight_decay", f"weight_decay must be >= 0, got {weight_decay!r}")
+        if not isinstance(nesterov, bool):
+            raise ConfigError("nesterov", f"nesterov must be true or false, got {nesterov!r}")
+        if nesterov and (optimizer != "sgd" or not sgd_momentum > 0):
+            raise ConfigError(
+                "nesterov",
+                f"nesterov needs optimizer sgd with sgd_momentum > 0, got optimizer {optimizer!r}, "
+                f"sgd_momentum {sgd_momentum!r}",
+            )
         if warmup_epochs < 0:
             raise ConfigError("warmup_epochs", f"warmup_epochs must be >= 0, got {warmup_epochs!r}")
         self.save_hyperparameters()
@@ -135,7 +145,7 @@ class TrainingBase(L.LightningModule):
             groups.append({"params": params, "weight_decay": 0.0, "lr": group["lr"]} | lars)
         lr = self.peak_lr()
         if hp.optimizer == "sgd":
-            optimizer = torch.optim.SGD(groups, lr=lr, momentum=hp.sgd_momentum)
+            optimizer = torch.optim.SGD(groups, lr=lr, momentum=hp.sgd_momentum, nesterov=hp.get("nesterov", False))
         elif hp.optimizer == "adamw":
             optimizer = torch.optim.AdamW(groups, lr=lr)
         else:

@@ -181,7 +181,7 @@ def protocol(model: LinearEval, data) -> str:
     head = "BatchNorm + linear head" if hp.head_norm else "linear head"
     optimizer = f"{hp.optimizer.upper()} lr {model.peak_lr():g}"
     if hp.optimizer != "adamw":
-        optimizer += f" momentum {hp.sgd_momentum:g}"
+        optimizer += f" {'Nesterov ' if hp.get('nesterov') else ''}momentum {hp.sgd_momentum:g}"
     optimizer += f" wd {hp.weight_decay:g} cosine"
     crop = f"RandomResizedCrop {recipe.size}, scale {tuple(recipe.crop_scale)}, flip"
     test = f"resize {recipe.eval_side}, centre crop {recipe.size}" if recipe.eval_side != recipe.size else "whole image"

@@ -277,3 +277,57 @@ def test_linear_evaluation_on_two_ranks_equals_one_process(tmp_path):
     figures = [re.search(r"top-1 ([0-9.]+)%  top-5 ([0-9.]+)% on (\d+) test images", p.stdout) for p in (one, two)]
     assert figures[0] and figures[1], (one.stdout[-500:], two.stdout[-500:])
     assert figures[0].groups() == figures[1].groups() and figures[0].group(3) == "100"
+
+
+@pytest.mark.slow
+def test_torchrun_and_lightnings_own_launcher_train_the_same(tmp_path):
+    """The two ways to start 2 processes give the same run: ``torchrun --nproc_per_node 2 contrast fit``
+    (the multi-node launch, ranks from torchrun's environment) and ``contrast fit --trainer.devices 2``
+    (Lightning starts the second process itself): the same weights bit for bit and the same logged loss."""
+    common = [
+        "-m",
+        "contrast.cli",
+        "fit",
+        "--config",
+        str(ROOT / "configs/quickstart.yaml"),
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "2",
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.max_steps",
+        "4",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.limit_val_batches",
+        "0",
+        "--trainer.callbacks",
+        "[]",  # no kNN: the comparison is of training alone
+        "--trainer.callbacks+",
+        "tests.callbacks.SaveWeights",
+        "--data.train_subset",
+        "128",
+        "--data.batch_size",
+        "16",
+    ]
+    _torchrun(*common, "--trainer.callbacks.path", str(tmp_path / "torchrun.pt"), "--run_dir", "torchrun", cwd=tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    own = subprocess.run(
+        [sys.executable, *common, "--trainer.callbacks.path", str(tmp_path / "own.pt"), "--run_dir", "own"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert own.returncode == 0, own.stderr[-3000:]
+    runs = [torch.load(tmp_path / f"{name}.pt", weights_only=True) for name in ("torchrun", "own")]
+    assert runs[0]["global_step"] == runs[1]["global_step"] == 4
+    assert runs[0]["world_size"] == runs[1]["world_size"] == 2
+    loss = [run["metrics"]["train/loss"] for run in runs]
+    assert loss[0] == loss[1] and loss[0] > 0
+    for name, value in runs[0]["state_dict"].items():
+        assert torch.equal(value, runs[1]["state_dict"][name]), name

@@ -232,3 +232,27 @@ def test_a_head_of_another_width_in_a_checkpoint_is_refused(tmp_path):
     state["head.weight"] = torch.zeros(10, model.feature_dim + 3)
     with pytest.raises(CheckpointError, match=rf"head takes features of width {model.feature_dim + 3}"):
         model.on_load_checkpoint({"state_dict": state})
+
+
+def test_nesterov_momentum_follows_its_formula_and_needs_sgd(tmp_path):
+    """SimCLR's linear evaluation uses SGD with Nesterov momentum: two steps of the head against the
+    explicit update in float64 (v ← μv + g; p ← p − lr·(g + μv)), the schedule held at its peak."""
+    weights = _export(tmp_path / "export")
+    model = LinearEval(str(weights), num_classes=3, lr=0.5, sgd_momentum=0.9, nesterov=True).double()
+    model.trainer = SimpleNamespace(estimated_stepping_batches=1000, max_epochs=1)
+    optimizer = model.configure_optimizers()["optimizer"]
+    model.trainer = None
+    assert all(group["nesterov"] for group in optimizer.param_groups)
+    p, v = model.head.weight.detach().clone(), torch.zeros_like(model.head.weight)
+    torch.manual_seed(0)
+    for _ in range(2):
+        g = torch.randn_like(p)
+        optimizer.zero_grad()
+        model.head.weight.grad = g.clone()
+        optimizer.step()
+        v = 0.9 * v + g
+        p = p - 0.5 * (g + 0.9 * v)
+    torch.testing.assert_close(model.head.weight.detach(), p, rtol=1e-12, atol=1e-12)
+    for bad in (dict(optimizer="adamw"), dict(optimizer="lars"), dict(sgd_momentum=0.0), dict(nesterov="yes")):
+        with pytest.raises(ConfigError, match="nesterov"):
+            LinearEval(str(weights), **({"nesterov": True} | bad))
