@@ -12,7 +12,8 @@
    (default 1,281,167 × 2048, ImageNet's training set through a ResNet-50) against their own size,
    for features held in memory and memory-mapped from disk; one epoch at batch 1024, 1000 classes.
 
-    python benchmarks/bench_linear.py --ckpt runs/cifar/checkpoints/last.ckpt --aug_epochs 10
+    python benchmarks/bench_linear.py --ckpt runs/cifar/checkpoints/last.ckpt --aug_epochs 10 \
+        --aug_recipes linear_cifar10 linear_cifar10_mild linear_cifar10_flip
     python benchmarks/bench_linear.py --memory
 """
 
@@ -46,7 +47,9 @@ def _run(args: list[str], cwd: Path) -> tuple[str, float]:
     return result.stdout, seconds
 
 
-def protocols(ckpt: Path, aug_epochs: int, sgd_epochs: int) -> list[list[str]]:
+def protocols(ckpt: Path, aug_epochs: int, sgd_epochs: int, aug_recipes: list[str]) -> list[list[str]]:
+    from contrast.views import get_recipe
+
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -74,34 +77,38 @@ def protocols(ckpt: Path, aug_epochs: int, sgd_epochs: int) -> list[list[str]]:
                 f"contrast probe --ckpt CKPT --mode sgd --epochs {sgd_epochs}",
             ]
         )
-        fit = [
-            "fit",
-            "--config",
-            str(ROOT / "configs/linear_cifar10.yaml"),
-            "--model.init_args.weights",
-            str(ckpt.resolve()),
-            "--trainer.max_epochs",
-            str(aug_epochs),
-            "--trainer.check_val_every_n_epoch",
-            str(aug_epochs),
-            "--trainer.enable_progress_bar",
-            "false",
-            "--run_dir",
-            str(work / "linear"),
-        ]
-        out, seconds = _run(fit, work)
-        a1, a5 = (float(v) for v in re.search(r"top-1 ([0-9.]+)%  top-5 ([0-9.]+)%", out).groups())
-        rows.append(
-            [
-                f"augmented views (LinearEval: RandomResizedCrop 32 + flip, {aug_epochs} epochs SGD lr 0.1 "
-                "cosine, BatchNorm + linear head)",
-                f"{a1:.2f}",
-                f"{a5:.2f}",
-                f"{seconds:.0f} s",
-                f"contrast fit --config configs/linear_cifar10.yaml --model.init_args.weights CKPT "
-                f"--trainer.max_epochs {aug_epochs}",
+        for recipe in aug_recipes:
+            crop = get_recipe(recipe).crop_scale
+            fit = [
+                "fit",
+                "--config",
+                str(ROOT / "configs/linear_cifar10.yaml"),
+                "--model.init_args.weights",
+                str(ckpt.resolve()),
+                "--data.recipe_q",
+                recipe,
+                "--trainer.max_epochs",
+                str(aug_epochs),
+                "--trainer.check_val_every_n_epoch",
+                str(aug_epochs),
+                "--trainer.enable_progress_bar",
+                "false",
+                "--run_dir",
+                str(work / f"linear_{recipe}"),
             ]
-        )
+            out, seconds = _run(fit, work)
+            a1, a5 = (float(v) for v in re.search(r"top-1 ([0-9.]+)%  top-5 ([0-9.]+)%", out).groups())
+            rows.append(
+                [
+                    f"augmented views (LinearEval, {recipe}: RandomResizedCrop 32 scale {crop} + flip, {aug_epochs} "
+                    "epochs SGD lr 0.1 cosine, BatchNorm + linear head)",
+                    f"{a1:.2f}",
+                    f"{a5:.2f}",
+                    f"{seconds:.0f} s",
+                    f"contrast fit --config configs/linear_cifar10.yaml --model.init_args.weights CKPT "
+                    f"--data.recipe_q {recipe} --trainer.max_epochs {aug_epochs}",
+                ]
+            )
     return rows
 
 
@@ -170,13 +177,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ckpt", type=Path, default=None, help="a CIFAR-10 checkpoint of contrast fit")
     parser.add_argument("--aug_epochs", type=int, default=10)
     parser.add_argument("--sgd_epochs", type=int, default=100)
+    parser.add_argument(
+        "--aug_recipes",
+        nargs="+",
+        default=["linear_cifar10", "linear_cifar10_mild", "linear_cifar10_flip"],
+        help="augmented views' recipes",
+    )
     parser.add_argument("--memory", action="store_true", help="the feature mode's peak memory on synthetic features")
     parser.add_argument("--n", type=int, default=1_281_167)
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args(argv)
     if args.ckpt is not None:
-        rows = protocols(args.ckpt, args.aug_epochs, args.sgd_epochs)
+        rows = protocols(args.ckpt, args.aug_epochs, args.sgd_epochs, args.aug_recipes)
         table = markdown_table(["protocol", "top-1", "top-5", "time", "command"], rows)
         print(table)
         if not args.no_append:

@@ -102,3 +102,16 @@ def test_the_linear_imagenet_config_is_moco_s_protocol_and_trains(packs, tmp_pat
         "on 4 test images",
     ):  # lr 30 × 4 / 256
         assert words in line, (words, line)
+
+
+def test_the_multi_crop_layer_gives_swav_s_views(packs):
+    """configs/multicrop.yaml on an ImageNet config: 2 × 224 px of scale 0.14–1 and 6 × 96 px of scale 0.05–0.14."""
+    from contrast.train import lightning_cli
+
+    configs = [
+        arg for name in ("simclr_imagenet100", "multicrop") for arg in ("--config", str(ROOT / f"configs/{name}.yaml"))
+    ]
+    cli = lightning_cli([*configs, "--data.root", str(packs), *ON_A_CPU], run=False)
+    recipes = cli.datamodule.recipes
+    assert [(r.size, r.crop_scale) for r in recipes] == [(224, (0.14, 1.0))] * 2 + [(96, (0.05, 0.14))] * 6
+    assert cli.model.multi_crop and cli.datamodule.views == "split"

@@ -70,6 +70,10 @@ class ContrastiveData(L.LightningDataModule):
         recipe_q, recipe_k: augmentation recipes (names in ``contrast.views.RECIPES``);
             ``recipe_k`` defaults to ``recipe_q``; ``"none"``: one view per sample, ``((q,), label)``
             (linear evaluation).
+        recipe_small, num_small: multi-crop (Caron et al. 2020): ``num_small`` further views of
+            ``recipe_small`` (e.g. 6 × ``multicrop_imagenet_small``, 96 px), ``((q, k, s_1, …, s_n), label)``;
+            on the split path all are cut from one decode of the image. For the methods that take
+            more than two views (SimCLR with nt_xent, SupCon).
         views: "cpu" (DataLoader workers), "batched" (on the training device), or "split"
             (geometry from the whole image in the workers, colour on the device).
         batch_size: per-device training batch size; eval_batch_size: for feature extraction.
@@ -115,6 +119,8 @@ class ContrastiveData(L.LightningDataModule):
         eval_root: str | None = None,
         skip_corrupt: bool = False,
         decode: str = "cpu",
+        recipe_small: str | None = None,
+        num_small: int = 0,
     ) -> None:
         super().__init__()
         if views not in VIEW_PATHS:
@@ -140,14 +146,26 @@ class ContrastiveData(L.LightningDataModule):
         self.save_hyperparameters()
         self.dataset, self.root, self.views, self.download = dataset, root, views, download
         self.recipe_q = get_recipe(recipe_q)
-        self.recipes = view_recipes(recipe_q, recipe_k)  # each view's recipe: (q, k), or (q,)
+        int_at_least("num_small", num_small, 0)
+        if (recipe_small is None) != (num_small == 0):
+            raise ConfigError(
+                "num_small" if recipe_small is not None else "recipe_small",
+                f"multi-crop needs recipe_small and num_small >= 1 together, got recipe_small {recipe_small!r}, "
+                f"num_small {num_small}",
+            )
+        if num_small and recipe_k == "none":
+            raise ConfigError("num_small", 'multi-crop adds small views to two large ones; recipe_k "none" gives one')
+        if recipe_small is not None:
+            get_recipe(recipe_small)
+        small = dict(recipe_small=recipe_small, num_small=num_small)
+        self.recipes = view_recipes(recipe_q, recipe_k, **small)  # each view's recipe: (q, k), (q,), (q, k, s…)
         self.recipe_k = self.recipes[-1]
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.train_subset, self.eval_subset, self.image_size, self.seed = train_subset, eval_subset, image_size, seed
         self.cache, self.eval_root, self.skip_corrupt, self.decode = cache, eval_root, skip_corrupt, decode
         self._splits: dict = {}  # train -> split, ("eval", train) -> evaluation split
         self._resume: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
-        self.device_views = DeviceViews(recipe_q, recipe_k, seed) if views == "batched" else None
+        self.device_views = DeviceViews(recipe_q, recipe_k, seed, **small) if views == "batched" else None
         self.split_views = tuple(BatchedViews(r) for r in self.recipes) if views == "split" else None
 
     # ------------------------------------------------------------------ data
@@ -268,10 +286,10 @@ class ContrastiveData(L.LightningDataModule):
         if self.cache == "device":  # indices only; images are gathered on the device
             dataset, workers = Indices(len(base)), 0
         elif self.views == "split":  # geometry in the workers, colour on the device
-            views = SplitViews(self.recipe_q, self.hparams.recipe_k, self.seed)
+            views = SplitViews(self.recipe_q, self.hparams.recipe_k, self.seed, *self._small)
             dataset, workers = SplitViewDataset(base, views, encoded=self.decode == "device"), self.num_workers
         else:
-            views = None if self.views == "batched" else TwoViews(self.recipe_q, self.hparams.recipe_k)
+            views = None if self.views == "batched" else TwoViews(self.recipe_q, self.hparams.recipe_k, *self._small)
             dataset, workers = TwoViewDataset(base, views, self.seed), self.num_workers
         return DataLoader(
             dataset,
@@ -284,6 +302,11 @@ class ContrastiveData(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             persistent_workers=workers > 0,
         )
+
+    @property
+    def _small(self) -> tuple[str | None, int]:
+        """(recipe_small, num_small): the multi-crop views' recipe and count."""
+        return self.hparams.get("recipe_small"), self.hparams.get("num_small", 0)
 
     # ------------------------------------------------------------------ the place in the epoch, in checkpoints
     def state_dict(self) -> dict[str, int]:

@@ -107,20 +107,21 @@ def rank(
 
 def _top_k(block: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """(scores, indices) (c, k): each row's k largest, best first, ties by the lower index. One
-    ``topk``; only rows whose k-th score is shared beyond the k (rare) take the exact repair: every
-    score above the k-th, then the lowest-index ties at the k-th."""
-    top, where = block.topk(k, dim=1)  # (c, k), ties in no particular order
+    ``topk`` of k + 1: a row whose (k+1)-th score equals its k-th has a tie across the k-th place
+    (rare) and takes the exact repair, a row at a time: every score above the k-th, then the
+    lowest-index ties at the k-th. No (c, G) mask or count beside the block."""
+    extra = min(k + 1, block.shape[1])
+    top, where = block.topk(extra, dim=1)  # (c, k+1), best first, ties in no particular order
+    shared = (top[:, k] == top[:, k - 1]).nonzero().flatten() if extra > k else top.new_empty(0, dtype=torch.long)
+    top, where = top[:, :k], where[:, :k]
     kth = top[:, -1:]  # (c, 1)
-    rows = max(1, block.shape[0] // 8)  # the tie count a few rows at a time: no (c, G) mask beside the block
-    equal = torch.cat([(block[i : i + rows] == kth[i : i + rows]).sum(dim=1) for i in range(0, block.shape[0], rows)])
-    shared = (equal > (top == kth).sum(dim=1)).nonzero().flatten()
     if shared.numel():
-        rows = block[shared]  # (r, G)
-        above, tied = rows > kth[shared], rows == kth[shared]
-        needed = k - above.sum(dim=1, keepdim=True)  # (r, 1) how many of the ties are among the k
-        keep = above | (tied & (tied.cumsum(dim=1) <= needed))  # exactly k per row
         where = where.clone()
-        where[shared] = keep.nonzero()[:, 1].view(-1, k)
+        for row in shared.tolist():  # a row at a time: the masks are (G,), never (r, G) beside the block
+            scores, bar = block[row], kth[row]
+            above = (scores > bar).nonzero().flatten()
+            tied = (scores == bar).nonzero().flatten()[: k - above.numel()]  # the lowest-index ties
+            where[row] = torch.cat([above, tied])  # exactly k
         top = block.gather(1, where)
     by_index = where.argsort(dim=1)  # then stably by score: equal scores keep index order
     top, where = top.gather(1, by_index), where.gather(1, by_index)

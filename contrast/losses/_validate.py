@@ -30,18 +30,21 @@ def check_embeddings(x: object, name: str, *, check_finite: bool = True) -> Tens
     return x
 
 
-def check_pair(q: object, k: object, *, min_rows: int = 1, check_finite: bool = True) -> None:
-    """q and k: (N, D) each, same shape and device, N >= min_rows."""
-    check_embeddings(q, "q", check_finite=check_finite)
-    check_embeddings(k, "k", check_finite=check_finite)
+def check_pair(
+    q: object, k: object, *, min_rows: int = 1, check_finite: bool = True, names: tuple[str, str] = ("q", "k")
+) -> None:
+    """q and k: (N, D) each, same shape and device, N >= min_rows (``names``: what the error calls them)."""
+    a, b = names
+    check_embeddings(q, a, check_finite=check_finite)
+    check_embeddings(k, b, check_finite=check_finite)
     assert isinstance(q, Tensor) and isinstance(k, Tensor)
     if q.shape != k.shape:
         raise ValueError(
-            f"q and k must have the same shape (N, D) (row i of each is a positive pair), "
-            f"got q {tuple(q.shape)} and k {tuple(k.shape)}"
+            f"{a} and {b} must have the same shape (N, D) (row i of each is a positive pair), "
+            f"got {a} {tuple(q.shape)} and {b} {tuple(k.shape)}"
         )
     if q.device != k.device:
-        raise ValueError(f"q and k must be on the same device, got {q.device} and {k.device}")
+        raise ValueError(f"{a} and {b} must be on the same device, got {q.device} and {k.device}")
     # A deliberate difference: lightly's NTXentLoss returns 0 for a batch of one (no negatives, no
     # signal, no error); a loss that cannot learn is refused here instead.
     if q.shape[0] < min_rows:

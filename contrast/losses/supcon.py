@@ -6,8 +6,9 @@ the same class is a positive, P(i), and every other view is in the denominator, 
     loss_i = -1/|P(i)| Σ_{p∈P(i)} log( exp(z_i·z_p / τ) / Σ_{a∈A(i)} exp(z_i·z_a / τ) )
 
 With ``labels=None`` each sample is its own class, P(i) is the other view of the same image, and
-the loss is :func:`contrast.losses.nt_xent`. Logits are computed in float32 (float64 for float64
-input) under any autocast.
+the loss is :func:`contrast.losses.nt_xent`. ``more_views`` adds further views of the same images
+(multi-crop: V views in all, V·N rows, every other view of the image or its class a positive).
+Logits are computed in float32 (float64 for float64 input) under any autocast.
 """
 
 from __future__ import annotations
@@ -33,43 +34,50 @@ def sup_con(
     reduction: str = "mean",
     validate: bool = True,
     gather: bool = False,
+    more_views: tuple[Tensor, ...] | list[Tensor] = (),
 ) -> Tensor:
-    """SupCon's L_out over the 2N views.
+    """SupCon's L_out over the 2N views (V·N with ``more_views``).
 
     Args:
         q, k: (N, D) two views; row i of each is the same image.
         labels: (N,) integer class ids of the images (None: each image its own class).
         temperature: τ > 0, a float or a :class:`Temperature` module.
         normalize: L2-normalise rows first (cosine similarity).
-        reduction: "mean" | "sum" | "none" (2N per-view losses: the q rows, then the k rows).
+        reduction: "mean" | "sum" | "none" (V·N per-view losses: the q rows, the k rows, then each
+            further view's).
         validate: check for NaN/Inf input (one host sync).
         gather: under DDP, the views and labels of every rank are the other views.
+        more_views: further (N, D) views of the same images (multi-crop's small crops), each row i
+            the same image as row i of q.
 
     Example::
 
         loss = sup_con(projector(encoder(x1)), projector(encoder(x2)), labels, temperature=0.1)
     """
     check_pair(q, k, min_rows=_min_rows(gather), check_finite=validate)
+    for index, view in enumerate(more_views):
+        check_pair(q, view, min_rows=_min_rows(gather), check_finite=validate, names=("q", f"more_views[{index}]"))
     check_reduction(reduction)
     labels = check_labels(labels, q.shape[0], q.device)
     with no_autocast(q.device):
-        q, k = _prepare(q, normalize), _prepare(k, normalize)  # (N, D) each
-        tau = check_temperature(temperature, q.dtype)
-        (all_q, offset), (all_k, _) = _gathered(q, gather), _gathered(k, gather)  # (M, D) each, M = W·N
-        n, m = q.shape[0], all_q.shape[0]
+        views = [_prepare(x, normalize) for x in (q, k, *more_views)]  # V × (N, D)
+        tau = check_temperature(temperature, views[0].dtype)
+        gathered = [_gathered(x, gather) for x in views]  # V × ((M, D), offset), M = W·N
+        offset = gathered[0][1]
+        n, m, v = q.shape[0], gathered[0][0].shape[0], len(views)
         local = torch.arange(offset, offset + n, device=q.device)  # (N,) this rank's images
         if labels is None:
             labels, all_labels = local, torch.arange(m, device=q.device)  # each image its own class
         else:
             all_labels = distributed.gather_no_grad(labels) if gather else labels  # (M,)
-        logits = torch.cat([q, k]) @ torch.cat([all_q, all_k]).T / tau  # (2N, 2M)
-        rows = torch.arange(2 * n, device=q.device)
-        self_index = torch.cat([local, local + m])  # (2N,) each view's own column
+        logits = torch.cat(views) @ torch.cat([x for x, _ in gathered]).T / tau  # (V·N, V·M)
+        rows = torch.arange(v * n, device=q.device)
+        self_index = torch.cat([local + view * m for view in range(v)])  # (V·N,) each view's own column
         logits = logits.index_put((rows, self_index), logits.new_tensor(float("-inf")))  # a ∈ A(i): not i
-        positives = torch.cat([labels, labels])[:, None] == torch.cat([all_labels, all_labels])[None, :]  # (2N, 2M)
+        positives = labels.repeat(v)[:, None] == all_labels.repeat(v)[None, :]  # (V·N, V·M)
         positives[rows, self_index] = False
-        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)  # (2N, 2M)
-        losses = -log_prob.masked_fill(~positives, 0.0).sum(dim=1) / positives.sum(dim=1)  # (2N,)
+        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)  # (V·N, V·M)
+        losses = -log_prob.masked_fill(~positives, 0.0).sum(dim=1) / positives.sum(dim=1)  # (V·N,)
         return reduce(losses, reduction)
 
 
@@ -79,5 +87,5 @@ class SupConLoss(LossModule):
     def __init__(self, temperature: float | Temperature = 0.1, **options) -> None:
         super().__init__(temperature, **options)
 
-    def forward(self, q: Tensor, k: Tensor, labels: Tensor | None = None) -> Tensor:
-        return sup_con(q, k, labels, self.tau(), **self.options())
+    def forward(self, q: Tensor, k: Tensor, labels: Tensor | None = None, more_views=()) -> Tensor:
+        return sup_con(q, k, labels, self.tau(), more_views=more_views, **self.options())

@@ -178,9 +178,13 @@ class TrainingBase(L.LightningModule):
 class ContrastiveModule(TrainingBase):
     """Two views of each image. Args (besides :class:`TrainingBase`'s): num_classes: classes of the
     online probe (linked from the data; 0: unlabelled data, no probe); probe_lr: its learning rate.
-    A method subclass states only ``contrastive_step``: how the two views become a loss."""
+    A method subclass states only ``contrastive_step``: how the two views become a loss.
+
+    Multi-crop (``num_small`` small views after q and k, Caron et al. 2020) reaches the methods whose
+    ``multi_crop`` is True, as ``contrastive_step(q, k[, labels], small=(s_1, …, s_n))``."""
 
     uses_labels = False  # True: contrastive_step(q, k, labels) (SupCon)
+    multi_crop = False  # True: contrastive_step takes small=(views …) beyond q and k
 
     def __init__(self, num_classes: int = 10, probe_lr: float = 0.1, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -203,10 +207,22 @@ class ContrastiveModule(TrainingBase):
             raise ConfigError(
                 "recipe_k", f"{type(self).__name__} needs two views of each image; recipe_k 'none' gives one"
             )
+        if stage == "fit" and data is not None and len(getattr(data, "recipes", ())) > 2 and not self.multi_crop:
+            raise ConfigError(
+                "num_small",
+                f"{type(self).__name__}{self.multi_crop_refusal()} takes two views of each image; multi-crop "
+                "(num_small) is for SimCLR with loss nt_xent and SupCon",
+            )
+
+    def multi_crop_refusal(self) -> str:
+        """What, besides the method, keeps it from multi-crop (e.g. SimCLR's loss " (loss dcl)")."""
+        return ""
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
-        (q, k), labels = batch  # two views of each image (either data path), and its label
-        loss, features = self.contrastive_step(q, k, labels) if self.uses_labels else self.contrastive_step(q, k)
+        (q, k, *small), labels = batch  # two views of each image (every data path), multi-crop's small ones, labels
+        more = {"small": tuple(small)} if small else {}
+        args = (q, k, labels) if self.uses_labels else (q, k)
+        loss, features = self.contrastive_step(*args, **more)
         batch_size = q.shape[0]
         self.log("train/loss", self._logged(loss), prog_bar=True, batch_size=batch_size)
         if self.probe is None:  # unlabelled data

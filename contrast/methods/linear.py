@@ -183,7 +183,8 @@ def protocol(model: LinearEval, data) -> str:
     if hp.optimizer != "adamw":
         optimizer += f" {'Nesterov ' if hp.get('nesterov') else ''}momentum {hp.sgd_momentum:g}"
     optimizer += f" wd {hp.weight_decay:g} cosine"
-    crop = f"RandomResizedCrop {recipe.size}, scale {tuple(recipe.crop_scale)}, flip"
+    whole = tuple(recipe.crop_scale) == (1.0, 1.0) and tuple(recipe.crop_ratio) == (1.0, 1.0)
+    crop = "whole image, flip" if whole else f"RandomResizedCrop {recipe.size}, scale {tuple(recipe.crop_scale)}, flip"
     test = f"resize {recipe.eval_side}, centre crop {recipe.size}" if recipe.eval_side != recipe.size else "whole image"
     return (
         f"augmented views ({recipe.name}: {crop}), frozen backbone, {head}, {length}, {optimizer}, "

@@ -241,10 +241,16 @@ class BatchedViews:
 
 class BatchedTwoViews:
     """(q, k) views of a batch with the batched path; ``recipe_k`` defaults to ``recipe_q``
-    (``"none"``: one view, ``(q,)``)."""
+    (``"none"``: one view, ``(q,)``); ``num_small`` views of ``recipe_small`` follow (multi-crop)."""
 
-    def __init__(self, recipe_q: str | Recipe, recipe_k: str | Recipe | None = None) -> None:
-        self.views = tuple(BatchedViews(r) for r in view_recipes(recipe_q, recipe_k))
+    def __init__(
+        self,
+        recipe_q: str | Recipe,
+        recipe_k: str | Recipe | None = None,
+        recipe_small: str | Recipe | None = None,
+        num_small: int = 0,
+    ) -> None:
+        self.views = tuple(BatchedViews(r) for r in view_recipes(recipe_q, recipe_k, recipe_small, num_small))
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, ...]:
         return tuple(views(images, generator) for views in self.views)

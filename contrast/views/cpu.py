@@ -35,14 +35,21 @@ class TwoViews:
     """Two independently augmented views (q, k) of one image, for a Dataset's transform.
 
     ``recipe_k`` defaults to ``recipe_q`` (SimCLR, MoCo v2); MoCo v3 / BYOL pass two recipes;
-    ``recipe_k="none"`` gives one view, ``(q,)`` (linear evaluation).
+    ``recipe_k="none"`` gives one view, ``(q,)`` (linear evaluation); ``num_small`` views of
+    ``recipe_small`` follow (multi-crop): ``(q, k, s_1, …, s_n)``.
 
         dataset = ImageFolder(root, transform=TwoViews("simclr_cifar10"))
         (q, k), label = dataset[0]
     """
 
-    def __init__(self, recipe_q: str | Recipe, recipe_k: str | Recipe | None = None) -> None:
-        self.recipes = view_recipes(recipe_q, recipe_k)
+    def __init__(
+        self,
+        recipe_q: str | Recipe,
+        recipe_k: str | Recipe | None = None,
+        recipe_small: str | Recipe | None = None,
+        num_small: int = 0,
+    ) -> None:
+        self.recipes = view_recipes(recipe_q, recipe_k, recipe_small, num_small)
         self.transforms = tuple(cpu_transform(r) for r in self.recipes)
 
     def __call__(self, image) -> tuple[torch.Tensor, ...]:

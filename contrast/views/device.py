@@ -11,7 +11,8 @@ from contrast.views.recipes import Recipe
 
 
 class DeviceViews:
-    """Turns a training batch, already on the device, into ``((q, k), labels)``.
+    """Turns a training batch, already on the device, into ``((q, k), labels)`` (``(q, k, s_1, …)``
+    with multi-crop views).
 
     The batch is ``(uint8 images, labels)``, or, when the training images are held on the device
     (:meth:`hold`), a tensor of sample indices (0 … N-1) whose images are gathered there,
@@ -19,8 +20,15 @@ class DeviceViews:
     drawn from a generator seeded by (seed, step, rank): a resumed run draws the same views.
     """
 
-    def __init__(self, recipe_q: str | Recipe, recipe_k: str | Recipe | None, seed: int) -> None:
-        self.views = BatchedTwoViews(recipe_q, recipe_k)
+    def __init__(
+        self,
+        recipe_q: str | Recipe,
+        recipe_k: str | Recipe | None,
+        seed: int,
+        recipe_small: str | Recipe | None = None,
+        num_small: int = 0,
+    ) -> None:
+        self.views = BatchedTwoViews(recipe_q, recipe_k, recipe_small, num_small)
         self.seed = seed
         self._images: Tensor | None = None  # (N, C, H, W) uint8, the training images
         self._labels: Tensor | None = None  # (N,)

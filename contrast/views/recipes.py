@@ -168,9 +168,27 @@ LINEAR_IMAGENET = Recipe(
 LINEAR_CIFAR10 = LINEAR_IMAGENET.with_(
     size=32, eval_resize=0, mean=CIFAR10_MEAN, std=CIFAR10_STD, name="linear_cifar10"
 )
+# Milder crops for small encoders on CIFAR-10 (60–100% of the area, 77–100% of the side): a small
+# encoder does not overfit its fixed features, and crops down to a twelfth of a 32-px image train the
+# head on views unlike the whole test image; these stay close to it, and the flip is free.
+LINEAR_CIFAR10_MILD = LINEAR_CIFAR10.with_(crop_scale=(0.6, 1.0), name="linear_cifar10_mild")
+# The flip alone (the whole image, mirrored half the time): the training views' distribution is the
+# test images' own; what augmented views give a small encoder on CIFAR-10 (benchmarks/RESULTS.md).
+LINEAR_CIFAR10_FLIP = LINEAR_CIFAR10.with_(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), name="linear_cifar10_flip")
 LINEAR_QUICKSTART = LINEAR_CIFAR10.with_(
     crop_scale=(0.25, 1.0), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), name="linear_quickstart"
 )
+
+# Multi-crop (SwAV, Caron et al. 2020, section 3.2 and its code's 2×224 + 6×96 setting): two large
+# crops of scale (0.14, 1) and small 96-px crops of scale (0.05, 0.14), with SimCLR's ImageNet colour
+# (the small crops' blur kernel 10% of their side). Data options: recipe_q multicrop_imagenet,
+# recipe_small multicrop_imagenet_small, num_small 6.
+MULTICROP_IMAGENET = SIMCLR_IMAGENET.with_(crop_scale=(0.14, 1.0), name="multicrop_imagenet")
+MULTICROP_IMAGENET_SMALL = SIMCLR_IMAGENET.with_(
+    size=96, crop_scale=(0.05, 0.14), blur_kernel=blur_kernel_for(96), eval_resize=0, name="multicrop_imagenet_small"
+)
+# The quickstart's small crops (Shapes-10, 32 px): 16-px crops of a tenth to a quarter of the image.
+QUICKSTART_SMALL = QUICKSTART.with_(size=16, crop_scale=(0.1, 0.25), name="quickstart_small")
 
 # Name -> recipe, for configuration files.
 RECIPES: dict[str, Recipe] = {
@@ -188,7 +206,12 @@ RECIPES: dict[str, Recipe] = {
         MNIST,
         LINEAR_IMAGENET,
         LINEAR_CIFAR10,
+        LINEAR_CIFAR10_MILD,
+        LINEAR_CIFAR10_FLIP,
         LINEAR_QUICKSTART,
+        MULTICROP_IMAGENET,
+        MULTICROP_IMAGENET_SMALL,
+        QUICKSTART_SMALL,
     )
 }
 
@@ -196,12 +219,28 @@ RECIPES: dict[str, Recipe] = {
 ONE_VIEW = "none"  # recipe_k of one view per sample (linear evaluation)
 
 
-def view_recipes(recipe_q: str | Recipe, recipe_k: str | Recipe | None = None) -> tuple[Recipe, ...]:
-    """The recipe of each view a sample yields: (q, k), k defaulting to q; (q,) for ``recipe_k="none"``."""
+def view_recipes(
+    recipe_q: str | Recipe,
+    recipe_k: str | Recipe | None = None,
+    recipe_small: str | Recipe | None = None,
+    num_small: int = 0,
+) -> tuple[Recipe, ...]:
+    """The recipe of each view a sample yields: (q, k), k defaulting to q; (q,) for ``recipe_k="none"``;
+    then ``num_small`` views of ``recipe_small`` (multi-crop, Caron et al. 2020: e.g. 2×224 + 6×96)."""
     q = get_recipe(recipe_q)
+    if isinstance(num_small, bool) or not isinstance(num_small, int) or num_small < 0:
+        raise ValueError(f"num_small must be an int >= 0, got {num_small!r}")
+    if (recipe_small is None) != (num_small == 0):
+        raise ValueError(
+            f"multi-crop needs both recipe_small and num_small >= 1, got recipe_small {recipe_small!r}, "
+            f"num_small {num_small!r}"
+        )
     if isinstance(recipe_k, str) and recipe_k == ONE_VIEW:
+        if num_small:
+            raise ValueError('multi-crop (num_small) adds views to two large ones; recipe_k "none" gives one')
         return (q,)
-    return (q, q if recipe_k is None else get_recipe(recipe_k))
+    small = (get_recipe(recipe_small),) * num_small if num_small else ()
+    return (q, q if recipe_k is None else get_recipe(recipe_k), *small)
 
 
 def get_recipe(recipe: str | Recipe) -> Recipe:

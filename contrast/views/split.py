@@ -24,29 +24,39 @@ from contrast.views.recipes import Recipe, view_recipes
 
 
 class SplitViews:
-    """The worker side: ``(image, index) -> ((crop_q, crop_k), (params_q, params_k))``.
+    """The worker side: ``(image, index) -> ((crop_q, crop_k), (params_q, params_k))``, one crop and
+    parameter vector per view (``(q,)``: one view; ``(q, k, s_1, …, s_n)``: multi-crop, all cut from
+    the one decode of the image).
 
     ``image``: (C, H, W) uint8, the whole image; crops (C, size, size) uint8 of each recipe's size;
     params (18,) float32 (:meth:`ViewParams.pack`) of the colour stage."""
 
-    def __init__(self, recipe_q: str | Recipe, recipe_k: str | Recipe | None, seed: int) -> None:
-        self.views = tuple(BatchedViews(r) for r in view_recipes(recipe_q, recipe_k))  # (q, k), or (q,)
+    def __init__(
+        self,
+        recipe_q: str | Recipe,
+        recipe_k: str | Recipe | None,
+        seed: int,
+        recipe_small: str | Recipe | None = None,
+        num_small: int = 0,
+    ) -> None:
+        recipes = view_recipes(recipe_q, recipe_k, recipe_small, num_small)
+        self.views = tuple(BatchedViews(r) for r in recipes)  # (q, k), (q,), or (q, k, s_1, …, s_n)
         self.seed = seed
 
-    def parameters(self, height: int, width: int, index: int) -> tuple[Tensor, Tensor]:
-        """Both views' packed parameters (18,) each, for a decode on the device."""
+    def parameters(self, height: int, width: int, index: int) -> tuple[Tensor, ...]:
+        """Every view's packed parameters (18,), for a decode on the device."""
         return tuple(p.pack()[0] for p in self.sample(height, width, index))
 
-    def sample(self, height: int, width: int, index: int) -> tuple[ViewParams, ViewParams]:
-        """The parameters of both views of sample ``index`` of an image of this size."""
+    def sample(self, height: int, width: int, index: int) -> tuple[ViewParams, ...]:
+        """The parameters of every view of sample ``index`` of an image of this size."""
         generator = torch.Generator().manual_seed(derive_seed(self.seed, "split views", index))
         return tuple(views.sample(1, height, width, generator) for views in self.views)
 
-    def __call__(self, image: Tensor, index: int) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    def __call__(self, image: Tensor, index: int) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
         params = self.sample(image.shape[1], image.shape[2], index)
         return self._cut(image, params), tuple(p.pack()[0] for p in params)
 
-    def _cut(self, image: Tensor, params: tuple[ViewParams, ViewParams]) -> tuple[Tensor, Tensor]:
+    def _cut(self, image: Tensor, params: tuple[ViewParams, ...]) -> tuple[Tensor, ...]:
         from torchvision.transforms.v2 import functional as TF
 
         crops = []
@@ -94,8 +104,8 @@ class SplitViews:
 
 
 def cut_on_device(
-    views: tuple[BatchedViews, BatchedViews], encoded: list[Tensor], params: tuple[Tensor, Tensor], device
-) -> tuple[Tensor, Tensor]:
+    views: tuple[BatchedViews, ...], encoded: list[Tensor], params: tuple[Tensor, ...], device
+) -> tuple[Tensor, ...]:
     """The decode on the device (``decode: device``): JPEG bytes (a list of 1-D uint8 tensors) are
     decoded there in one call (``torchvision.io.decode_jpeg(list, device=...)``), and each view is
     cut and resized there with the boxes the workers drew; (B, C, s, s) uint8 crops per view."""
@@ -117,8 +127,8 @@ def cut_on_device(
 
 
 def colour_views(
-    views: tuple[BatchedViews, BatchedViews], crops: tuple[Tensor, Tensor], params: tuple[Tensor, Tensor]
-) -> tuple[Tensor, Tensor]:
+    views: tuple[BatchedViews, ...], crops: tuple[Tensor, ...], params: tuple[Tensor, ...]
+) -> tuple[Tensor, ...]:
     """The device side: (q, k) normalised float32 from the workers' uint8 crops (B, C, s, s) and
     their packed parameters (B, 18) (kept on the CPU: the masks are read there, not on the device)."""
     return tuple(v.colour(x, ViewParams.unpack(p)) for v, x, p in zip(views, crops, params))

@@ -109,11 +109,12 @@ def _order(query: torch.Tensor, gallery: torch.Tensor, skip: int | None = None) 
 
 
 @pytest.mark.parametrize("chunk_size", [1, 7, None])
-def test_rank_is_the_brute_force_order_with_ties_by_index(chunk_size):
+@pytest.mark.parametrize("k", [3, 6, 31])  # 3, 6: ties cut by the k-th place (the repair), 31: the whole gallery
+def test_rank_is_the_brute_force_order_with_ties_by_index(chunk_size, k):
     queries, gallery = _tied(23, 4, 0), _tied(31, 4, 1)
-    scores, indices = rank(queries, gallery, 31, chunk_size=chunk_size)
+    scores, indices = rank(queries, gallery, k, chunk_size=chunk_size)
     for i in range(23):
-        assert indices[i].tolist() == _order(queries[i], gallery)
+        assert indices[i].tolist() == _order(queries[i], gallery)[:k]
     assert bool((scores[:, :-1] >= scores[:, 1:]).all())
     _, own = rank(queries, queries, 22, chunk_size=chunk_size, exclude_self=True)
     for i in range(23):

@@ -27,10 +27,11 @@ def assert_same_values_and_gradients(ours, reference, inputs, rtol, atol):
 
 
 # ---------------------------------------------------------------- references: loops over the formula
-def ref_sup_con(q, k, labels, tau):
-    """Khosla et al. (2020), eq. 2, one anchor at a time."""
-    z = F.normalize(torch.cat([q, k]).double(), dim=1)
-    y = torch.cat([labels, labels]).tolist()
+def ref_sup_con(q, k, labels, tau, *more):
+    """Khosla et al. (2020), eq. 2, one anchor at a time, over the views (q, k, *more)."""
+    views = (q, k, *more)
+    z = F.normalize(torch.cat(views).double(), dim=1)
+    y = torch.cat([labels] * len(views)).tolist()
     losses = []
     for i in range(len(y)):
         others = [a for a in range(len(y)) if a != i]
@@ -62,6 +63,35 @@ def test_sup_con_matches_the_formula_in_value_and_gradient(n, d, tau):
     labels = torch.arange(n) % 3
     ours = sup_con(q, k, labels, tau, reduction="none")
     assert_same_values_and_gradients(ours, ref_sup_con(q, k, labels, tau), (q, k), 1e-10, 1e-10)
+
+
+@pytest.mark.parametrize("with_labels", [True, False])
+def test_multi_crop_views_match_the_formula_in_value_and_gradient(with_labels):
+    """V = 5 views (q, k and three small crops' embeddings): every other view of the image (or of its
+    class) is a positive, all other views are in the denominator."""
+    q, k = _pair(6, 4, seed=3)
+    g = torch.Generator().manual_seed(4)
+    more = [torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    labels = torch.tensor([0, 1, 0, 2, 1, 0]) if with_labels else None
+    ours = sup_con(q, k, labels, 0.3, reduction="none", more_views=more)
+    assert ours.shape == (30,)
+    reference = ref_sup_con(q, k, labels if with_labels else torch.arange(6), 0.3, *more)
+    assert_same_values_and_gradients(ours, reference, (q, k, *more), 1e-10, 1e-10)
+
+
+def test_multi_crop_views_match_pytorch_metric_learning():
+    pml = require("pytorch_metric_learning.losses")
+    q, k = _pair(8, 5, seed=5, dtype=torch.float32)
+    more = [torch.randn(8, 5, requires_grad=True) for _ in range(4)]
+    ours = sup_con(q, k, None, 0.2, more_views=more)
+    theirs = pml.SupConLoss(temperature=0.2)(torch.cat([q, k, *more]), torch.arange(8).repeat(6))
+    assert_same_values_and_gradients(ours, theirs, (q, k, *more), 1e-4, 1e-5)
+
+
+def test_a_multi_crop_view_of_another_shape_is_named():
+    q, k = _pair(4, 3)
+    with pytest.raises(ValueError, match=r"more_views\[1\]"):
+        sup_con(q, k, None, 0.1, more_views=[torch.randn(4, 3), torch.randn(3, 3)])
 
 
 def test_sup_con_without_labels_is_nt_xent():
