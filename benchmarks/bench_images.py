@@ -109,6 +109,11 @@ def bench_views(src: Path, pack_root: Path, samples: int, batch: int) -> tuple[l
         row("two 224-px SimCLR views: ours (split path: decode + geometry, colour batched)", "ours", "theirs"),
         row("two 224-px SimCLR views: torchvision ImageFolder + v2 pipeline (PIL)", "theirs", "theirs"),
         row(
+            "two 224-px SimCLR views, a worker's share with the colour on a GPU: ours (decode + geometry)",
+            "ours_geometry",
+            "theirs",
+        ),
+        row(
             "geometry only: ours (boxes first, one reduced-size decode, two uint8 crops + flips)",
             "ours_geometry",
             "theirs_geometry",
@@ -141,7 +146,9 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.images} make_imagenet_like photos (varied sizes, about 500×375, JPEG q90); one process, one "
             f"torch thread; views over {args.samples} samples, colour batches of {args.batch}, recipe simclr_imagenet "
             "(224 px, jitter 0.8 p 0.8, grayscale 0.2, blur p 0.5 kernel 23). Pack sizes: the shards against the "
-            "source JPEGs (the cap re-encodes larger images at q90)."
+            "source JPEGs (the cap re-encodes larger images at q90). 'ours' runs the colour stage on this CPU as the "
+            "training device; with the colour on a GPU a worker's CPU does the decode and the geometry only (the third "
+            "views row, against the whole torchvision pipeline that its workers run)."
         )
         append_results("Image collections: pack and views from the whole image (per CPU core)", "cpu", table, notes)
 

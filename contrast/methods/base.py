@@ -26,6 +26,7 @@ from contrast.methods.lars import LARS
 from contrast.models import build_backbone
 
 OPTIMIZERS = ("sgd", "adamw", "lars")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class TrainingBase(L.LightningModule):
@@ -39,7 +40,9 @@ class TrainingBase(L.LightningModule):
     global batch being data.batch_size × devices × nodes × accumulate_grad_batches, so one config
     keeps its meaning on any number of GPUs and nodes; weight_decay; sgd_momentum; nesterov: Nesterov
     momentum for SGD (SimCLR's linear evaluation, Chen et al. 2020, appendix B.6); warmup_epochs:
-    linear warmup length (fractional epochs allowed); compile: ``torch.compile`` the backbone.
+    linear warmup length (fractional epochs allowed); compile: ``torch.compile`` the backbone (true:
+    the default mode; or a mode's name: "reduce-overhead" (CUDA graphs), "max-autotune",
+    "max-autotune-no-cudagraphs").
 
     A sibling that builds its encoder another way (pretrained weights, none for feature vectors)
     overrides :meth:`build_encoder`.
@@ -58,7 +61,7 @@ class TrainingBase(L.LightningModule):
         sgd_momentum: float = 0.9,
         nesterov: bool = False,
         warmup_epochs: float = 0.0,
-        compile: bool = False,
+        compile: bool | str = False,
     ) -> None:
         super().__init__()
         one_of("optimizer", optimizer, OPTIMIZERS)
@@ -67,6 +70,8 @@ class TrainingBase(L.LightningModule):
             int_at_least("lr_batch_size", lr_batch_size, 1)
         if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
             raise ConfigError("weight_decay", f"weight_decay must be >= 0, got {weight_decay!r}")
+        if not isinstance(compile, bool):
+            one_of("compile", compile, COMPILE_MODES)
         if not isinstance(nesterov, bool):
             raise ConfigError("nesterov", f"nesterov must be true or false, got {nesterov!r}")
         if nesterov and (optimizer != "sgd" or not sgd_momentum > 0):
@@ -97,7 +102,9 @@ class TrainingBase(L.LightningModule):
         self.feature_dim = getattr(backbone, "feature_dim", 0)
         # Not registered as a submodule: the checkpoint holds the backbone once, under the same
         # keys whether or not it is compiled.
-        object.__setattr__(self, "_encode", torch.compile(backbone) if self.hparams.compile else backbone)
+        mode = self.hparams.compile
+        compiled = torch.compile(backbone, mode=None if mode in (True, "default") else mode) if mode else backbone
+        object.__setattr__(self, "_encode", compiled)
 
     # ------------------------------------------------------------------ the encoder
     def memory_format(self, images: Tensor) -> Tensor:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -49,6 +50,10 @@ class ViewParams:
     def __len__(self) -> int:
         return self.boxes.shape[0]
 
+    def rows(self, start: int, stop: int) -> ViewParams:
+        """The parameters of samples ``start`` … ``stop - 1``."""
+        return ViewParams(**{f: getattr(self, f)[start:stop] for f in self.FIELDS})
+
     FIELDS = ("boxes", "flip", "jitter", "factors", "order", "grayscale", "blur", "sigma", "solarize")
     WIDTHS = (4, 1, 1, 4, 4, 1, 1, 1, 1)
 
@@ -69,12 +74,38 @@ class ViewParams:
         return cls(**values)
 
 
-def _uniform(n: int, low: float, high: float, generator: torch.Generator | None) -> Tensor:
-    return torch.rand(n, generator=generator, dtype=torch.float64) * (high - low) + low
+CPU_CHUNK = 16  # samples the colour chain takes at a time on a CPU device
+CPU_BLUR_CHUNK = 4  # samples per grouped convolution of the blur on a CPU device
 
 
-def _bernoulli(n: int, p: float, generator: torch.Generator | None) -> Tensor:
-    return torch.rand(n, generator=generator) < p
+CROP_ATTEMPTS = 10  # RandomResizedCrop's tries before its centre-crop fallback, as torchvision
+
+
+def _crop_boxes(u: np.ndarray, height: int, width: int, scale, ratio) -> np.ndarray:
+    """(n, 4) top, left, height, width from (n, 2·CROP_ATTEMPTS + 2) uniforms in [0, 1)."""
+    a = CROP_ATTEMPTS
+    n = u.shape[0]
+    target_area = height * width * (scale[0] + (scale[1] - scale[0]) * u[:, :a])  # (n, a)
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = np.exp(log_lo + (log_hi - log_lo) * u[:, a : 2 * a])  # (n, a)
+    w = np.round(np.sqrt(target_area * aspect))
+    h = np.round(np.sqrt(target_area / aspect))
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = fits.argmax(axis=1)  # the first try that fits
+    found = fits[np.arange(n), first]
+    h, w = h[np.arange(n), first], w[np.arange(n), first]
+    # Centre-crop fallback.
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        fallback_w, fallback_h = width, round(width / min(ratio))
+    elif in_ratio > max(ratio):
+        fallback_h, fallback_w = height, round(height * max(ratio))
+    else:
+        fallback_w, fallback_h = width, height
+    h, w = np.where(found, h, fallback_h), np.where(found, w, fallback_w)
+    top = np.where(found, np.floor(u[:, 2 * a] * (height - h + 1)), np.floor((height - h) / 2))
+    left = np.where(found, np.floor(u[:, 2 * a + 1] * (width - w + 1)), np.floor((width - w) / 2))
+    return np.stack([top, left, h, w], axis=1)
 
 
 def sample_crop_boxes(
@@ -84,39 +115,22 @@ def sample_crop_boxes(
     scale: tuple[float, float],
     ratio: tuple[float, float],
     generator: torch.Generator | None = None,
-    attempts: int = 10,
 ) -> Tensor:
     """RandomResizedCrop's parameters for n samples: (n, 4) top, left, height, width.
 
     The algorithm of ``torchvision.transforms.RandomResizedCrop.get_params``, vectorised: up to
-    ``attempts`` draws of (area fraction ~ U(scale), log ratio ~ U(log ratio)), the first that
+    ``CROP_ATTEMPTS`` draws of (area fraction ~ U(scale), log ratio ~ U(log ratio)), the first that
     fits is kept, else a centre crop clamped to the ratio range.
     """
-    area = height * width
-    target_area = area * _uniform(n * attempts, *scale, generator).view(n, attempts)
-    log_ratio = _uniform(n * attempts, math.log(ratio[0]), math.log(ratio[1]), generator).view(n, attempts)
-    aspect = torch.exp(log_ratio)
-    w = torch.round(torch.sqrt(target_area * aspect))
-    h = torch.round(torch.sqrt(target_area / aspect))
-    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-    first = fits.to(torch.int8).argmax(dim=1)
-    found = fits.any(dim=1)
-    h = h.gather(1, first[:, None]).squeeze(1)
-    w = w.gather(1, first[:, None]).squeeze(1)
-    # Centre-crop fallback.
-    in_ratio = width / height
-    if in_ratio < min(ratio):
-        fallback_w, fallback_h = width, round(width / min(ratio))
-    elif in_ratio > max(ratio):
-        fallback_h, fallback_w = height, round(height * max(ratio))
-    else:
-        fallback_w, fallback_h = width, height
-    h = torch.where(found, h, torch.full_like(h, fallback_h))
-    w = torch.where(found, w, torch.full_like(w, fallback_w))
-    u = torch.rand(n, 2, generator=generator, dtype=torch.float64)
-    top = torch.where(found, torch.floor(u[:, 0] * (height - h + 1)), torch.floor((height - h) / 2))
-    left = torch.where(found, torch.floor(u[:, 1] * (width - w + 1)), torch.floor((width - w) / 2))
-    return torch.stack([top, left, h, w], dim=1).float()
+    u = torch.rand(n, 2 * CROP_ATTEMPTS + 2, generator=generator, dtype=torch.float64).numpy()
+    return torch.from_numpy(_crop_boxes(u, height, width, scale, ratio)).float()
+
+
+# The uniforms one view of one sample draws, in one call: jitter factors (4), the jitter order's
+# keys (4), the crop (2·CROP_ATTEMPTS + 2), then flip, jitter, grayscale, blur, σ, solarize.
+_CROP = slice(8, 8 + 2 * CROP_ATTEMPTS + 2)
+_FLIP, _JITTER, _GRAY, _BLUR, _SIGMA, _SOLARIZE = range(_CROP.stop, _CROP.stop + 6)
+UNIFORMS_PER_VIEW = _SOLARIZE + 1
 
 
 class BatchedViews:
@@ -136,29 +150,32 @@ class BatchedViews:
 
     # ------------------------------------------------------------------ parameters
     def sample(self, n: int, height: int, width: int, generator: torch.Generator | None = None) -> ViewParams:
+        """Every random number of n views from one draw of (n, UNIFORMS_PER_VIEW) uniforms, the
+        arithmetic in numpy: a few microseconds for the one sample a worker draws for, the same
+        distributions as torchvision's (tests/views)."""
         r = self.recipe
+        u = torch.rand(n, UNIFORMS_PER_VIEW, generator=generator, dtype=torch.float64).numpy()
         b, c, s, h = r.jitter
         # Factor ranges as torchvision's ColorJitter: [max(0, 1 - s), 1 + s], hue [-h, h].
-        factors = torch.stack(
-            [
-                _uniform(n, max(0.0, 1 - b), 1 + b, generator),
-                _uniform(n, max(0.0, 1 - c), 1 + c, generator),
-                _uniform(n, max(0.0, 1 - s), 1 + s, generator),
-                _uniform(n, -h, h, generator),
-            ],
-            dim=1,
-        ).float()
-        order = torch.rand(n, 4, generator=generator).argsort(dim=1)
+        low = np.array([max(0.0, 1 - b), max(0.0, 1 - c), max(0.0, 1 - s), -h])
+        high = np.array([1 + b, 1 + c, 1 + s, h])
+        factors = low + (high - low) * u[:, :4]  # (n, 4)
+        order = np.argsort(u[:, 4:8], axis=1, kind="stable")  # (n, 4): a uniform permutation of the 4 ops
+        sigma = r.blur_sigma[0] + (r.blur_sigma[1] - r.blur_sigma[0]) * u[:, _SIGMA]
+
+        def bernoulli(column: int, p: float) -> Tensor:
+            return torch.from_numpy(u[:, column] < p)
+
         return ViewParams(
-            boxes=sample_crop_boxes(n, height, width, r.crop_scale, r.crop_ratio, generator),
-            flip=_bernoulli(n, r.flip_p, generator),
-            jitter=_bernoulli(n, r.jitter_p, generator),
-            factors=factors,
-            order=order,
-            grayscale=_bernoulli(n, r.grayscale_p, generator),
-            blur=_bernoulli(n, r.blur_p, generator),
-            sigma=_uniform(n, *r.blur_sigma, generator).float(),
-            solarize=_bernoulli(n, r.solarize_p, generator),
+            boxes=torch.from_numpy(_crop_boxes(u[:, _CROP], height, width, r.crop_scale, r.crop_ratio)).float(),
+            flip=bernoulli(_FLIP, r.flip_p),
+            jitter=bernoulli(_JITTER, r.jitter_p),
+            factors=torch.from_numpy(factors).float(),
+            order=torch.from_numpy(order),
+            grayscale=bernoulli(_GRAY, r.grayscale_p),
+            blur=bernoulli(_BLUR, r.blur_p),
+            sigma=torch.from_numpy(sigma).float(),
+            solarize=bernoulli(_SOLARIZE, r.solarize_p),
         )
 
     # ------------------------------------------------------------------ the chain
@@ -208,6 +225,16 @@ class BatchedViews:
         )
 
     def _colour(self, x: Tensor, params: ViewParams) -> Tensor:
+        if x.device.type == "cpu" and x.shape[0] > CPU_CHUNK:
+            # On a CPU the chain runs a few samples at a time: each op's passes over the pixels then stay
+            # in the cache; the same results.
+            for start in range(0, x.shape[0], CPU_CHUNK):
+                stop = start + CPU_CHUNK
+                x[start:stop] = self._colour_rows(x[start:stop], params.rows(start, stop))
+            return x
+        return self._colour_rows(x, params)
+
+    def _colour_rows(self, x: Tensor, params: ViewParams) -> Tensor:
         device = x.device
         x = self._jitter(x, params)
         if x.shape[1] == 3:
@@ -329,42 +356,43 @@ def adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
 
 
 def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
-    """Rotate the hue by ``shift`` (a fraction of a turn, in [-0.5, 0.5]) per sample, via HSV."""
-    hue, saturation, value = _rgb_to_hsv(x)
-    hue = (hue + shift.view(-1, 1, 1)).remainder_(1.0)
-    return _hsv_to_rgb(hue, saturation, value)
-
-
-def _rgb_to_hsv(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Rotate the hue by ``shift`` (a fraction of a turn, in [-0.5, 0.5]) per sample, as torchvision's
+    RGB → HSV → RGB, in fewer passes: V = max and V·S = max − min are what the rotation keeps, so
+    only 6·hue is computed, shifted and turned back into the three channels."""
     r, g, b = x.unbind(dim=1)
-    maxc, _ = x.max(dim=1)
-    minc, _ = x.min(dim=1)
-    delta = maxc - minc
-    gray = delta == 0
-    saturation = delta / torch.where(gray, torch.ones_like(maxc), maxc)
-    safe_delta = torch.where(gray, torch.ones_like(delta), delta)
-    rc, gc, bc = (maxc - r) / safe_delta, (maxc - g) / safe_delta, (maxc - b) / safe_delta
-    # r wins ties, then g, as torchvision
-    hue = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-    hue = torch.where(gray, torch.zeros_like(hue), hue)
-    hue = (hue / 6.0 + 1.0).remainder_(1.0)
-    return hue, saturation, maxc
+    maxc = torch.maximum(torch.maximum(r, g), b)  # V
+    delta = maxc - torch.minimum(torch.minimum(r, g), b)  # V·S
+    inverse = delta.clamp(min=1e-30).reciprocal_()  # grey pixels: a zero numerator below, hue 0 as torchvision
+    # 6·hue in [-1, 5]; the sector whose channel is the max, r winning ties, then g (torchvision's
+    # rule), chosen by 0/1 weights: arithmetic, where torch.where is many times slower on a CPU
+    is_r = (maxc == r).to(x.dtype)
+    is_g = (maxc == g).to(x.dtype).mul_(1.0 - is_r)
+    is_b = 1.0 - is_r - is_g
+    h6 = is_r * (g - b) + is_g * (b - r) + is_b * (r - g)
+    h6 = h6.mul_(inverse).add_(2.0 * is_g + 4.0 * is_b)
+    h6 = h6.add_(6.0 + 6.0 * shift.view(-1, 1, 1)).fmod_(6.0)  # the rotated hue, in [0, 6) (the sum is > 0)
+    return _hexcone(h6, maxc, delta)
 
 
-def _hsv_to_rgb(hue: Tensor, saturation: Tensor, value: Tensor) -> Tensor:
-    """Channel n of (r, g, b) = v - v·s·clamp(min(k, 4 - k), 0, 1), k = (n + 6h) mod 6, n = 5, 3, 1:
-    the piecewise-linear hexcone in closed form (no per-pixel table lookup)."""
-    h6 = hue * 6.0
-    vs = value * saturation
+def _hexcone(h6: Tensor, value: Tensor, chroma: Tensor) -> Tensor:
+    """Channel n of (r, g, b) = v − chroma·clamp(min(k, 4 − k), 0, 1), k = (n + 6h) mod 6, n = 5, 3, 1:
+    HSV → RGB's piecewise-linear hexcone in closed form (no per-pixel table lookup)."""
     channels = []
     for n in (5.0, 3.0, 1.0):
-        k = (h6 + n).remainder_(6.0)
-        channels.append(value - vs * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0))
+        k = (h6 + n).fmod_(6.0)  # h6 + n >= 0
+        channels.append(value - chroma * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0))
     return torch.stack(channels, dim=1)
 
 
 def gaussian_blur(x: Tensor, kernel_size: int, sigma: Tensor) -> Tensor:
     """Separable gaussian blur with a per-sample σ (B,), reflect padding, as torchvision."""
+    if x.device.type == "cpu" and x.shape[0] > CPU_BLUR_CHUNK:  # a grouped convolution of many groups is slow there
+        return torch.cat(
+            [
+                gaussian_blur(x[i : i + CPU_BLUR_CHUNK], kernel_size, sigma[i : i + CPU_BLUR_CHUNK])
+                for i in range(0, x.shape[0], CPU_BLUR_CHUNK)
+            ]
+        )
     n, c, h, w = x.shape
     half = (kernel_size - 1) / 2
     grid = torch.linspace(-half, half, kernel_size, device=x.device)
@@ -379,7 +407,8 @@ def gaussian_blur(x: Tensor, kernel_size: int, sigma: Tensor) -> Tensor:
 
 
 def solarize(x: Tensor, threshold: float) -> Tensor:
-    return torch.where(x >= threshold, 1.0 - x, x)
+    """1 − x where x >= threshold, else x (as arithmetic: torch.where is slow on a CPU)."""
+    return x + (x >= threshold).to(x.dtype) * (1.0 - 2.0 * x)
 
 
 JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)

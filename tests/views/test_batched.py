@@ -69,6 +69,8 @@ def test_hue_matches_torchvision(shift):
     x = _images()
     x[0, :, :8] = 0.5  # gray pixels (hue undefined)
     x[1, 0] = x[1, 1]  # r == g ties
+    x[2, 1] = x[2, 2]  # g == b ties
+    x[3, :, :4], x[3, :, 4:8] = 0.0, 1.0  # black and white
     torch.testing.assert_close(B.adjust_hue(x, torch.full((6,), shift)), TF.adjust_hue(x, shift), rtol=0, atol=1e-5)
 
 
@@ -85,6 +87,16 @@ def test_gaussian_blur_matches_torchvision(kernel, sigma):
     x = _images(2, 3, 40, 40)
     ours = B.gaussian_blur(x, kernel, torch.full((2,), sigma))
     torch.testing.assert_close(ours, TF.gaussian_blur(x, [kernel, kernel], [sigma, sigma]), rtol=0, atol=1e-5)
+
+
+def test_gaussian_blur_of_a_batch_in_cpu_chunks_uses_each_sample_s_sigma():
+    """More samples than a CPU chunk (B.CPU_BLUR_CHUNK): each blurred with its own σ, as torchvision."""
+    n = 2 * B.CPU_BLUR_CHUNK + 1
+    x, sigma = _images(n, 3, 30, 30, seed=5), torch.linspace(0.2, 2.0, n)
+    ours = B.gaussian_blur(x, 9, sigma)
+    for i in range(n):
+        expected = TF.gaussian_blur(x[i], [9, 9], [float(sigma[i])] * 2)
+        torch.testing.assert_close(ours[i], expected, rtol=0, atol=1e-5)
 
 
 def test_grayscale_and_solarize_match_torchvision():
@@ -119,11 +131,12 @@ def test_whole_chain_matches_torchvision_ops_with_the_same_parameters(name):
         recipe = recipe.with_(size=48, blur_kernel=5)
     recipe = recipe.with_(blur_p=max(recipe.blur_p, 0.5) if recipe.blur_kernel else 0.0, solarize_p=0.5)
     views = BatchedViews(recipe)
-    x = _images(16, 3, 40, 36, seed=3)
-    params = views.sample(16, 40, 36, torch.Generator().manual_seed(4))
+    n = 2 * B.CPU_CHUNK + 3  # the CPU runs the chain in chunks of CPU_CHUNK samples: three here, one partial
+    x = _images(n, 3, 40, 36, seed=3)
+    params = views.sample(n, 40, 36, torch.Generator().manual_seed(4))
     ours = views.apply(x, params)
     assert params.jitter.any() and params.solarize.any()
-    for i in range(16):
+    for i in range(n):
         torch.testing.assert_close(ours[i], _reference_chain(x[i], recipe, params, i), rtol=0, atol=2e-5)
 
 
