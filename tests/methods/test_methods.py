@@ -331,3 +331,17 @@ def test_a_checkpoint_older_than_a_setting_fits_the_setting_at_its_default():
     assert checkpoint_differences({"hyper_parameters": saved}, model=scaled) == [
         "model.lr_batch_size: checkpoint '<unset>', config 256"
     ]
+
+
+def test_compile_takes_a_torch_compile_mode_or_a_bool():
+    from contrast.checks import ConfigError
+    from contrast.methods import SimCLR
+
+    small = dict(backbone="tiny_cnn", num_classes=0, projector_hidden=16, projector_dim=8)
+    for mode in (True, "default", "reduce-overhead", "max-autotune-no-cudagraphs"):
+        model = SimCLR(compile=mode, **small)
+        assert model._encode is not model.backbone  # compiled lazily: nothing runs until the first step
+    plain = SimCLR(compile=False, **small)
+    assert plain._encode is plain.backbone
+    with pytest.raises(ConfigError, match="compile must be one of"):
+        SimCLR(compile="fastest", **small)
