@@ -277,6 +277,16 @@ def stage_moco(args) -> None:
         markdown(args.out, "moco", f"MoCo v2, shuffle_bn {shuffle}", rates[-1] if rates else "no figure", notes)
 
 
+# module -> the distribution that provides it: what the stages import beyond torch, torchvision, lightning
+NEEDED = {"pytest": "pytest", "jsonargparse": "jsonargparse", "numpy": "numpy", "PIL": "pillow", "faiss": "faiss-cpu"}
+
+
+def _missing_modules() -> dict[str, str]:
+    import importlib.util
+
+    return {module: dist for module, dist in NEEDED.items() if importlib.util.find_spec(module) is None}
+
+
 STAGES = {"tests": stage_tests, "speed": stage_speed, "tta": stage_tta, "moco": stage_moco}
 
 
@@ -287,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="where figures.jsonl, rows.md and the runs go")
     parser.add_argument("--budget", type=float, default=540.0, help="wall-clock seconds for the whole session")
     parser.add_argument("--toy", action="store_true", help="the CPU rehearsal: Shapes-10, the tiny CNN, a few steps")
+    parser.add_argument(
+        "--wheels", type=Path, help="a folder of wheels to install modules the machine lacks from (pip --no-index)"
+    )
     parser.add_argument("--stage", choices=sorted(STAGES), help=argparse.SUPPRESS)  # a child's own stage
     parser.add_argument("--seconds", type=float, default=0.0, help=argparse.SUPPRESS)  # a child's share
     args = parser.parse_args(argv)
@@ -301,6 +314,23 @@ def main(argv: list[str] | None = None) -> int:
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU (rehearsal)"
     record(args.out, "session", device=device, torch=torch.__version__, budget=args.budget, toy=args.toy)
+    missing = _missing_modules()
+    if missing and args.wheels is not None:  # a machine without a package index: from the wheels brought along
+        pip = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-index",
+            "--find-links",
+            str(args.wheels),
+            *missing.values(),
+        ]
+        installed = subprocess.run(pip, capture_output=True, text=True)
+        record(args.out, "session", installed=list(missing.values()), pip_returncode=installed.returncode)
+        missing = _missing_modules()
+    if missing:
+        record(args.out, "session", missing=sorted(missing.values()))
     _append(args.out / "rows.md", f"\n{time.strftime('%Y-%m-%d')}, {device}, torch {torch.__version__}\n")
     _append(args.out / "rows.md", "| stage | what | figure | notes |\n| --- | --- | --- | --- |")
     deadline = START + args.budget
