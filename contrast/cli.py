@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--lr", type=float, default=0.1, help="--mode sgd: peak learning rate (cosine)")
             command.add_argument("--sgd_batch_size", type=int, default=256, help="--mode sgd: batch of the SGD steps")
             command.add_argument(
+                "--state",
+                default=None,
+                help="--mode sgd: a file the head and its optimizer are saved to after every epoch; the same command "
+                "again continues from it",
+            )
+            command.add_argument(
                 "--no_head_norm", action="store_true", help="--mode sgd: no BatchNorm in front of the linear layer"
             )
 

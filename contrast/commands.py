@@ -64,6 +64,7 @@ def _probe(args: argparse.Namespace, overrides: list[str]) -> int:
         batch_size=args.sgd_batch_size,
         head_norm=not args.no_head_norm,
         device="cuda" if torch.cuda.is_available() else "cpu",
+        state=args.state,
     )
     where = "float16 in memory" if args.storage == "memory" else f"float16 on disk in {args.features_dir}"
     head = "linear head" if args.no_head_norm else "BatchNorm + linear head"

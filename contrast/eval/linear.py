@@ -19,7 +19,10 @@ reads one batch of rows, so the memory taken is the features' own and O(batch) b
 from __future__ import annotations
 
 import math
+import os
+import pickle
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -138,6 +141,35 @@ def correct_counts(logits: Tensor, labels: Tensor) -> Tensor:
     return torch.stack([seen, hit[:, 0].sum(), hit.any(dim=1).sum()]).long()
 
 
+def _save_state(path, settings: dict, head, optimizer, epochs_done: int, loss_sum: float) -> None:
+    """The feature mode's place, written to ``<path>.partial`` then renamed: never half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    state = dict(settings=settings, epochs_done=epochs_done, loss_sum=loss_sum)
+    torch.save(state | dict(head=head.state_dict(), optimizer=optimizer.state_dict()), partial)
+    os.replace(partial, path)
+
+
+def _resume(path, settings: dict, head, optimizer) -> int:
+    """Epochs done by an earlier run with ``path`` (0 without the file); its head and optimizer loaded."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved["settings"] != settings:
+            raise ValueError(
+                f"feature-mode state {path} is of other settings ({saved['settings']}, now {settings}); "
+                "delete it or give another --state"
+            )
+        head.load_state_dict(saved["head"])
+        optimizer.load_state_dict(saved["optimizer"])
+        return int(saved["epochs_done"])
+    except (KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        raise ValueError(f"feature-mode state {path} is not a state this command wrote ({error})") from None
+
+
 @dataclass
 class SGDResult:
     top1: float  # test accuracy in percent
@@ -167,11 +199,17 @@ def linear_sgd(
     head_norm: bool = True,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    state: str | os.PathLike | None = None,
 ) -> SGDResult:
     """The feature mode of linear evaluation: the head trained by mini-batch SGD (momentum, cosine
     schedule per step, a new shuffle every epoch from ``seed``) on fixed features; top-1 / top-5 on
     the test features. ``*_features``: (N, D) tensors (float16 or float32) or ``np.load(...,
-    mmap_mode="r")`` arrays; labels (N,)."""
+    mmap_mode="r")`` arrays; labels (N,).
+
+    ``state``: a file the head, its optimizer and the epochs done are written to (atomically) after
+    every epoch; called again with the same file and settings, the training continues where it
+    stopped and ends with the figures of an uninterrupted run (the shuffles of the epochs done are
+    drawn again from ``seed``). A file of other settings is refused with its name."""
     from contrast.models import linear_head
 
     for name, x, y in (("train", train_features, train_labels), ("test", test_features, test_labels)):
@@ -197,8 +235,15 @@ def linear_sgd(
     total = epochs * steps_per_epoch
     labels = train_labels.long()
     generator = np.random.default_rng(seed)
-    step, loss_sum = 0, 0.0
-    for _ in range(epochs):
+    settings = dict(n=n, width=int(train_features.shape[1]), classes=classes, epochs=epochs, lr=lr)
+    settings |= dict(
+        batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, head_norm=head_norm, seed=seed
+    )
+    done = _resume(state, settings, head, optimizer) if state is not None else 0
+    for _ in range(done):  # the shuffles of the epochs done: the generator where it was
+        generator.permutation(n)
+    step, loss_sum = done * steps_per_epoch, 0.0
+    for epoch in range(done, epochs):
         order = generator.permutation(n)
         loss_sum = 0.0
         for i in range(steps_per_epoch):
@@ -212,6 +257,10 @@ def linear_sgd(
             optimizer.step()
             loss_sum += float(loss.detach())
             step += 1
+        if state is not None:
+            _save_state(state, settings, head, optimizer, epoch + 1, loss_sum)
+    if state is not None and done == epochs:  # finished before: the last epoch's loss as it was
+        loss_sum = float(torch.load(state, map_location="cpu", weights_only=True)["loss_sum"])
     head.eval()
     counts = torch.zeros(3, dtype=torch.long)
     with torch.no_grad():

@@ -131,3 +131,38 @@ def test_an_interrupted_extraction_is_not_taken_for_a_finished_one(tmp_path):
     encoder = Counting()
     features_on_disk(encoder, loader, tmp_path / "train.npy", "cpu", key={})
     assert encoder.calls == 4 and (tmp_path / "train.npy").is_file()
+
+
+def test_feature_mode_interrupted_then_continued_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    """Stopped (Ctrl-C) in its third epoch, the same call with the same state file continues from the
+    second epoch's end: the head's figures and last loss are the uninterrupted run's, to the bit."""
+    train_x, train_y = _blobs(600)
+    test_x, test_y = _blobs(300, seed=1)
+    common = dict(epochs=4, batch_size=64, lr=0.2, seed=3)
+    straight = linear_sgd(train_x, train_y, test_x, test_y, **common)
+    state = tmp_path / "sgd_state.pt"
+    calls, real = [0], linear._rows
+
+    def interrupted(features, index, device):
+        calls[0] += 1
+        if calls[0] == 2 * (600 // 64) + 3:  # a few steps into the third epoch
+            raise KeyboardInterrupt
+        return real(features, index, device)
+
+    monkeypatch.setattr(linear, "_rows", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        linear_sgd(train_x, train_y, test_x, test_y, state=state, **common)
+    monkeypatch.setattr(linear, "_rows", real)
+    assert (
+        torch.load(state, weights_only=True)["epochs_done"] == 2
+        and not state.with_name(state.name + ".partial").exists()
+    )
+    resumed = linear_sgd(train_x, train_y, test_x, test_y, state=state, **common)
+    assert (resumed.top1, resumed.top5, resumed.train_loss) == (straight.top1, straight.top5, straight.train_loss)
+    again = linear_sgd(train_x, train_y, test_x, test_y, state=state, **common)  # finished: evaluated, not retrained
+    assert (again.top1, again.train_loss) == (straight.top1, straight.train_loss)
+    with pytest.raises(ValueError, match="sgd_state.pt is of other settings"):
+        linear_sgd(train_x, train_y, test_x, test_y, state=state, **(common | {"lr": 0.1}))
+    state.write_bytes(b"not a state")
+    with pytest.raises(ValueError, match="not a state this command wrote"):
+        linear_sgd(train_x, train_y, test_x, test_y, state=state, **common)
