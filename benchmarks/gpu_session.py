@@ -11,7 +11,10 @@ In this order, each stage a child process stopped when its share of the budget i
 3. ``tta``: ``configs/simclr_cifar10_fast.yaml`` with the fastest rung through ``bench_tta.py`` (the
    clock from its process start, kNN k=200 τ=0.1 on backbone features every 5 epochs, its time
    counted), stopping at lightly's 84.8% or at the budget;
-4. ``moco``: MoCo v2 (lightly's recipe) with and without shuffled BN, a few epochs each, if time remains.
+4. ``moco``: MoCo v2 (lightly's recipe) with and without shuffled BN, a few epochs each, if time remains;
+5. ``decode``: the packed path's decode on the device (``--data.decode device``): JPEGs of about
+   500×375 made from CIFAR-10 images by torchvision alone, samples/s of ``decode_jpeg(list, device=...)``
+   + the per-sample crops + the colour on the device, against one CPU core decoding and cutting them.
 
 Every figure is written the moment it is measured: a JSON line in ``OUT/figures.jsonl`` and a
 markdown row in ``OUT/rows.md`` (for ``benchmarks/RESULTS.md``), so an interrupted session keeps what it
@@ -277,6 +280,93 @@ def stage_moco(args) -> None:
         markdown(args.out, "moco", f"MoCo v2, shuffle_bn {shuffle}", rates[-1] if rates else "no figure", notes)
 
 
+# ---------------------------------------------------------------------- stage 5: JPEG decode on the device
+def _jpegs(args, n: int):
+    """n JPEG byte tensors (q90) of about 500×375 (both orientations) and their (height, width): CIFAR-10
+    training images upscaled with some noise for texture (the toy: random smooth images), by torchvision."""
+    import torch
+    from torch.nn import functional as F
+    from torchvision.io import decode_jpeg, encode_jpeg, read_file
+
+    generator = torch.Generator().manual_seed(0)
+    if args.toy:
+        small = [torch.rand(3, 8, 8, generator=generator) * 255 for _ in range(n)]
+    else:
+        files = sorted((args.data / "cifar10-jpeg" / "train").rglob("*.jpg"))[:: max(1, 50_000 // n)][:n]
+        small = [decode_jpeg(read_file(str(f))).float() for f in files]
+    out = []
+    for i, image in enumerate(small):
+        size = (375, 500) if i % 2 == 0 else (500, 375)
+        big = F.interpolate(image[None], size=size, mode="bicubic", align_corners=False)[0]
+        big = big + 6 * torch.randn(big.shape, generator=generator)
+        data = encode_jpeg(big.clamp(0, 255).to(torch.uint8), quality=90)
+        out.append((data, size))
+    return out
+
+
+def stage_decode(args) -> None:
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    from contrast.views import SplitViews, colour_views, cut_on_device
+
+    torch.set_num_threads(1)  # the CPU reference is one worker core
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    batch = 16 if args.toy else 256
+    jpegs = _jpegs(args, batch)
+    split = SplitViews("simclr_imagenet", None, seed=0)
+    encoded = [data for data, _ in jpegs]
+    per_sample = [split.parameters(h, w, i) for i, (_, (h, w)) in enumerate(jpegs)]
+    params = tuple(torch.stack([p[j] for p in per_sample]) for j in range(len(split.views)))
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def rate(fn, repeats: int) -> float:
+        fn()  # warm-up: the decoder's handles, kernels
+        sync()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        sync()
+        return repeats * batch / (time.perf_counter() - start)
+
+    def cpu_core() -> None:  # what a worker does with a full decode: decode, two crops resized to 224, flips
+        for i, (data, (h, w)) in enumerate(jpegs):
+            split._cut(decode_jpeg(data, mode=ImageReadMode.RGB), split.sample(h, w, i))
+
+    repeats = 2 if args.toy else 10
+    figures = dict(
+        batch=batch,
+        decode_images_per_s=rate(lambda: decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device), repeats),
+        cut_samples_per_s=rate(lambda: cut_on_device(split.views, encoded, params, device), repeats),
+        views_samples_per_s=rate(
+            lambda: colour_views(split.views, cut_on_device(split.views, encoded, params, device), params), repeats
+        ),
+        cpu_core_samples_per_s=rate(cpu_core, 1),
+    )
+    figures = {k: round(v, 1) for k, v in figures.items()}
+    figures["cores_replaced"] = round(figures["cut_samples_per_s"] / figures["cpu_core_samples_per_s"], 1)
+    record(args.out, "decode", device=device, **figures)
+    what = "≈500×375 JPEGs q90 (CIFAR-10 upscaled), batch of " + str(batch)
+    markdown(args.out, "decode", "decode_jpeg on the device", f"{figures['decode_images_per_s']:,.0f} images/s", what)
+    markdown(
+        args.out,
+        "decode",
+        "decode + two 224-px crops on the device (cut_on_device)",
+        f"{figures['cut_samples_per_s']:,.0f} samples/s",
+        f"{figures['cores_replaced']}× one CPU core's full decode + crops ({figures['cpu_core_samples_per_s']:,.0f}/s)",
+    )
+    markdown(
+        args.out,
+        "decode",
+        "decode + crops + colour on the device (simclr_imagenet)",
+        f"{figures['views_samples_per_s']:,.0f} samples/s",
+        "",
+    )
+
+
 # module -> the distribution that provides it: what the stages import beyond torch, torchvision, lightning
 NEEDED = {"pytest": "pytest", "jsonargparse": "jsonargparse", "numpy": "numpy", "PIL": "pillow", "faiss": "faiss-cpu"}
 
@@ -287,7 +377,7 @@ def _missing_modules() -> dict[str, str]:
     return {module: dist for module, dist in NEEDED.items() if importlib.util.find_spec(module) is None}
 
 
-STAGES = {"tests": stage_tests, "speed": stage_speed, "tta": stage_tta, "moco": stage_moco}
+STAGES = {"tests": stage_tests, "speed": stage_speed, "tta": stage_tta, "moco": stage_moco, "decode": stage_decode}
 
 
 # ---------------------------------------------------------------------- the session
@@ -334,11 +424,12 @@ def main(argv: list[str] | None = None) -> int:
     _append(args.out / "rows.md", f"\n{time.strftime('%Y-%m-%d')}, {device}, torch {torch.__version__}\n")
     _append(args.out / "rows.md", "| stage | what | figure | notes |\n| --- | --- | --- | --- |")
     deadline = START + args.budget
-    # each stage's cap; the time-to-accuracy run takes what is left but the MoCo reserve
-    plan = (("tests", 90.0), ("speed", 180.0), ("tta", None), ("moco", 75.0))
+    # each stage's cap; the time-to-accuracy run takes what is left but the reserve of the stages after it
+    plan = (("tests", 90.0), ("speed", 180.0), ("tta", None), ("moco", 75.0), ("decode", 45.0))
+    reserve = 75.0 + 45.0
     for name, cap in plan:
         left = deadline - time.perf_counter()
-        share = min(cap, left) if cap else left - min(75.0, max(0.0, left - 120.0))
+        share = min(cap, left) if cap else left - min(reserve, max(0.0, left - 120.0))
         if share < 15:
             record(args.out, name, skipped=f"the budget is spent ({left:.0f} s left)")
             continue

@@ -40,8 +40,12 @@ def test_the_gpu_session_rehearses_on_a_cpu(tmp_path):
     moco = [line for line in by_stage["moco"] if "returncode" in line]
     assert [line["run"] for line in moco] == ["moco_v2, shuffle_bn true", "moco_v2, shuffle_bn false"]
     assert all(line["returncode"] == 0 for line in moco)
+    decode = by_stage["decode"][0]
+    assert decode["device"] == "cpu" and decode["batch"] == 16, decode
+    assert all(decode[k] > 0 for k in ("decode_images_per_s", "cut_samples_per_s", "views_samples_per_s"))
     rows = (out / "rows.md").read_text()
     assert "| speed | SimCLR ResNet-18, eager |" in rows and "| tta |" in rows and rows.count("| moco |") == 2
+    assert rows.count("| decode |") == 3
 
 
 def test_a_stage_past_its_share_is_stopped_and_said(tmp_path):
@@ -56,7 +60,7 @@ def test_a_stage_past_its_share_is_stopped_and_said(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in (out / "figures.jsonl").read_text().splitlines()]
     skipped = [line["stage"] for line in lines if "skipped" in line]
-    assert skipped == ["tests", "speed", "tta", "moco"]
+    assert skipped == ["tests", "speed", "tta", "moco", "decode"]
 
 
 def test_the_fast_recipe_builds_the_model_its_header_describes():

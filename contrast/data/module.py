@@ -38,7 +38,7 @@ from contrast.data.datasets import (
 )
 from contrast.data.sampler import loop_position, resume_position, training_sampler
 from contrast.data.sources import FolderImages, PackedImages, TensorImages, load_split
-from contrast.views import BatchedViews, DeviceViews, SplitViews, TwoViews, colour_views, cut_on_device, get_recipe
+from contrast.views import BatchedViews, DeviceViews, SplitViews, TwoViews, colour_views, cut_on_device
 from contrast.views.recipes import view_recipes
 
 VIEW_PATHS = ("cpu", "batched", "split")
@@ -145,27 +145,17 @@ class ContrastiveData(L.LightningDataModule):
             int_at_least(name, value, 2, optional=True)
         self.save_hyperparameters()
         self.dataset, self.root, self.views, self.download = dataset, root, views, download
-        self.recipe_q = get_recipe(recipe_q)
-        int_at_least("num_small", num_small, 0)
-        if (recipe_small is None) != (num_small == 0):
-            raise ConfigError(
-                "num_small" if recipe_small is not None else "recipe_small",
-                f"multi-crop needs recipe_small and num_small >= 1 together, got recipe_small {recipe_small!r}, "
-                f"num_small {num_small}",
-            )
-        if num_small and recipe_k == "none":
-            raise ConfigError("num_small", 'multi-crop adds small views to two large ones; recipe_k "none" gives one')
-        if recipe_small is not None:
-            get_recipe(recipe_small)
-        small = dict(recipe_small=recipe_small, num_small=num_small)
-        self.recipes = view_recipes(recipe_q, recipe_k, **small)  # each view's recipe: (q, k), (q,), (q, k, s…)
-        self.recipe_k = self.recipes[-1]
+        # each view's recipe: (q, k), (q,), (q, k, s_1, …, s_n); checked there, bad arguments named
+        self.recipes = view_recipes(recipe_q, recipe_k, recipe_small, num_small)
+        self.recipe_q, self.recipe_k = self.recipes[0], self.recipes[min(1, len(self.recipes) - 1)]
+        # what every view path is built from (the recipes by name, as the checkpoint's hyperparameters record them)
+        self.view_options = dict(recipe_k=recipe_k, recipe_small=recipe_small, num_small=num_small)
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.train_subset, self.eval_subset, self.image_size, self.seed = train_subset, eval_subset, image_size, seed
         self.cache, self.eval_root, self.skip_corrupt, self.decode = cache, eval_root, skip_corrupt, decode
         self._splits: dict = {}  # train -> split, ("eval", train) -> evaluation split
         self._resume: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
-        self.device_views = DeviceViews(recipe_q, recipe_k, seed, **small) if views == "batched" else None
+        self.device_views = DeviceViews(recipe_q, seed=seed, **self.view_options) if views == "batched" else None
         self.split_views = tuple(BatchedViews(r) for r in self.recipes) if views == "split" else None
 
     # ------------------------------------------------------------------ data
@@ -286,10 +276,10 @@ class ContrastiveData(L.LightningDataModule):
         if self.cache == "device":  # indices only; images are gathered on the device
             dataset, workers = Indices(len(base)), 0
         elif self.views == "split":  # geometry in the workers, colour on the device
-            views = SplitViews(self.recipe_q, self.hparams.recipe_k, self.seed, *self._small)
+            views = SplitViews(self.recipe_q, seed=self.seed, **self.view_options)
             dataset, workers = SplitViewDataset(base, views, encoded=self.decode == "device"), self.num_workers
         else:
-            views = None if self.views == "batched" else TwoViews(self.recipe_q, self.hparams.recipe_k, *self._small)
+            views = None if self.views == "batched" else TwoViews(self.recipe_q, **self.view_options)
             dataset, workers = TwoViewDataset(base, views, self.seed), self.num_workers
         return DataLoader(
             dataset,
@@ -302,11 +292,6 @@ class ContrastiveData(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             persistent_workers=workers > 0,
         )
-
-    @property
-    def _small(self) -> tuple[str | None, int]:
-        """(recipe_small, num_small): the multi-crop views' recipe and count."""
-        return self.hparams.get("recipe_small"), self.hparams.get("num_small", 0)
 
     # ------------------------------------------------------------------ the place in the epoch, in checkpoints
     def state_dict(self) -> dict[str, int]:

@@ -217,13 +217,9 @@ class ContrastiveModule(TrainingBase):
         if stage == "fit" and data is not None and len(getattr(data, "recipes", ())) > 2 and not self.multi_crop:
             raise ConfigError(
                 "num_small",
-                f"{type(self).__name__}{self.multi_crop_refusal()} takes two views of each image; multi-crop "
-                "(num_small) is for SimCLR with loss nt_xent and SupCon",
+                f"{type(self).__name__} takes two views of each image here; multi-crop (num_small) is for SimCLR "
+                "with loss nt_xent and SupCon",
             )
-
-    def multi_crop_refusal(self) -> str:
-        """What, besides the method, keeps it from multi-crop (e.g. SimCLR's loss " (loss dcl)")."""
-        return ""
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         (q, k, *small), labels = batch  # two views of each image (every data path), multi-crop's small ones, labels

@@ -49,9 +49,6 @@ class SimCLR(ContrastiveModule):
     def multi_crop(self) -> bool:
         return self.hparams.loss == "nt_xent"
 
-    def multi_crop_refusal(self) -> str:
-        return f" (loss {self.hparams.loss})"
-
     def contrastive_step(self, q: Tensor, k: Tensor, small: tuple[Tensor, ...] = ()) -> tuple[Tensor, Tensor]:
         n = q.shape[0]
         # One forward for both views: BatchNorm statistics over all 2N images, as in SimCLR.

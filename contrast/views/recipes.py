@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from contrast.checks import ConfigError, int_at_least
+
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -226,26 +228,28 @@ def view_recipes(
     num_small: int = 0,
 ) -> tuple[Recipe, ...]:
     """The recipe of each view a sample yields: (q, k), k defaulting to q; (q,) for ``recipe_k="none"``;
-    then ``num_small`` views of ``recipe_small`` (multi-crop, Caron et al. 2020: e.g. 2×224 + 6×96)."""
-    q = get_recipe(recipe_q)
-    if isinstance(num_small, bool) or not isinstance(num_small, int) or num_small < 0:
-        raise ValueError(f"num_small must be an int >= 0, got {num_small!r}")
+    then ``num_small`` views of ``recipe_small`` (multi-crop, Caron et al. 2020: e.g. 2×224 + 6×96).
+    The one place these arguments are checked: a bad one raises a ConfigError that names it."""
+    q = get_recipe(recipe_q, "recipe_q")
+    int_at_least("num_small", num_small, 0)
     if (recipe_small is None) != (num_small == 0):
-        raise ValueError(
-            f"multi-crop needs both recipe_small and num_small >= 1, got recipe_small {recipe_small!r}, "
-            f"num_small {num_small!r}"
+        raise ConfigError(
+            "num_small" if recipe_small is not None else "recipe_small",
+            f"multi-crop needs recipe_small and num_small >= 1 together, got recipe_small {recipe_small!r}, "
+            f"num_small {num_small}",
         )
+    small = (get_recipe(recipe_small, "recipe_small"),) * num_small if num_small else ()
     if isinstance(recipe_k, str) and recipe_k == ONE_VIEW:
         if num_small:
-            raise ValueError('multi-crop (num_small) adds views to two large ones; recipe_k "none" gives one')
+            raise ConfigError("num_small", 'multi-crop adds small views to two large ones; recipe_k "none" gives one')
         return (q,)
-    small = (get_recipe(recipe_small),) * num_small if num_small else ()
-    return (q, q if recipe_k is None else get_recipe(recipe_k), *small)
+    return (q, q if recipe_k is None else get_recipe(recipe_k, "recipe_k"), *small)
 
 
-def get_recipe(recipe: str | Recipe) -> Recipe:
+def get_recipe(recipe: str | Recipe, argument: str = "recipe") -> Recipe:
+    """A recipe by name (or the Recipe itself); an unknown name raises a ConfigError naming ``argument``."""
     if isinstance(recipe, Recipe):
         return recipe
     if recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)} or pass a Recipe")
+        raise ConfigError(argument, f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)} or pass a Recipe")
     return RECIPES[recipe]

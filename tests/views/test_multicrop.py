@@ -16,7 +16,7 @@ from contrast.checks import ConfigError
 from contrast.data import ContrastiveData
 from contrast.losses import sup_con
 from contrast.methods import MoCoV2, SimCLR
-from contrast.views import SplitViews, TwoViews, colour_views, get_recipe
+from contrast.views import DeviceViews, SplitViews, TwoViews, colour_views, get_recipe
 from contrast.views.recipes import view_recipes
 
 SMALL = dict(recipe_small="quickstart_small", num_small=3)
@@ -151,3 +151,31 @@ def test_multi_crop_is_refused_where_it_has_no_meaning(tmp_path):
         assert error.value.argument == named
     with pytest.raises(ConfigError, match='recipe_k "none"'):
         ContrastiveData(recipe_k="none", **SMALL)
+
+
+def test_every_view_path_names_the_bad_multi_crop_argument():
+    """The checks live in view_recipes alone; the data module and each view class report its ConfigError."""
+    for build in (
+        lambda **kw: ContrastiveData(**kw),
+        lambda **kw: TwoViews("quickstart", **kw),
+        lambda **kw: SplitViews("quickstart", **{"recipe_k": None, "seed": 0, **kw}),
+        lambda **kw: DeviceViews("quickstart", **{"recipe_k": None, "seed": 0, **kw}),
+    ):
+        for given, named in (
+            (dict(recipe_small="no_such_recipe", num_small=2), "recipe_small"),
+            (dict(recipe_small="quickstart_small", num_small=-1), "num_small"),
+            (dict(recipe_small="quickstart_small", num_small=True), "num_small"),
+            (dict(recipe_k="no_such_recipe"), "recipe_k"),
+        ):
+            with pytest.raises(ConfigError) as error:
+                build(**given)
+            assert error.value.argument == named, (given, error.value)
+
+
+def test_the_data_modules_k_recipe_is_the_second_view_with_multi_crop():
+    data = ContrastiveData(recipe_q="quickstart", recipe_k="linear_quickstart", **SMALL)
+    assert [r.name for r in data.recipes] == ["quickstart", "linear_quickstart"] + ["quickstart_small"] * SMALL[
+        "num_small"
+    ]
+    assert data.recipe_q.name == "quickstart" and data.recipe_k.name == "linear_quickstart"
+    assert ContrastiveData(recipe_k="none").recipe_k.name == "quickstart"  # one view: k reads as q
