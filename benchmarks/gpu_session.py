@@ -14,7 +14,11 @@ In this order, each stage a child process stopped when its share of the budget i
 4. ``moco``: MoCo v2 (lightly's recipe) with and without shuffled BN, a few epochs each, if time remains;
 5. ``decode``: the packed path's decode on the device (``--data.decode device``): JPEGs of about
    500×375 made from CIFAR-10 images by torchvision alone, samples/s of ``decode_jpeg(list, device=...)``
-   + the per-sample crops + the colour on the device, against one CPU core decoding and cutting them.
+   + the per-sample crops + the colour on the device, against one CPU core decoding and cutting them;
+6. ``loader``: the packed path in its setting, W DataLoader workers feeding the device: two 224-px
+   SimCLR views a sample from a pack of such JPEGs (the split path, decode in the workers or on the
+   device, the colour on the device) against torchvision's ImageFolder + the v2 SimCLR pipeline in the
+   same W workers, samples/s per worker core.
 
 Every figure is written the moment it is measured: a JSON line in ``OUT/figures.jsonl`` and a
 markdown row in ``OUT/rows.md`` (for ``benchmarks/RESULTS.md``), so an interrupted session keeps what it
@@ -334,7 +338,7 @@ def stage_decode(args) -> None:
 
     def cpu_core() -> None:  # what a worker does with a full decode: decode, two crops resized to 224, flips
         for i, (data, (h, w)) in enumerate(jpegs):
-            split._cut(decode_jpeg(data, mode=ImageReadMode.RGB), split.sample(h, w, i))
+            split._cut(decode_jpeg(data, mode=ImageReadMode.RGB), split.packed(h, w, i))
 
     repeats = 2 if args.toy else 10
     figures = dict(
@@ -367,6 +371,76 @@ def stage_decode(args) -> None:
     )
 
 
+# ---------------------------------------------------------------------- stage 6: the packed loader, W workers
+def stage_loader(args) -> None:
+    import tempfile
+    from types import SimpleNamespace
+
+    import torch
+    from torch.utils.data import DataLoader
+    from torchvision.datasets import ImageFolder
+    from torchvision.io import write_file
+
+    from contrast.data import ContrastiveData
+    from contrast.data.pack import pack
+    from contrast.views import TwoViews
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    workers, images, batch = (1, 64, 16) if args.toy else (8, 2048, 128)
+    with tempfile.TemporaryDirectory(dir=args.out) as tmp:
+        src = Path(tmp) / "photos"
+        for i, (data, _) in enumerate(_jpegs(args, images)):
+            (src / f"class{i % 10}").mkdir(parents=True, exist_ok=True)
+            write_file(str(src / f"class{i % 10}" / f"{i:05d}.jpg"), data)
+        pack(src, Path(tmp) / "pack", workers=workers, progress=False)
+
+        def rate(loader, step) -> float:  # samples/s over two epochs after a warm-up one (workers persist)
+            for epoch in range(3):
+                if epoch == 1:
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    start = time.perf_counter()
+                for item in loader:
+                    step(item)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            return 2 * len(loader) * batch / (time.perf_counter() - start)
+
+        rates = {}
+        for decode in ("cpu", "device"):
+            data = ContrastiveData(
+                dataset="packed",
+                root=str(Path(tmp) / "pack"),
+                views="split",
+                decode=decode,
+                recipe_q="simclr_imagenet",
+                batch_size=batch,
+                num_workers=workers,
+            )
+            data.trainer = SimpleNamespace(training=True)  # the training hooks, as a fit runs them
+
+            def ours(item, data=data):
+                data.on_after_batch_transfer(data.transfer_batch_to_device(item, device, 0), 0)
+
+            rates[f"ours, decode {decode}"] = rate(data.train_dataloader(), ours)
+        folder = ImageFolder(str(src), transform=TwoViews("simclr_imagenet"))
+        theirs = DataLoader(
+            folder, batch, shuffle=True, drop_last=True, num_workers=workers, persistent_workers=workers > 0
+        )
+        rates["torchvision"] = rate(theirs, lambda item: [v.to(device, non_blocking=True) for v in item[0]])
+    per_core = {k: round(v / workers, 1) for k, v in rates.items()}
+    ratios = {k: round(v / rates["torchvision"], 2) for k, v in rates.items()}
+    record(args.out, "loader", device=str(device), workers=workers, batch=batch, per_core=per_core, ratios=ratios)
+    for key in rates:
+        markdown(
+            args.out,
+            "loader",
+            f"two 224-px SimCLR views, {key}, {workers} workers",
+            f"{per_core[key]:,.0f} samples/s per worker core",
+            f"{ratios[key]}× torchvision ImageFolder + v2 in the same workers; {images} JPEGs ≈500×375",
+        )
+
+
 # module -> the distribution that provides it: what the stages import beyond torch, torchvision, lightning
 NEEDED = {"pytest": "pytest", "jsonargparse": "jsonargparse", "numpy": "numpy", "PIL": "pillow", "faiss": "faiss-cpu"}
 
@@ -377,7 +451,14 @@ def _missing_modules() -> dict[str, str]:
     return {module: dist for module, dist in NEEDED.items() if importlib.util.find_spec(module) is None}
 
 
-STAGES = {"tests": stage_tests, "speed": stage_speed, "tta": stage_tta, "moco": stage_moco, "decode": stage_decode}
+STAGES = {
+    "tests": stage_tests,
+    "speed": stage_speed,
+    "tta": stage_tta,
+    "moco": stage_moco,
+    "decode": stage_decode,
+    "loader": stage_loader,
+}
 
 
 # ---------------------------------------------------------------------- the session
@@ -425,8 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     _append(args.out / "rows.md", "| stage | what | figure | notes |\n| --- | --- | --- | --- |")
     deadline = START + args.budget
     # each stage's cap; the time-to-accuracy run takes what is left but the reserve of the stages after it
-    plan = (("tests", 90.0), ("speed", 180.0), ("tta", None), ("moco", 75.0), ("decode", 45.0))
-    reserve = 75.0 + 45.0
+    plan = (("tests", 90.0), ("speed", 180.0), ("tta", None), ("moco", 75.0), ("decode", 45.0), ("loader", 60.0))
+    reserve = 75.0 + 45.0 + 60.0
     for name, cap in plan:
         left = deadline - time.perf_counter()
         share = min(cap, left) if cap else left - min(reserve, max(0.0, left - 120.0))

@@ -82,11 +82,17 @@ CROP_ATTEMPTS = 10  # RandomResizedCrop's tries before its centre-crop fallback,
 
 
 def _crop_boxes(u: np.ndarray, height: int, width: int, scale, ratio) -> np.ndarray:
-    """(n, 4) top, left, height, width from (n, 2·CROP_ATTEMPTS + 2) uniforms in [0, 1)."""
+    """(n, 4) top, left, height, width from (n, 2·CROP_ATTEMPTS + 2) uniforms in [0, 1); ``scale`` and
+    ``ratio`` are (lo, hi) pairs, or (m, 2) arrays of one pair per row (m = n) or for all (m = 1)."""
     a = CROP_ATTEMPTS
     n = u.shape[0]
-    target_area = height * width * (scale[0] + (scale[1] - scale[0]) * u[:, :a])  # (n, a)
-    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    scale, ratio = (
+        np.asarray(scale, dtype=np.float64).reshape(-1, 2),
+        np.asarray(ratio, dtype=np.float64).reshape(-1, 2),
+    )
+    target_area = height * width * (scale[:, :1] + (scale[:, 1:] - scale[:, :1]) * u[:, :a])  # (n, a)
+    logs = np.array([[math.log(lo), math.log(hi)] for lo, hi in ratio.tolist()])  # libm's log, as torchvision
+    log_lo, log_hi = logs[:, :1], logs[:, 1:]
     aspect = np.exp(log_lo + (log_hi - log_lo) * u[:, a : 2 * a])  # (n, a)
     w = np.round(np.sqrt(target_area * aspect))
     h = np.round(np.sqrt(target_area / aspect))
@@ -94,14 +100,11 @@ def _crop_boxes(u: np.ndarray, height: int, width: int, scale, ratio) -> np.ndar
     first = fits.argmax(axis=1)  # the first try that fits
     found = fits[np.arange(n), first]
     h, w = h[np.arange(n), first], w[np.arange(n), first]
-    # Centre-crop fallback.
+    # Centre-crop fallback: the whole image, clamped to the ratio range.
     in_ratio = width / height
-    if in_ratio < min(ratio):
-        fallback_w, fallback_h = width, round(width / min(ratio))
-    elif in_ratio > max(ratio):
-        fallback_h, fallback_w = height, round(height * max(ratio))
-    else:
-        fallback_w, fallback_h = width, height
+    lo, hi = ratio.min(axis=1), ratio.max(axis=1)
+    fallback_w = np.where(in_ratio > hi, np.round(height * hi), width)
+    fallback_h = np.where(in_ratio < lo, np.round(width / lo), height)
     h, w = np.where(found, h, fallback_h), np.where(found, w, fallback_w)
     top = np.where(found, np.floor(u[:, 2 * a] * (height - h + 1)), np.floor((height - h) / 2))
     left = np.where(found, np.floor(u[:, 2 * a + 1] * (width - w + 1)), np.floor((width - w) / 2))
@@ -133,6 +136,41 @@ _FLIP, _JITTER, _GRAY, _BLUR, _SIGMA, _SOLARIZE = range(_CROP.stop, _CROP.stop +
 UNIFORMS_PER_VIEW = _SOLARIZE + 1
 
 
+def recipe_table(recipes) -> dict[str, np.ndarray]:
+    """The numbers of each recipe that the parameter draw reads, one row per recipe: (m, k) arrays."""
+
+    def rows(values) -> np.ndarray:
+        return np.array([values(r) for r in recipes], dtype=np.float64).reshape(len(recipes), -1)
+
+    return {
+        # factor ranges as torchvision's ColorJitter: [max(0, 1 - s), 1 + s], hue [-h, h]
+        "low": rows(
+            lambda r: [max(0.0, 1 - r.jitter[0]), max(0.0, 1 - r.jitter[1]), max(0.0, 1 - r.jitter[2]), -r.jitter[3]]
+        ),
+        "high": rows(lambda r: [1 + r.jitter[0], 1 + r.jitter[1], 1 + r.jitter[2], r.jitter[3]]),
+        "scale": rows(lambda r: r.crop_scale),
+        "ratio": rows(lambda r: r.crop_ratio),
+        "sigma": rows(lambda r: r.blur_sigma),
+        "p": rows(lambda r: [r.flip_p, r.jitter_p, r.grayscale_p, r.blur_p, r.solarize_p]),
+    }
+
+
+def draw_packed(u: np.ndarray, height: int, width: int, table: dict[str, np.ndarray]) -> np.ndarray:
+    """(n, 18) float32 packed parameters (:meth:`ViewParams.pack`) of n views of an image of this size,
+    from (n, UNIFORMS_PER_VIEW) uniforms; row i follows the table's recipe row i (or its one row).
+    The one parameter draw: the batched path takes it for a batch of one recipe, a split-path worker
+    for the views of one sample (q, k, the small views) in one call."""
+    factors = table["low"] + (table["high"] - table["low"]) * u[:, :4]  # (n, 4)
+    order = np.argsort(u[:, 4:8], axis=1, kind="stable")  # (n, 4): a uniform permutation of the 4 ops
+    lo, hi = table["sigma"][:, 0], table["sigma"][:, 1]
+    sigma = lo + (hi - lo) * u[:, _SIGMA]
+    coins = u[:, [_FLIP, _JITTER, _GRAY, _BLUR, _SOLARIZE]] < table["p"]  # (n, 5)
+    boxes = _crop_boxes(u[:, _CROP], height, width, table["scale"], table["ratio"])
+    # the layout of ViewParams.FIELDS: boxes, flip, jitter, factors, order, grayscale, blur, sigma, solarize
+    columns = (boxes, coins[:, :2], factors, order, coins[:, 2:4], sigma[:, None], coins[:, 4:])
+    return np.concatenate([np.asarray(c, dtype=np.float32) for c in columns], axis=1)
+
+
 class BatchedViews:
     """One augmented view of every image of a batch, with per-sample random parameters.
 
@@ -145,38 +183,16 @@ class BatchedViews:
 
     def __init__(self, recipe: str | Recipe) -> None:
         self.recipe = get_recipe(recipe)
+        self.table = recipe_table((self.recipe,))  # the recipe's numbers, as the parameter draw reads them
         stats = torch.tensor([self.recipe.mean, self.recipe.std]).view(2, 1, -1, 1, 1)
         self._stats = {torch.device("cpu"): stats}  # (mean, std) per device, copied there once
 
     # ------------------------------------------------------------------ parameters
     def sample(self, n: int, height: int, width: int, generator: torch.Generator | None = None) -> ViewParams:
         """Every random number of n views from one draw of (n, UNIFORMS_PER_VIEW) uniforms, the
-        arithmetic in numpy: a few microseconds for the one sample a worker draws for, the same
-        distributions as torchvision's (tests/views)."""
-        r = self.recipe
+        arithmetic in numpy (:func:`draw_packed`); the same distributions as torchvision's (tests/views)."""
         u = torch.rand(n, UNIFORMS_PER_VIEW, generator=generator, dtype=torch.float64).numpy()
-        b, c, s, h = r.jitter
-        # Factor ranges as torchvision's ColorJitter: [max(0, 1 - s), 1 + s], hue [-h, h].
-        low = np.array([max(0.0, 1 - b), max(0.0, 1 - c), max(0.0, 1 - s), -h])
-        high = np.array([1 + b, 1 + c, 1 + s, h])
-        factors = low + (high - low) * u[:, :4]  # (n, 4)
-        order = np.argsort(u[:, 4:8], axis=1, kind="stable")  # (n, 4): a uniform permutation of the 4 ops
-        sigma = r.blur_sigma[0] + (r.blur_sigma[1] - r.blur_sigma[0]) * u[:, _SIGMA]
-
-        def bernoulli(column: int, p: float) -> Tensor:
-            return torch.from_numpy(u[:, column] < p)
-
-        return ViewParams(
-            boxes=torch.from_numpy(_crop_boxes(u[:, _CROP], height, width, r.crop_scale, r.crop_ratio)).float(),
-            flip=bernoulli(_FLIP, r.flip_p),
-            jitter=bernoulli(_JITTER, r.jitter_p),
-            factors=torch.from_numpy(factors).float(),
-            order=torch.from_numpy(order),
-            grayscale=bernoulli(_GRAY, r.grayscale_p),
-            blur=bernoulli(_BLUR, r.blur_p),
-            sigma=torch.from_numpy(sigma).float(),
-            solarize=bernoulli(_SOLARIZE, r.solarize_p),
-        )
+        return ViewParams.unpack(torch.from_numpy(draw_packed(u, height, width, self.table)))
 
     # ------------------------------------------------------------------ the chain
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from contrast.seeds import derive_seed
-from contrast.views.batched import BatchedViews, ViewParams
+from contrast.views.batched import UNIFORMS_PER_VIEW, BatchedViews, ViewParams, draw_packed, recipe_table
 from contrast.views.recipes import Recipe, view_recipes
 
 
@@ -41,30 +41,42 @@ class SplitViews:
     ) -> None:
         recipes = view_recipes(recipe_q, recipe_k, recipe_small, num_small)
         self.views = tuple(BatchedViews(r) for r in recipes)  # (q, k), (q,), or (q, k, s_1, …, s_n)
+        self.table = recipe_table(recipes)  # one row per view: all of a sample's views in one draw
+        self.sizes = [r.size for r in recipes]
         self.seed = seed
+
+    def packed(self, height: int, width: int, index: int) -> Tensor:
+        """(V, 18) float32: every view's packed parameters (:meth:`ViewParams.pack`) of sample ``index``
+        of an image of this size, from one draw of (V, UNIFORMS_PER_VIEW) uniforms (the same numbers,
+        view after view, as V draws of one)."""
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, "split views", index))
+        u = torch.rand(len(self.views), UNIFORMS_PER_VIEW, generator=generator, dtype=torch.float64).numpy()
+        return torch.from_numpy(draw_packed(u, height, width, self.table))
 
     def parameters(self, height: int, width: int, index: int) -> tuple[Tensor, ...]:
         """Every view's packed parameters (18,), for a decode on the device."""
-        return tuple(p.pack()[0] for p in self.sample(height, width, index))
+        return tuple(self.packed(height, width, index))
 
     def sample(self, height: int, width: int, index: int) -> tuple[ViewParams, ...]:
         """The parameters of every view of sample ``index`` of an image of this size."""
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, "split views", index))
-        return tuple(views.sample(1, height, width, generator) for views in self.views)
+        return tuple(ViewParams.unpack(row[None]) for row in self.packed(height, width, index))
 
     def __call__(self, image: Tensor, index: int) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-        params = self.sample(image.shape[1], image.shape[2], index)
-        return self._cut(image, params), tuple(p.pack()[0] for p in params)
+        packed = self.packed(image.shape[1], image.shape[2], index)
+        return self._cut(image, packed), tuple(packed)
 
-    def _cut(self, image: Tensor, params: tuple[ViewParams, ...]) -> tuple[Tensor, ...]:
-        from torchvision.transforms.v2 import functional as TF
+    def _cut(self, image: Tensor, packed: Tensor) -> tuple[Tensor, ...]:
+        """Each view's crop (C, s, s) uint8 of ``image``, from its packed box (columns 0-3) and flip (4):
+        torch's antialiased bilinear resize of the box, the kernel of torchvision's ``resized_crop``
+        (called directly: the same pixels, without its per-call dispatch)."""
+        from torch.nn import functional as F
 
         crops = []
-        for views, p in zip(self.views, params):
-            top, left, height, width = (int(v) for v in p.boxes[0])
-            size = views.recipe.size
-            crop = TF.resized_crop(image, top, left, height, width, [size, size], antialias=True)  # (C, s, s) uint8
-            crops.append(crop.flip(-1) if bool(p.flip[0]) else crop)
+        for size, (top, left, height, width, flip) in zip(self.sizes, packed[:, :5].tolist()):
+            top, left = int(top), int(left)
+            box = image[None, :, top : top + int(height), left : left + int(width)]
+            crop = F.interpolate(box, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+            crops.append(crop.flip(-1) if flip else crop)
         return tuple(crops)
 
     def from_jpeg(self, data: bytes, height: int, width: int, index: int):
@@ -77,9 +89,9 @@ class SplitViews:
         import numpy as np
         from PIL import Image
 
-        params = self.sample(height, width, index)
-        sizes = [views.recipe.size for views in self.views]
-        room = min(min(float(p.boxes[0, 2]), float(p.boxes[0, 3])) / size for p, size in zip(params, sizes))
+        packed = self.packed(height, width, index)
+        boxes = packed[:, :5].tolist()  # top, left, height, width, flip of each view
+        room = min(min(h, w) / size for (_, _, h, w, _), size in zip(boxes, self.sizes))
         factor = 1
         while factor < 8 and 2 * factor <= room:
             factor *= 2
@@ -87,20 +99,19 @@ class SplitViews:
             from torchvision.io import ImageReadMode, decode_jpeg
 
             image = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-            return self._cut(image, params), tuple(p.pack()[0] for p in params)
+            return self._cut(image, packed), tuple(packed)
         with Image.open(io.BytesIO(data)) as image:
             image.draft("RGB", (-(-width // factor), -(-height // factor)))
             image = image.convert("RGB")
         sx, sy = image.width / width, image.height / height
         crops = []
-        for p, size in zip(params, sizes):
-            top, left, h, w = (float(v) for v in p.boxes[0])
+        for (top, left, h, w, flip), size in zip(boxes, self.sizes):
             box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
             crop = image.resize((size, size), Image.Resampling.BILINEAR, box=box)
-            if bool(p.flip[0]):
+            if flip:
                 crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
             crops.append(torch.from_numpy(np.asarray(crop)).permute(2, 0, 1).contiguous())  # (3, s, s) uint8
-        return tuple(crops), tuple(p.pack()[0] for p in params)
+        return tuple(crops), tuple(packed)
 
 
 def cut_on_device(

@@ -175,8 +175,7 @@ def test_decode_on_the_device_gives_the_views_of_the_worker_decode(tmp_path):
 
     views = SplitViews("simclr_cifar10", None, seed=0)
     for b, data in enumerate(encoded):  # the reference: a full decode in the worker, the same boxes
-        sample = tuple(ViewParams.unpack(p[b : b + 1]) for p in params)
-        expected = views._cut(decode_jpeg(data), sample)
+        expected = views._cut(decode_jpeg(data), torch.stack([p[b] for p in params]))
         assert torch.equal(on_device[0][b], expected[0]) and torch.equal(on_device[1][b], expected[1])
     for ours, theirs in zip(on_device, crops):  # the workers' (possibly reduced-size) decode: close
         assert ours.shape == theirs.shape and (ours.float() - theirs.float()).abs().mean() < 8
