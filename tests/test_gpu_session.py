@@ -43,9 +43,14 @@ def test_the_gpu_session_rehearses_on_a_cpu(tmp_path):
     decode = by_stage["decode"][0]
     assert decode["device"] == "cpu" and decode["batch"] == 16, decode
     assert all(decode[k] > 0 for k in ("decode_images_per_s", "cut_samples_per_s", "views_samples_per_s"))
+    loader = {line["run"]: line for line in by_stage["loader"] if "per_core" in line}
+    assert set(loader) == {"torchvision", "ours, decode cpu", "ours, decode device"}, by_stage["loader"]
+    assert all(line["workers"] == 1 and line["per_core"] > 0 for line in loader.values())
+    ratios = [line["run"] for line in by_stage["loader"] if "ratio" in line]
+    assert ratios == ["ours, decode cpu", "ours, decode device"]
     rows = (out / "rows.md").read_text()
     assert "| speed | SimCLR ResNet-18, eager |" in rows and "| tta |" in rows and rows.count("| moco |") == 2
-    assert rows.count("| decode |") == 3
+    assert rows.count("| decode |") == 3 and rows.count("| loader |") == 3
 
 
 def test_a_stage_past_its_share_is_stopped_and_said(tmp_path):
@@ -60,7 +65,7 @@ def test_a_stage_past_its_share_is_stopped_and_said(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in (out / "figures.jsonl").read_text().splitlines()]
     skipped = [line["stage"] for line in lines if "skipped" in line]
-    assert skipped == ["tests", "speed", "tta", "moco", "decode"]
+    assert skipped == ["tests", "speed", "tta", "moco", "decode", "loader"]
 
 
 def test_the_fast_recipe_builds_the_model_its_header_describes():
@@ -80,3 +85,15 @@ def test_the_fast_recipe_builds_the_model_its_header_describes():
         150,
     )
     assert (data.views, data.cache) == ("batched", "device")
+
+
+@pytest.mark.slow
+def test_the_session_runs_the_stages_it_is_given(tmp_path):
+    out = tmp_path / "session"
+    command = [sys.executable, str(ROOT / "benchmarks/gpu_session.py"), "--toy", "--out", str(out)]
+    proc = subprocess.run([*command, "--stages", "decode"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stages = {json.loads(line)["stage"] for line in (out / "figures.jsonl").read_text().splitlines()}
+    assert stages == {"session", "decode"}
+    proc = subprocess.run([*command, "--stages", "decode,nope"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "--stages: unknown stage(s) ['nope']" in proc.stderr

@@ -182,3 +182,15 @@ def test_decode_on_the_device_gives_the_views_of_the_worker_decode(tmp_path):
     assert np.isfinite(colour_views(device.split_views, on_device, params)[0].numpy()).all()
     with pytest.raises(ValueError, match='decode="device" decodes packed JPEGs on the training device'):
         ContrastiveData(dataset="shapes10", views="split", decode="device")
+
+
+def test_one_draw_for_all_views_equals_a_draw_per_view():
+    """SplitViews.packed draws a sample's views (here q, k of two recipes and 3 small ones) in one call:
+    the same numbers as each view's BatchedViews.sample in turn from the sample's generator."""
+    from contrast.seeds import derive_seed
+
+    split = SplitViews("moco_v3_q", "moco_v3_k", 7, "multicrop_imagenet_small", 3)
+    for index, (height, width) in enumerate([(375, 500), (500, 120), (64, 64), (90, 700)]):
+        generator = torch.Generator().manual_seed(derive_seed(7, "split views", index))
+        one_by_one = torch.cat([views.sample(1, height, width, generator).pack() for views in split.views])
+        assert torch.equal(split.packed(height, width, index), one_by_one)
