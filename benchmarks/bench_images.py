@@ -123,13 +123,78 @@ def bench_views(src: Path, pack_root: Path, samples: int, batch: int) -> tuple[l
     return rows, times
 
 
+def loader_rates(src: Path, pack_root: Path, workers: int, batch: int, device, measured=None) -> dict[str, float]:
+    """The same comparison in its setting: DataLoaders of ``workers`` processes feeding the training
+    device (here the CPU of this process, on a GPU machine the GPU). torchvision: ImageFolder + the v2
+    SimCLR pipeline in the workers; ours: the packed split path, decode in the workers or on the
+    device, the colour on the device through the data module's own transfer hooks. Samples/s per
+    worker core over an epoch after a warm-up one (the workers persist); ``measured(key, per_core,
+    ratio)`` is called as each is measured."""
+    from types import SimpleNamespace
+
+    from torch.utils.data import DataLoader
+    from torchvision.datasets import ImageFolder
+
+    from contrast.data import ContrastiveData
+    from contrast.views import TwoViews
+
+    def sync() -> None:
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+
+    def rate(loader, step) -> float:
+        for epoch in range(2):
+            if epoch == 1:
+                sync()
+                start = time.perf_counter()
+            for item in loader:
+                step(item)
+        sync()
+        return len(loader) * batch / (time.perf_counter() - start)
+
+    rates: dict[str, float] = {}
+
+    def done(key: str, samples_per_s: float) -> None:
+        rates[key] = samples_per_s
+        if measured is not None:
+            ratio = None if key == "torchvision" else samples_per_s / rates["torchvision"]
+            measured(key, samples_per_s / workers, ratio)
+
+    folder = ImageFolder(str(src), transform=TwoViews("simclr_imagenet"))
+    theirs = DataLoader(folder, batch, shuffle=True, drop_last=True, num_workers=workers, persistent_workers=True)
+    done("torchvision", rate(theirs, lambda item: [v.to(device, non_blocking=True) for v in item[0]]))
+    del theirs  # its workers stop
+    for decode in ("cpu", "device"):
+        data = ContrastiveData(
+            dataset="packed",
+            root=str(pack_root),
+            views="split",
+            decode=decode,
+            recipe_q="simclr_imagenet",
+            batch_size=batch,
+            num_workers=workers,
+        )
+        data.trainer = SimpleNamespace(training=True)  # the training hooks, as a fit runs them
+
+        def ours(item, data=data):
+            data.on_after_batch_transfer(data.transfer_batch_to_device(item, device, 0), 0)
+
+        loader = data.train_dataloader()
+        done(f"ours, decode {decode}", rate(loader, ours))
+        del loader
+    return rates
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=400, help="JPEGs to generate and pack")
     parser.add_argument("--samples", type=int, default=200, help="samples per view measurement")
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=1, help="DataLoader workers of the loader rows")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
     torch.set_num_threads(1)  # per CPU core
     from make_imagenet_like import main as make
 
@@ -139,6 +204,16 @@ def main(argv: list[str] | None = None) -> None:
         src = work / "photos" / "train"
         rows = bench_pack(src, work)
         view_rows, _ = bench_views(src, work / "pack_512", args.samples, args.batch)
+        loader = loader_rates(src, work / "pack_512", args.workers, args.batch, "cpu")
+    for key, value in loader.items():
+        where = "the whole pipeline in the workers" if key == "torchvision" else "colour on this process's CPU"
+        view_rows.append(
+            [
+                f"in DataLoaders: {key}, {args.workers} worker(s), {where}",
+                f"{value / args.workers:.1f} samples/s per worker",
+                f"{value / loader['torchvision']:.2f}×",
+            ]
+        )
     table = markdown_table(["what", "throughput", "vs"], rows + view_rows)
     print(table)
     if not args.no_append:
@@ -148,7 +223,10 @@ def main(argv: list[str] | None = None) -> None:
             "(224 px, jitter 0.8 p 0.8, grayscale 0.2, blur p 0.5 kernel 23). Pack sizes: the shards against the "
             "source JPEGs (the cap re-encodes larger images at q90). 'ours' runs the colour stage on this CPU as the "
             "training device; with the colour on a GPU a worker's CPU does the decode and the geometry only (the third "
-            "views row, against the whole torchvision pipeline that its workers run)."
+            "views row, against the whole torchvision pipeline that its workers run). The 'in DataLoaders' rows: the "
+            f"same in DataLoaders of {args.workers} worker process(es), the colour on this process's CPU (one "
+            "thread) as the training device, through the data module's transfer hooks; per worker, an epoch after "
+            "a warm-up one."
         )
         append_results("Image collections: pack and views from the whole image (per CPU core)", "cpu", table, notes)
 

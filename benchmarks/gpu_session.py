@@ -374,16 +374,12 @@ def stage_decode(args) -> None:
 # ---------------------------------------------------------------------- stage 6: the packed loader, W workers
 def stage_loader(args) -> None:
     import tempfile
-    from types import SimpleNamespace
 
     import torch
-    from torch.utils.data import DataLoader
-    from torchvision.datasets import ImageFolder
+    from bench_images import loader_rates
     from torchvision.io import write_file
 
-    from contrast.data import ContrastiveData
     from contrast.data.pack import pack
-    from contrast.views import TwoViews
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     workers, images, batch = (1, 64, 16) if args.toy else (8, 2048, 128)
@@ -394,58 +390,19 @@ def stage_loader(args) -> None:
             write_file(str(src / f"class{i % 10}" / f"{i:05d}.jpg"), data)
         pack(src, Path(tmp) / "pack", workers=workers, progress=False)
 
-        def rate(loader, step) -> float:  # samples/s over an epoch after a warm-up one (workers persist)
-            for epoch in range(2):
-                if epoch == 1:
-                    if device.type == "cuda":
-                        torch.cuda.synchronize()
-                    start = time.perf_counter()
-                for item in loader:
-                    step(item)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            return len(loader) * batch / (time.perf_counter() - start)
-
-        def measured(key: str, samples_per_s: float) -> None:  # each variant on disk as it is measured
-            per_core = samples_per_s / workers
-            against = samples_per_s / rates["torchvision"] if rates else 1.0
-            rates[key] = samples_per_s
+        def measured(key: str, per_core: float, against: float | None) -> None:  # on disk as it is measured
             record(args.out, "loader", run=key, device=str(device), workers=workers, per_core=round(per_core, 1))
-            if key != "torchvision":
+            if against is not None:
                 record(args.out, "loader", run=key, ratio=round(against, 2))
             markdown(
                 args.out,
                 "loader",
                 f"two 224-px SimCLR views, {key}, {workers} workers",
                 f"{per_core:,.0f} samples/s per worker core",
-                f"{against:.2f}× torchvision ImageFolder + v2 in the same workers; {images} JPEGs ≈500×375",
+                f"{against or 1.0:.2f}× torchvision ImageFolder + v2 in the same workers; {images} JPEGs ≈500×375",
             )
 
-        rates: dict[str, float] = {}
-        folder = ImageFolder(str(src), transform=TwoViews("simclr_imagenet"))
-        theirs = DataLoader(
-            folder, batch, shuffle=True, drop_last=True, num_workers=workers, persistent_workers=workers > 0
-        )
-        measured("torchvision", rate(theirs, lambda item: [v.to(device, non_blocking=True) for v in item[0]]))
-        del theirs  # its workers stop
-        for decode in ("cpu", "device"):
-            data = ContrastiveData(
-                dataset="packed",
-                root=str(Path(tmp) / "pack"),
-                views="split",
-                decode=decode,
-                recipe_q="simclr_imagenet",
-                batch_size=batch,
-                num_workers=workers,
-            )
-            data.trainer = SimpleNamespace(training=True)  # the training hooks, as a fit runs them
-
-            def ours(item, data=data):
-                data.on_after_batch_transfer(data.transfer_batch_to_device(item, device, 0), 0)
-
-            loader = data.train_dataloader()
-            measured(f"ours, decode {decode}", rate(loader, ours))
-            del loader
+        loader_rates(src, Path(tmp) / "pack", workers, batch, device, measured)
 
 
 # module -> the distribution that provides it: what the stages import beyond torch, torchvision, lightning
