@@ -96,7 +96,7 @@ def test_knn_with_data_of_the_wrong_channel_count_says_so(tmp_path):
     assert "its backbone takes 1-channel images, but dataset 'shapes10' has 3-channel images" in result.stderr
 
 
-@pytest.mark.parametrize("cifar_stem", [True, False])
+@pytest.mark.parametrize("cifar_stem", [pytest.param(True, marks=pytest.mark.slow), False])  # the CIFAR stem: slow
 def test_exported_resnet_loads_into_plain_torchvision(tmp_path, cifar_stem):
     import torchvision  # noqa: F401 - used by the exported build lines
 

@@ -6,6 +6,7 @@ import contextlib
 import io
 import time
 
+import pytest
 import torch
 import torch.distributed as dist
 
@@ -35,6 +36,7 @@ def _both_answer(rank: int) -> list[int] | None:
     return distributed.silent_ranks(wait=5.0)
 
 
+@pytest.mark.slow  # 20 s: two processes, one of which stops answering
 def test_the_rank_that_stopped_answering_is_named(tmp_path):
     """A hung rank stalled the others silently; now they stop after --collective_timeout and say
     which rank it was."""
