@@ -123,6 +123,36 @@ def bench_views(src: Path, pack_root: Path, samples: int, batch: int) -> tuple[l
     return rows, times
 
 
+def colour_costs(batch: int) -> list[list[str]]:
+    """What the colour stage costs on this CPU as the device, ms per 224-px view (batch ``batch``, one
+    thread): the whole chain of ``simclr_imagenet`` with its drawn parameters, and its two costliest
+    ops applied to every view (the blur, kernel 23, and the hue rotation)."""
+    from contrast.views import BatchedViews
+    from contrast.views.batched import adjust_hue, gaussian_blur
+
+    views = BatchedViews("simclr_imagenet")
+    crops = torch.randint(0, 256, (batch, 3, 224, 224), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    params = views.sample(batch, 224, 224, torch.Generator().manual_seed(1))
+    x = crops.float() / 255
+    sigma = torch.linspace(0.1, 2.0, batch)
+    shift = torch.linspace(-0.1, 0.1, batch)
+    rows = []
+    for label, fn in (
+        (
+            "colour stage, the whole chain (jitter p 0.8, grayscale 0.2, blur p 0.5, normalise)",
+            lambda: views.colour(crops, params),
+        ),
+        ("colour stage, the blur alone on every view (kernel 23)", lambda: gaussian_blur(x, 23, sigma)),
+        ("colour stage, the hue rotation alone on every view", lambda: adjust_hue(x, shift)),
+    ):
+        fn()
+        start = time.perf_counter()
+        for _ in range(3):
+            fn()
+        rows.append([label, f"{(time.perf_counter() - start) / 3 / batch * 1000:.2f} ms a view", ""])
+    return rows
+
+
 def loader_rates(src: Path, pack_root: Path, workers: int, batch: int, device, measured=None) -> dict[str, float]:
     """The same comparison in its setting: DataLoaders of ``workers`` processes feeding the training
     device (here the CPU of this process, on a GPU machine the GPU). torchvision: ImageFolder + the v2
@@ -204,6 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         src = work / "photos" / "train"
         rows = bench_pack(src, work)
         view_rows, _ = bench_views(src, work / "pack_512", args.samples, args.batch)
+        view_rows += colour_costs(args.batch)
         loader = loader_rates(src, work / "pack_512", args.workers, args.batch, "cpu")
     for key, value in loader.items():
         where = "the whole pipeline in the workers" if key == "torchvision" else "colour on this process's CPU"

@@ -337,8 +337,8 @@ def stage_decode(args) -> None:
         return repeats * batch / (time.perf_counter() - start)
 
     def cpu_core() -> None:  # what a worker does with a full decode: decode, two crops resized to 224, flips
-        for i, (data, (h, w)) in enumerate(jpegs):
-            split._cut(decode_jpeg(data, mode=ImageReadMode.RGB), split.packed(h, w, i))
+        for i, (data, _) in enumerate(jpegs):
+            split(decode_jpeg(data, mode=ImageReadMode.RGB), i)
 
     repeats = 2 if args.toy else 10
     figures = dict(
