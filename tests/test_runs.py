@@ -120,6 +120,34 @@ def test_sigkill_mid_epoch_then_ckpt_path_last_resumes_exactly(tmp_path, method)
     assert untrained.search(resumed.stdout).groups() == untrained.search(straight.stdout).groups()
 
 
+@pytest.mark.parametrize(
+    "views",
+    [
+        "batched",
+        pytest.param("cpu", marks=pytest.mark.slow),
+        pytest.param("split", marks=pytest.mark.slow),
+    ],
+)
+def test_sigkill_at_epoch_end_with_workers_resumes_exactly(tmp_path, views):
+    """Killed after the step checkpoint of epoch 0's last batch, before the epoch-end checkpoint (as
+    during the epoch-end kNN), with 2 DataLoader workers: the resumed run trains epochs 1 and 2 in
+    full. The workers draw their first indices when Lightning makes the loader's iterator, before it
+    sets the next epoch; the resumed sampler must already be at epoch 1 then."""
+    extra = QUICK + every(5) + ["--data.views", views, "--data.num_workers", "2"]
+    if views == "split":
+        _shapes_pack(tmp_path / "packs")
+        extra += ["--data.dataset", "packed", "--data.root", "packs"]
+    contrast("fit", *extra, *callback("SaveWeights", path=tmp_path / "straight.pt"), "--run_dir", "straight", cwd=tmp_path)
+    killed = contrast("fit", *extra, *callback("KillAtEpochEnd", epoch=0), cwd=tmp_path, check=None)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = contrast(
+        "fit", *extra, *callback("SaveWeights", path=tmp_path / "resumed.pt"), "--ckpt_path", "last", cwd=tmp_path
+    )
+    assert "epoch 0, global step 10" in resumed.stderr
+    assert "run finished: 3 epochs, 30 steps" in resumed.stdout
+    assert_same_weights(tmp_path / "straight.pt", tmp_path / "resumed.pt")
+
+
 def _shapes_pack(root: Path) -> None:
     """Shapes-10 as JPEG folders, packed: train (400) and val (100)."""
     from torchvision.io import write_jpeg

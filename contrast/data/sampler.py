@@ -63,7 +63,13 @@ def training_sampler(size: int, batch_size: int, seed: int, resume: tuple[int, i
         )
     sampler = EpochShuffle(size, seed)
     if resume is not None:
-        sampler.resume_at(*resume)
+        epoch, samples = resume
+        # Batches of full size only (the loaders drop the last partial one): a checkpoint written
+        # after the epoch's last step resumes at the next epoch's start. Said here, not left to the
+        # set_epoch() that follows: DataLoader workers draw their first indices when the loader's
+        # iterator is made, which Lightning does before it sets the next epoch.
+        per_epoch = sampler.total // sampler.num_replicas // batch_size * batch_size * sampler.num_replicas
+        sampler.resume_at(*((epoch + 1, 0) if samples >= per_epoch else (epoch, samples)))
     return sampler
 
 
