@@ -23,6 +23,7 @@ from torch import nn
 from contrast.checkpoint import CheckpointError, atomic_save, check_archive, read_checkpoint
 from contrast.checks import ConfigError
 from contrast.models import build_backbone
+from contrast.models.published import hf_weights, hub_weights
 from contrast.views import get_recipe
 
 ARCH_KEYS = ("backbone", "cifar_stem", "in_channels")
@@ -147,7 +148,9 @@ def pretrained_backbone(weights: str) -> tuple[nn.Module, dict]:
     ``std`` of its input) from ``weights``: a ``contrast fit`` checkpoint file, a ``contrast export``
     folder (or its backbone.pt / backbone.json), ``torchvision/<name>[:<WEIGHTS>]`` (torchvision's
     pretrained weights, DEFAULT when none is named) or ``timm/<name>`` (timm's). Named weights come
-    from the torch hub cache; offline, a missing file is an error that says where it belongs."""
+    from the torch hub and Hugging Face caches, checked against their published SHA-256 and read
+    without unpickling (:mod:`contrast.models.published`); offline, a missing file is an error that
+    says where it belongs."""
     if weights.startswith("torchvision/"):
         return _torchvision_pretrained(weights)
     if weights.startswith("timm/"):
@@ -169,14 +172,6 @@ def pretrained_backbone(weights: str) -> tuple[nn.Module, dict]:
     return backbone_from_checkpoint(checkpoint)
 
 
-def _offline_hint(what: str, error: BaseException) -> CheckpointError:
-    hub = Path(torch.hub.get_dir()) / "checkpoints"
-    return CheckpointError(
-        f"weights: {what} could not be loaded ({type(error).__name__}: {error}); offline, put the weights file in "
-        f"{hub} (the torch hub cache; $TORCH_HOME moves it)"
-    )
-
-
 def _torchvision_pretrained(weights: str) -> tuple[nn.Module, dict]:
     import torchvision
 
@@ -191,10 +186,7 @@ def _torchvision_pretrained(weights: str) -> tuple[nn.Module, dict]:
         raise ConfigError(
             "weights", f"weights: torchvision's {name} has no weights {tag!r}; choose one of {[w.name for w in enum]}"
         ) from None
-    try:
-        state = chosen.get_state_dict(progress=False, check_hash=True)
-    except Exception as error:  # noqa: BLE001 - offline, or a damaged download
-        raise _offline_hint(weights, error) from error
+    state = hub_weights(chosen.url, weights)
     model = build_backbone(name)
     head = _classifier_path(name).removeprefix("model.").split("[")[0].split(".")[0]
     model.load_state_dict({k: v for k, v in state.items() if not k.startswith(head + ".")})
@@ -210,9 +202,19 @@ def _timm_pretrained(weights: str) -> tuple[nn.Module, dict]:
         raise ConfigError("weights", f"weights: {weights} needs timm (pip install timm)") from None
     name = weights.removeprefix("timm/")
     try:
-        model = timm.create_model(name, pretrained=True, num_classes=0)
-    except Exception as error:  # noqa: BLE001 - offline, or an unknown name
-        raise _offline_hint(weights, error) from error
+        config = timm.create_model(name, pretrained=False, num_classes=0).pretrained_cfg
+    except Exception as error:  # noqa: BLE001 - an unknown name
+        raise ConfigError("weights", f"weights: timm has no model {name!r} ({error})") from None
+    if config.get("hf_hub_id"):
+        state = hf_weights(config["hf_hub_id"], config.get("hf_hub_filename"), weights)
+    elif config.get("url"):
+        state = hub_weights(config["url"], weights)
+    else:
+        raise ConfigError("weights", f"weights: timm publishes no weights for {name!r}")
+    # timm adapts the state dict to the model (its filter_fn: classifier, position embeddings)
+    overlay = {"state_dict": state, "source": "", "file": None}
+    model = timm.create_model(name, pretrained=True, num_classes=0, pretrained_cfg_overlay=overlay)
+    model.pretrained_cfg.pop("state_dict", None)  # loaded; not a second copy of the weights
     model.feature_dim = model.num_features
     config = model.pretrained_cfg
     arch = {"backbone": weights, "cifar_stem": False, "in_channels": 3}
