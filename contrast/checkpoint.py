@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import signal
@@ -120,6 +121,15 @@ def read_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str,
             "give a last.ckpt written by contrast fit"
         )
     return checkpoint
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (hex): what a file is, wherever it was copied or moved to."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def check_archive(path: str | os.PathLike) -> None:

@@ -55,6 +55,12 @@ def _probe(args: argparse.Namespace, overrides: list[str]) -> int:
     data, train, test = _checkpoint_features(args, storage=args.storage)
     import torch
 
+    from contrast.checkpoint import sha256
+
+    # What the features are of, recorded in --state: a head is never resumed on other features.
+    source = {"checkpoint sha256": sha256(args.ckpt), "dataset": data.dataset, "root": str(data.root)}
+    source |= {"test crop": _test_crop(data), "train images": len(train[1]), "test images": len(test[1])}
+
     result = linear_sgd(
         *train,
         *test,
@@ -65,6 +71,7 @@ def _probe(args: argparse.Namespace, overrides: list[str]) -> int:
         head_norm=not args.no_head_norm,
         device="cuda" if torch.cuda.is_available() else "cpu",
         state=args.state,
+        source=source,
     )
     where = "float16 in memory" if args.storage == "memory" else f"float16 on disk in {args.features_dir}"
     head = "linear head" if args.no_head_norm else "BatchNorm + linear head"
@@ -178,6 +185,7 @@ def _checkpoint_features(args: argparse.Namespace, storage: str | None = None):
     from contrast.checkpoint import read_checkpoint
     from contrast.data import ContrastiveData
     from contrast.eval import extract_features
+    from contrast.eval.features import check_finite
     from contrast.export import backbone_from_checkpoint
 
     checkpoint = read_checkpoint(args.ckpt)
@@ -206,10 +214,14 @@ def _checkpoint_features(args: argparse.Namespace, storage: str | None = None):
             )
             for split, name in ((True, "train"), (False, "test"))
         )
+        for (features, _), name in ((train, "train"), (test, "test")):
+            check_finite(features, f"feature file {folder / f'{name}.npy'} (of --ckpt {args.ckpt})")
         return data, train, test
     dtype = torch.float16 if storage == "memory" else torch.float32
     train = extract_features(backbone, data.eval_dataloader(True), device, progress=True, dtype=dtype)
     test = extract_features(backbone, data.eval_dataloader(False), device, progress=True, dtype=dtype)
+    for (features, _), name in ((train, "train"), (test, "test")):
+        check_finite(features, f"the {name} features of --ckpt {args.ckpt}")
     return data, train, test
 
 

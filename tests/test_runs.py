@@ -137,7 +137,8 @@ def test_sigkill_at_epoch_end_with_workers_resumes_exactly(tmp_path, views):
     if views == "split":
         _shapes_pack(tmp_path / "packs")
         extra += ["--data.dataset", "packed", "--data.root", "packs"]
-    contrast("fit", *extra, *callback("SaveWeights", path=tmp_path / "straight.pt"), "--run_dir", "straight", cwd=tmp_path)
+    save = callback("SaveWeights", path=tmp_path / "straight.pt")
+    contrast("fit", *extra, *save, "--run_dir", "straight", cwd=tmp_path)
     killed = contrast("fit", *extra, *callback("KillAtEpochEnd", epoch=0), cwd=tmp_path, check=None)
     assert killed.returncode == -signal.SIGKILL
     resumed = contrast(

@@ -77,6 +77,28 @@ def test_probe_command_on_a_quickstart_checkpoint(tmp_path, monkeypatch, capsys)
     assert "linear probe (L-BFGS on fixed backbone features, whole 32-px images, standardised) on shapes10: top-1" in (
         capsys.readouterr().out
     )
+    # Another checkpoint (one weight changed) with the first one's --state: refused by name.
+    import torch
+
+    from contrast.checkpoint import atomic_save
+
+    checkpoint = torch.load(ckpt, weights_only=True)
+    weight = next(k for k in checkpoint["state_dict"] if k.startswith("backbone.") and k.endswith("weight"))
+    checkpoint["state_dict"][weight] = checkpoint["state_dict"][weight] * 1.5
+    other = tmp_path / "other.ckpt"
+    atomic_save(checkpoint, other)
+    sgd = ["probe", "--mode", "sgd", "--epochs", "1", "--state", str(tmp_path / "head.pt")]
+    assert main([*sgd, "--ckpt", str(ckpt)]) == 0
+    capsys.readouterr()
+    assert main([*sgd, "--ckpt", str(other)]) != 0
+    assert "was written for other features or settings: features checkpoint sha256" in capsys.readouterr().err
+    # A NaN weight: both probe modes refuse, naming the checkpoint and the row.
+    checkpoint["state_dict"][weight][0] = float("nan")
+    atomic_save(checkpoint, other)
+    for mode in ("lbfgs", "sgd"):
+        assert main(["probe", "--mode", mode, "--ckpt", str(other)]) != 0
+        error = capsys.readouterr().err
+        assert f"the train features of --ckpt {other}: 96 row(s) hold NaN or Inf values, the first is row 0" in error
 
 
 @pytest.mark.parametrize("text", ["", "0.1,-0.2", "0.1,abc", "0"])

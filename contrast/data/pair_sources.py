@@ -34,6 +34,7 @@ from contrast.data.captions import class_caption, describe, scene_key
 from contrast.data.datasets import Subset, decode_all
 from contrast.data.shapes import generate_scenes
 from contrast.data.sources import DataNotFoundError, ImageFiles, data_root, load_split
+from contrast.eval.features import check_finite
 from contrast.seeds import derive_seed
 
 
@@ -201,12 +202,7 @@ def feature_pairs(root, train: bool) -> PairedSplit:
             f"{int(negative.nonzero()[0])}); labels are class ids >= 0, or leave the file out for unlabelled pairs"
         )
     for key, value in (("image", image), ("text", text)):  # a NaN would train an all-NaN model
-        bad = ~torch.isfinite(value).all(dim=1)
-        if bool(bad.any()):
-            raise ValueError(
-                f"{names[key]}: {int(bad.sum())} row(s) hold NaN or Inf values, the first is row "
-                f"{int(bad.nonzero()[0])}"
-            )
+        check_finite(value, names[key])
     n = image.shape[0]
     return PairedSplit(image.float(), labels.long(), torch.arange(n), text_features=text.float())
 

@@ -130,6 +130,24 @@ def features_on_disk(
     return np.load(path, mmap_mode="r"), torch.from_numpy(labels)
 
 
+def check_finite(features, name: str, block_rows: int = 65536) -> None:
+    """A one-line ``ValueError`` naming ``name``, how many rows hold NaN or Inf and the first of them;
+    ``features`` an (N, D) tensor or a (memory-mapped) array, read a block of rows at a time. A
+    non-finite feature gives a chance-level figure without a word otherwise (NaN compares false)."""
+    count, first = 0, None
+    for start in range(0, features.shape[0], block_rows):
+        block = features[start : start + block_rows]
+        if isinstance(block, Tensor):
+            bad = (~torch.isfinite(block).all(dim=1)).nonzero().flatten().tolist()
+        else:
+            bad = np.flatnonzero(~np.isfinite(block).all(axis=1)).tolist()
+        if bad and first is None:
+            first = start + bad[0]
+        count += len(bad)
+    if count:
+        raise ValueError(f"{name}: {count} row(s) hold NaN or Inf values, the first is row {first}")
+
+
 def check_feature_file(path, features, rows: int, width: int | None) -> None:
     """A one-line error naming ``path`` unless it holds (rows, width) features."""
     if features.ndim != 2 or features.shape[0] != rows or (width and features.shape[1] != width):

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from contrast.blocks import BLOCK_ELEMENTS, block_rows
 from contrast.checks import ConfigError, int_at_least
+from contrast.eval.features import check_finite
 from contrast.eval.retrieval import rank
 
 BACKENDS = ("faiss", "torch", "auto")
@@ -121,10 +122,7 @@ class KNNEvaluator:
             )
         if not features.is_floating_point():
             raise ValueError(f"{name} must be floating point, got {features.dtype}")
-        step = max(1, BLOCK_ELEMENTS // max(1, features.shape[1]))  # checked a block of 2**24 values at a time
-        for start in range(0, features.shape[0], step):
-            if not bool(torch.isfinite(features[start : start + step]).all()):
-                raise ValueError(f"{name} contains NaN or Inf values")
+        check_finite(features, name, block_rows=max(1, BLOCK_ELEMENTS // max(1, features.shape[1])))
         return features
 
     def _prepare(self, features: Tensor, copy: bool = True) -> Tensor:

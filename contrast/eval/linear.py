@@ -29,6 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from contrast.checkpoint import CheckpointError, atomic_save, check_archive
+from contrast.eval.features import check_finite
+
 WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
 
 
@@ -107,6 +110,8 @@ def linear_probe(
             raise ValueError(f"{name} must be a non-empty (N, D) tensor")
     if train_labels.shape != (train_features.shape[0],) or test_labels.shape != (test_features.shape[0],):
         raise ValueError("labels must be (N,) tensors matching their features")
+    check_finite(train_features, "train_features")
+    check_finite(test_features, "test_features")
     if not weight_decays or any(wd < 0 for wd in weight_decays):
         raise ValueError(f"weight_decays must be a non-empty sequence of values >= 0, got {weight_decays}")
     need, free = probe_memory(len(train_features), len(test_features), train_features.shape[1]), available_memory()
@@ -142,32 +147,44 @@ def correct_counts(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def _save_state(path, settings: dict, head, optimizer, epochs_done: int, loss_sum: float) -> None:
-    """The feature mode's place, written to ``<path>.partial`` then renamed: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
+    """The feature mode's place, written atomically (:func:`contrast.checkpoint.atomic_save`)."""
     state = dict(settings=settings, epochs_done=epochs_done, loss_sum=loss_sum)
-    torch.save(state | dict(head=head.state_dict(), optimizer=optimizer.state_dict()), partial)
-    os.replace(partial, path)
+    atomic_save(state | dict(head=head.state_dict(), optimizer=optimizer.state_dict()), path)
+
+
+def _load_state(path: Path) -> dict:
+    """A state file, its CRC checked first (a damaged file would load silently otherwise)."""
+    try:
+        check_archive(path)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except CheckpointError as error:
+        raise ValueError(f"--state: {error}; delete it to train the head again") from None
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        raise ValueError(f"--state: {path} is not a state this command wrote ({error})") from None
 
 
 def _resume(path, settings: dict, head, optimizer) -> int:
-    """Epochs done by an earlier run with ``path`` (0 without the file); its head and optimizer loaded."""
+    """Epochs done by an earlier run with ``path`` (0 without the file); its head and optimizer loaded.
+    A state of other settings or of other features (another checkpoint, split or extraction) is
+    refused, naming what differs."""
     path = Path(path)
     if not path.is_file():
         return 0
+    saved = _load_state(path)
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
         if saved["settings"] != settings:
+            old, new = saved["settings"], settings
+            keys = [key for key in {**old, **new} if old.get(key) != new.get(key)]
+            differ = [f"{key} {old.get(key)!r} (now {new.get(key)!r})" for key in keys]
             raise ValueError(
-                f"feature-mode state {path} is of other settings ({saved['settings']}, now {settings}); "
+                f"--state: {path} was written for other features or settings: {'; '.join(differ)}; "
                 "delete it or give another --state"
             )
         head.load_state_dict(saved["head"])
         optimizer.load_state_dict(saved["optimizer"])
         return int(saved["epochs_done"])
-    except (KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
-        raise ValueError(f"feature-mode state {path} is not a state this command wrote ({error})") from None
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise ValueError(f"--state: {path} is not a state this command wrote ({error})") from None
 
 
 @dataclass
@@ -200,6 +217,7 @@ def linear_sgd(
     seed: int = 0,
     device: torch.device | str = "cpu",
     state: str | os.PathLike | None = None,
+    source: dict | None = None,
 ) -> SGDResult:
     """The feature mode of linear evaluation: the head trained by mini-batch SGD (momentum, cosine
     schedule per step, a new shuffle every epoch from ``seed``) on fixed features; top-1 / top-5 on
@@ -209,7 +227,9 @@ def linear_sgd(
     ``state``: a file the head, its optimizer and the epochs done are written to (atomically) after
     every epoch; called again with the same file and settings, the training continues where it
     stopped and ends with the figures of an uninterrupted run (the shuffles of the epochs done are
-    drawn again from ``seed``). A file of other settings is refused with its name."""
+    drawn again from ``seed``). ``source``: what the features are of (a checkpoint's fingerprint,
+    the data, the extraction), recorded in the state: a file of other settings or other features
+    is refused, naming what differs; a damaged one (its CRC) too."""
     from contrast.models import linear_head
 
     for name, x, y in (("train", train_features, train_labels), ("test", test_features, test_labels)):
@@ -217,6 +237,8 @@ def linear_sgd(
             raise ValueError(f"{name}_features must be a non-empty (N, D) array, got shape {tuple(x.shape)}")
         if tuple(y.shape) != (x.shape[0],):
             raise ValueError(f"{name}_labels must be ({x.shape[0]},) to match {name}_features, got {tuple(y.shape)}")
+    for name, x in (("train_features", train_features), ("test_features", test_features)):
+        check_finite(x, f"{name} ({x.filename})" if getattr(x, "filename", None) else name)
     if test_features.shape[1] != train_features.shape[1]:
         raise ValueError(
             f"test_features have width {test_features.shape[1]} but train_features {train_features.shape[1]}"
@@ -239,6 +261,7 @@ def linear_sgd(
     settings |= dict(
         batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, head_norm=head_norm, seed=seed
     )
+    settings |= {f"features {key}": value for key, value in (source or {}).items()}
     done = _resume(state, settings, head, optimizer) if state is not None else 0
     for _ in range(done):  # the shuffles of the epochs done: the generator where it was
         generator.permutation(n)
@@ -260,7 +283,7 @@ def linear_sgd(
         if state is not None:
             _save_state(state, settings, head, optimizer, epoch + 1, loss_sum)
     if state is not None and done == epochs:  # finished before: the last epoch's loss as it was
-        loss_sum = float(torch.load(state, map_location="cpu", weights_only=True)["loss_sum"])
+        loss_sum = float(_load_state(Path(state))["loss_sum"])
     head.eval()
     counts = torch.zeros(3, dtype=torch.long)
     with torch.no_grad():

@@ -11,7 +11,6 @@ which is the file's SHA-256), and :func:`read_weights`, which reads safetensors,
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import urllib.parse
@@ -19,18 +18,10 @@ from pathlib import Path
 
 import torch
 
-from contrast.checkpoint import CheckpointError
+from contrast.checkpoint import CheckpointError, sha256
 
 # torch hub's naming convention for published files: <name>-<first hex digits of the SHA-256>.<ext>
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,64})\.")
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verified_file(path: Path, expected: str | None, what: str) -> Path:

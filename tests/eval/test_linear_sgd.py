@@ -161,8 +161,59 @@ def test_feature_mode_interrupted_then_continued_equals_an_uninterrupted_run(tmp
     assert (resumed.top1, resumed.top5, resumed.train_loss) == (straight.top1, straight.top5, straight.train_loss)
     again = linear_sgd(train_x, train_y, test_x, test_y, state=state, **common)  # finished: evaluated, not retrained
     assert (again.top1, again.train_loss) == (straight.top1, straight.train_loss)
-    with pytest.raises(ValueError, match="sgd_state.pt is of other settings"):
+    with pytest.raises(ValueError, match=r"sgd_state.pt was written for other .*: lr 0.2 \(now 0.1\)"):
         linear_sgd(train_x, train_y, test_x, test_y, state=state, **(common | {"lr": 0.1}))
     state.write_bytes(b"not a state")
-    with pytest.raises(ValueError, match="not a state this command wrote"):
+    with pytest.raises(ValueError, match="is not a readable PyTorch archive"):
         linear_sgd(train_x, train_y, test_x, test_y, state=state, **common)
+
+
+def test_a_state_of_other_features_is_refused_by_name(tmp_path):
+    """The same --state with features of another checkpoint: refused, naming the fingerprint, not a
+    finished head scored on the new features."""
+    train_x, train_y = _blobs(300)
+    test_x, test_y = _blobs(100, seed=1)
+    state, common = tmp_path / "state.pt", dict(epochs=1, batch_size=64, seed=0)
+    first = {"checkpoint sha256": "aa11", "dataset": "blobs", "test crop": "whole 32-px images"}
+    linear_sgd(train_x, train_y, test_x, test_y, state=state, source=first, **common)
+    again = linear_sgd(train_x, train_y, test_x, test_y, state=state, source=first, **common)  # the same: reused
+    assert again.top1 == linear_sgd(train_x, train_y, test_x, test_y, **common).top1
+    other = first | {"checkpoint sha256": "bb22"}
+    with pytest.raises(ValueError, match=r"features checkpoint sha256 'aa11' \(now 'bb22'\)"):
+        linear_sgd(train_x * 2, train_y, test_x * 2, test_y, state=state, source=other, **common)
+
+
+def test_a_damaged_state_is_refused_not_loaded(tmp_path):
+    """One flipped byte inside the head's weights: the archive's CRC catches it (torch.load would
+    hand back the damaged weights)."""
+    import zipfile
+
+    train_x, train_y = _blobs(300)
+    test_x, test_y = _blobs(100, seed=1)
+    state = tmp_path / "state.pt"
+    linear_sgd(train_x, train_y, test_x, test_y, state=state, epochs=1, batch_size=64)
+    with zipfile.ZipFile(state) as archive:
+        entry = max(archive.infolist(), key=lambda info: info.file_size)  # the largest tensor's bytes
+    data = bytearray(state.read_bytes())
+    at = entry.header_offset + 30 + len(entry.filename.encode()) + len(entry.extra) + entry.file_size // 2
+    data[at] ^= 0xFF
+    state.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"--state: .*state.pt is damaged: its entry .* fails its CRC check"):
+        linear_sgd(train_x, train_y, test_x, test_y, state=state, epochs=1, batch_size=64)
+
+
+@pytest.mark.parametrize("where", ["memory", "disk"])
+def test_non_finite_features_are_refused_naming_the_row(tmp_path, where):
+    train_x, train_y = _blobs(300)
+    test_x, test_y = _blobs(100, seed=1)
+    train_x[37, 5] = float("nan")
+    name = "train_features"
+    if where == "disk":
+        path = tmp_path / "train.npy"
+        np.save(path, train_x.numpy().astype(np.float16))
+        train_x, name = np.load(path, mmap_mode="r"), str(path)
+    with pytest.raises(ValueError, match=rf"{name}.*row\(s\) hold NaN or Inf values, the first is row 37"):
+        linear_sgd(train_x, train_y, test_x, test_y, epochs=1, batch_size=64)
+    test_x[3, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"test_features: 1 row\(s\) hold NaN or Inf values, the first is row 3"):
+        linear_probe(_blobs(300)[0], train_y, test_x, test_y)
