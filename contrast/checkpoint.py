@@ -58,16 +58,17 @@ class Interrupted(Exception):
         super().__init__(f"stopped by {name} after step {step}; {where}")
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``:
-    an interruption leaves either the old file or the new one, never a truncated one."""
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """``write(f)`` into a temporary file in the same folder, fsync, then rename over ``path``: an
+    interruption leaves either the old file or the new one, never a truncated one; a full disk is
+    reported as such, with the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint is an output like any other
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the file is an output like any other
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -79,6 +80,11 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
                 errno.ENOSPC, f"No space left on device while writing {path} ({free / 2**20:.0f} MiB free there)"
             ) from error
         raise
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through :func:`atomic_write`."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _disk_full(error: BaseException, folder: Path) -> bool:

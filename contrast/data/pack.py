@@ -28,15 +28,19 @@ import hashlib
 import io
 import json
 import os
+import sys
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from contrast.checkpoint import atomic_write, sha256
+from contrast.data.pixels import decode_rgb
 from contrast.data.sources import ImageFiles, _images, class_folders
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: meta.json holds the index's SHA-256
 META, INDEX = "meta.json", "index.npy"
 COLUMNS = ("shard", "offset", "size", "height", "width", "label")
 CHUNK = 64  # images per task of a worker
@@ -60,10 +64,15 @@ def list_source(src: str | os.PathLike, classes_file: str | os.PathLike | None =
     src = Path(src)
     wanted = None
     if classes_file is not None:
-        wanted = [line.strip() for line in Path(classes_file).read_text().splitlines() if line.strip()]
+        wanted = [line.strip() for line in _text(Path(classes_file), "--classes").splitlines() if line.strip()]
         if not wanted:
             raise PackError(f"--classes {classes_file}: no class names in it")
+        twice = sorted({name for name in wanted if wanted.count(name) > 1})
+        if twice:
+            raise PackError(f"--classes {classes_file}: class name(s) listed twice: {twice[:5]}")
     if src.is_file():
+        if src.suffix.lower() in ImageFiles.EXTENSIONS:
+            raise PackError(f"SRC {src} is an image; give the folder that holds the images, or a list file")
         samples, classes = _list_file(src)
     elif src.is_dir():
         folders = class_folders(src)
@@ -86,24 +95,47 @@ def list_source(src: str | os.PathLike, classes_file: str | os.PathLike | None =
     return samples, classes
 
 
+def _text(path: Path, what: str) -> str:
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise PackError(f"{what} {path} is not a text file (expected one 'path[,label]' a line)") from None
+
+
 def _list_file(path: Path) -> tuple[list, list[str]]:
-    samples, names = [], []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    """A list file: ``path`` or ``path,label`` lines (the label a class id >= 0 or a class name), all
+    lines with a label or none; blank lines and ``#`` comments skipped."""
+    samples, names, unlabelled, labelled = [], [], None, None
+    for number, line in enumerate(_text(path, "SRC").splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        file, _, label = line.partition(",")
-        file = (path.parent / file.strip()) if not Path(file.strip()).is_absolute() else Path(file.strip())
+        where = f"{path}, line {number}"
+        fields = [field.strip() for field in line.split(",")]
+        if len(fields) > 2:
+            raise PackError(f"{where}: {len(fields)} columns; expected 'path' or 'path,label'")
+        file = Path(fields[0]) if Path(fields[0]).is_absolute() else path.parent / fields[0]
+        if file.is_dir():
+            raise PackError(f"{where}: {file} is a folder; a list file names one image a line")
         if not file.is_file():
-            raise PackError(f"{path}, line {number}: {file} does not exist")
-        label = label.strip()
+            raise PackError(f"{where}: {file} does not exist")
+        label = fields[1] if len(fields) == 2 else ""
         if not label:
+            unlabelled = unlabelled or number
             samples.append((file, -1))
         elif label.lstrip("-").isdigit():
+            if int(label) < 0:
+                raise PackError(f"{where}: label {label}; a label is a class id >= 0 or a class name")
+            labelled = labelled or number
             samples.append((file, int(label)))
         else:
+            labelled = labelled or number
             names.append(label) if label not in names else None
             samples.append((file, label))
+    if unlabelled and labelled:
+        raise PackError(
+            f"{path}: line {unlabelled} has no label but line {labelled} has one; label every line or none"
+        )
     if names:  # class names: numbered in sorted order
         classes = sorted(names)
         if any(isinstance(label, int) and label >= 0 for _, label in samples):
@@ -115,13 +147,18 @@ def _list_file(path: Path) -> tuple[list, list[str]]:
 
 
 def source_hash(samples: list, classes: list[str]) -> str:
-    """What identifies a source: its files (name and size) in order, their labels and the classes."""
+    """What identifies a source: its files in order (path, size in bytes and modification time in
+    nanoseconds), their labels and the classes. Not the content: hashing a 140 GB ImageNet tree on
+    every run would cost more than packing it. A file rewritten in place (the same name and size,
+    other pixels) has a new modification time, so a changed source is never taken for the packed
+    one; a copy that does not keep modification times (``cp`` without ``-p``) counts as another."""
     digest = hashlib.sha256()
     for name in classes:
         digest.update(f"class {name}\n".encode())
     for path, label in samples:
-        size = path.stat().st_size if path.is_file() else -1
-        digest.update(f"{path.name} {size} {label}\n".encode())
+        stat = path.stat() if path.is_file() else None
+        size, mtime = (stat.st_size, stat.st_mtime_ns) if stat is not None else (-1, -1)
+        digest.update(f"{path.parent.name}/{path.name} {size} {mtime} {label}\n".encode())
     return digest.hexdigest()
 
 
@@ -142,18 +179,49 @@ def encode(path: Path, settings: Settings) -> tuple[bytes, int, int]:
                 and max(width, height) <= settings.max_side
             )
             if passes:
-                image.load()  # decoded once: a truncated or garbled JPEG stops here, not in training
+                _check_jpeg(data)  # decoded once: a truncated or garbled JPEG stops here, not in training
                 return data, height, width
-            image = image.convert("RGB")
-            scale = settings.max_side / max(width, height)
-            if scale < 1:
-                width, height = max(1, round(width * scale)), max(1, round(height * scale))
-                image = image.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
-            out = io.BytesIO()
-            image.save(out, format="JPEG", quality=settings.quality, progressive=False, optimize=False)
-            return out.getvalue(), height, width
+        image = Image.fromarray(decode_rgb(data).permute(1, 2, 0).numpy())  # by value range, alpha over white
+        scale = settings.max_side / max(width, height)
+        if scale < 1:
+            width, height = max(1, round(width * scale)), max(1, round(height * scale))
+            image = image.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
+        out = io.BytesIO()
+        image.save(out, format="JPEG", quality=settings.quality, progressive=False, optimize=False)
+        return out.getvalue(), height, width
     except Exception as error:  # PIL raises many types for damaged files
         raise PackError(f"could not read image {path}: {error}") from error
+
+
+def _check_jpeg(data: bytes) -> None:
+    """Decode a JPEG once with the decoder training uses. libjpeg reports damaged scan data
+    ("Corrupt JPEG data: ...") as a warning on the C library's stderr and decodes on, grey blocks
+    included: that stream is captured here and such a file is refused like an unreadable one."""
+    import torch
+    from torchvision.io import decode_jpeg
+
+    with tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        said = captured.read().decode(errors="replace")
+    damaged = [line for line in said.splitlines() if "Corrupt JPEG data" in line or "Premature end" in line]
+    if damaged:
+        raise PackError(f"damaged JPEG data ({damaged[0].strip()})")
+
+
+def _one_thread() -> None:
+    """A pack worker decodes with torch: one intra-op thread, as DataLoader workers do (a forked
+    child entering the OpenMP pool its parent started would wait for it forever)."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _encode_chunk(task) -> list:
@@ -205,7 +273,7 @@ def pack(
     bar = tqdm(total=len(samples), initial=start, desc=f"packing {Path(src).name}", disable=not progress)
     chunks = [samples[i : i + CHUNK] for i in range(start, len(samples), CHUNK)]
     tasks = (([p for p, _ in chunk], settings, skip_corrupt) for chunk in chunks)
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    pool = ProcessPoolExecutor(workers, initializer=_one_thread) if workers > 1 else None
     try:
         results = pool.map(_encode_chunk, tasks) if pool is not None else map(_encode_chunk, tasks)
         position = start
@@ -234,8 +302,9 @@ def pack(
     )
     if len(index) == 0:
         raise PackError(f"SRC {src}: every image was unreadable ({skipped} skipped)")
-    _atomic_write(dest / INDEX, lambda f: np.save(f, index.astype(np.int64)))
+    atomic_write(dest / INDEX, lambda f: np.save(f, index.astype(np.int64)))
     meta = identity | {
+        "index_sha256": sha256(dest / INDEX),  # binds the index to these shards: checked at every open
         "images": int(len(index)),
         "skipped": skipped + start - len(rows),  # the source images before `start` not in the finished shards
         "shards": [
@@ -243,16 +312,16 @@ def pack(
         ],
         "columns": list(COLUMNS),
     }
-    _atomic_write(dest / META, lambda f: f.write(json.dumps(meta, indent=2).encode()))  # last: the pack is done
+    atomic_write(dest / META, lambda f: f.write(json.dumps(meta, indent=2).encode()))  # last: the pack is done
     (dest / "progress.json").unlink(missing_ok=True)
     return meta
 
 
 def _write_shard(dest: Path, shard: int, buffer: bytearray, entries: list) -> None:
     """The shard's bytes, then its part of the index: the index part's presence means 'finished'."""
-    _atomic_write(dest / f"shard_{shard:05d}.bin", lambda f: f.write(buffer))
+    atomic_write(dest / f"shard_{shard:05d}.bin", lambda f: f.write(buffer))
     part = np.asarray(entries, dtype=np.int64).reshape(-1, 7)  # COLUMNS + the source position
-    _atomic_write(dest / f"shard_{shard:05d}.idx.npy", lambda f: np.save(f, part))
+    atomic_write(dest / f"shard_{shard:05d}.idx.npy", lambda f: np.save(f, part))
 
 
 def _resume(dest: Path, identity: dict) -> tuple[int | None, np.ndarray]:
@@ -262,10 +331,16 @@ def _resume(dest: Path, identity: dict) -> tuple[int | None, np.ndarray]:
         return 0, empty
     if not dest.is_dir():
         raise PackError(f"DEST {dest} is a file, not a folder")
+    finished = (dest / "shard_00000.idx.npy").is_file()
     for name in (META, "progress.json"):
         if (dest / name).is_file():
-            saved = json.loads((dest / name).read_text())
+            try:
+                saved = json.loads((dest / name).read_text())
+            except ValueError:
+                raise PackError(f"DEST {dest}: {dest / name} is damaged (not JSON); delete DEST, pack again") from None
             differ = [k for k in identity if saved.get(k) != identity[k]]
+            if differ and name == "progress.json" and not finished:
+                break  # a pack stopped before its first shard (a corrupt file, Ctrl-C): nothing to keep
             if differ:
                 raise PackError(
                     f"DEST {dest} holds a pack of another source or other settings (differs in {', '.join(differ)}); "
@@ -285,10 +360,3 @@ def _resume(dest: Path, identity: dict) -> tuple[int | None, np.ndarray]:
     return shard, np.concatenate(parts) if parts else empty
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from contrast.data.pixels import decode_rgb
 from contrast.data.shapes import generate_shapes
 
 SHAPES_TRAIN, SHAPES_TEST = 5000, 1000
@@ -64,9 +65,10 @@ class ImageFiles(Dataset):
 
     ``samples`` are (path, label) pairs (label -1: unlabelled). ``image_size`` resizes every image
     (shorter side, then centre crop) so that batches stack. JPEG, PNG, GIF and WebP are decoded by
-    torchvision, BMP and TIFF by PIL. A corrupt or unreadable image stops the run with an error
-    naming it, unless ``skip_corrupt=True``: then it is replaced by the next readable image and
-    counted in a warning.
+    torchvision, BMP and TIFF by PIL; PNG, BMP and TIFF of any mode (16-bit, float, palette,
+    transparency) become 8-bit RGB by their value range (:mod:`contrast.data.pixels`). A corrupt or
+    unreadable image stops the run with an error naming it, unless ``skip_corrupt=True``: then it is
+    replaced by the next readable image and counted in a warning.
     """
 
     EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
@@ -119,11 +121,8 @@ class ImageFiles(Dataset):
         from torchvision.transforms.v2 import functional as TF
 
         try:
-            if path.suffix.lower() in self.PIL_ONLY:
-                from PIL import Image
-
-                with Image.open(path) as pil:
-                    image = TF.pil_to_tensor(pil.convert("RGB"))
+            if path.suffix.lower() in (*self.PIL_ONLY, ".png"):  # 16-bit, float, palette, alpha: by value range
+                image = decode_rgb(path.read_bytes())
             else:
                 from torchvision.io import ImageReadMode, decode_image
 
@@ -340,14 +339,30 @@ class PackedImages(Dataset):
                 else ""
             )
             raise _not_found(f"a finished pack (meta.json) in {self.root}{hint}", [meta_path])
-        self.meta = json.loads(meta_path.read_text())
-        if self.meta.get("format_version") != 1:
-            raise ValueError(f"{meta_path}: pack format {self.meta.get('format_version')!r}; this version reads 1")
-        self.index = np.load(self.root / "index.npy", mmap_mode="r", allow_pickle=False)  # (N, 6) int64
-        if self.index.ndim != 2 or self.index.shape[1] != 6 or self.index.shape[0] != self.meta["images"]:
+        try:
+            self.meta = json.loads(meta_path.read_text())
+            version = self.meta.get("format_version")
+        except (ValueError, AttributeError) as error:
+            raise ValueError(f"{meta_path} is damaged ({error}); pack the source again into a new folder") from None
+        if version != 2:
             raise ValueError(
-                f"{self.root / 'index.npy'}: expected ({self.meta['images']}, 6) rows, got {self.index.shape}"
+                f"{meta_path}: pack format {version!r}; this version reads 2 (format 1 did not bind the index to its "
+                "shards): pack the source again into a new folder"
             )
+        missing = [key for key in ("images", "shards", "classes", "index_sha256") if key not in self.meta]
+        if missing:
+            raise ValueError(f"{meta_path} is damaged: it lacks {missing}; pack the source again into a new folder")
+        index_path = self.root / "index.npy"
+        from contrast.checkpoint import sha256
+
+        if not index_path.is_file() or sha256(index_path) != self.meta["index_sha256"]:
+            raise ValueError(
+                f"{index_path} is not the index written with these shards (its SHA-256 differs from {meta_path}'s "
+                "index_sha256): a changed, reordered or damaged index would give wrong images or labels; pack again"
+            )
+        self.index = np.load(index_path, mmap_mode="r", allow_pickle=False)  # (N, 6) int64
+        if self.index.ndim != 2 or self.index.shape[1] != 6 or self.index.shape[0] != self.meta["images"]:
+            raise ValueError(f"{index_path}: expected ({self.meta['images']}, 6) rows, got {self.index.shape}")
         self.shards = [self.root / shard["name"] for shard in self.meta["shards"]]
         for number, (path, shard) in enumerate(zip(self.shards, self.meta["shards"])):
             if not path.is_file() or path.stat().st_size != shard["bytes"]:
@@ -398,7 +413,14 @@ class PackedImages(Dataset):
         from torchvision.transforms.v2 import functional as TF
 
         data = torch.frombuffer(bytearray(self.read(i)), dtype=torch.uint8)
-        image = decode_jpeg(data, mode=ImageReadMode.RGB)
+        try:
+            image = decode_jpeg(data, mode=ImageReadMode.RGB)
+        except RuntimeError as error:
+            shard, offset = (int(v) for v in self.index[i, :2])
+            raise RuntimeError(
+                f"{self.shards[shard]}: image {i} (at byte {offset}) cannot be decoded ({str(error).strip()[:200]}); "
+                "the shard is damaged: pack the source again"
+            ) from None
         if self.image_size is not None and tuple(image.shape[1:]) != (self.image_size, self.image_size):
             image = TF.center_crop(TF.resize(image, self.image_size, antialias=True), self.image_size)
         return image, int(self.labels[i])

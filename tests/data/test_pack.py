@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,8 +159,174 @@ def test_a_damaged_pack_is_refused_before_it_is_read(collection, tmp_path):
     index = np.load(tmp_path / "p" / "index.npy")
     index[0, 2] += len(data)  # an index that does not match its shards
     np.save(tmp_path / "p" / "index.npy", index)
-    with pytest.raises(ValueError, match="index.npy does not match .*shard_00000.bin"):
+    with pytest.raises(ValueError, match="index.npy is not the index written with these shards"):
         PackedImages(tmp_path / "p")
+
+
+def test_a_reordered_index_that_still_fits_its_shards_is_refused(collection, tmp_path):
+    """Rows swapped: every row still points inside its shard, so only the index's hash in meta.json
+    (written last) tells; before, such a pack trained on wrong labels."""
+    pack(collection, tmp_path / "p", progress=False)
+    index_path = tmp_path / "p" / "index.npy"
+    index = np.load(index_path)
+    np.save(index_path, index[::-1].copy())
+    with pytest.raises(ValueError, match=r"index.npy is not the index written with these shards .*index_sha256"):
+        PackedImages(tmp_path / "p")
+    np.save(index_path, index)  # the original rows again: read as before
+    assert len(PackedImages(tmp_path / "p")) == 7
+    # A byte shifted: refused by the same check, naming the file.
+    data = index_path.read_bytes()
+    index_path.write_bytes(data[:200] + data[201:] + b"\0")
+    with pytest.raises(ValueError, match="index.npy is not the index written"):
+        PackedImages(tmp_path / "p")
+
+
+@pytest.mark.parametrize("damage", ["not json", "no shards", "old format"])
+def test_a_damaged_meta_json_is_named(collection, tmp_path, damage):
+    pack(collection, tmp_path / "p", progress=False)
+    meta_path = tmp_path / "p" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    if damage == "not json":
+        meta_path.write_text(meta_path.read_text()[:-20])
+    elif damage == "no shards":
+        meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "shards"}))
+    else:
+        meta_path.write_text(json.dumps(meta | {"format_version": 1}))
+    expected = {"not json": "meta.json is damaged", "no shards": r"meta.json is damaged: it lacks \['shards'\]"}
+    with pytest.raises(ValueError, match=expected.get(damage, "pack format 1; this version reads 2")):
+        PackedImages(tmp_path / "p")
+
+
+def test_a_changed_source_of_the_same_names_and_sizes_is_not_an_up_to_date_pack(tmp_path):
+    """Regenerated BMPs of the same dimensions (the same names and byte sizes, other pixels)."""
+    src = tmp_path / "src" / "a"
+    for i in range(3):
+        _save(src / f"{i}.bmp", _photo(20, 30, i))
+    pack(tmp_path / "src", tmp_path / "p", progress=False)
+    before = PackedImages(tmp_path / "p")[0][0]
+    sizes = [f.stat().st_size for f in sorted(src.iterdir())]
+    for i in range(3):
+        _save(src / f"{i}.bmp", _photo(20, 30, i + 10))
+    assert [f.stat().st_size for f in sorted(src.iterdir())] == sizes
+    with pytest.raises(PackError, match="holds a pack of another source .*source_hash"):
+        pack(tmp_path / "src", tmp_path / "p", progress=False)
+    pack(tmp_path / "src", tmp_path / "q", progress=False)
+    assert not torch.equal(PackedImages(tmp_path / "q")[0][0], before)
+
+
+def _modes(folder: Path) -> dict[str, np.ndarray]:
+    """One image of each mode a photo collection may hold, and the 8-bit RGB each should become
+    (the rules of contrast.data.pixels, computed here in float64)."""
+    rng = np.random.default_rng(0)
+    h, w = 24, 32
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def blocks(high: int, *channels: int) -> np.ndarray:  # constant 8×8 blocks: JPEG keeps them
+        values = rng.integers(0, high, (h // 8, w // 8, *channels))
+        return np.repeat(np.repeat(values, 8, axis=0), 8, axis=1)
+
+    grey16 = blocks(65536).astype(np.uint16)
+    Image.fromarray(grey16).save(folder / "grey16.png")
+    Image.fromarray(grey16).save(folder / "grey16.tif")
+    floats = (blocks(1001) / 1000).astype(np.float32)
+    Image.fromarray(floats, mode="F").save(folder / "float.tif")
+    rgb = blocks(256, 3).astype(np.uint8)
+    alpha = blocks(256, 1).astype(np.uint8)
+    Image.fromarray(np.concatenate([rgb, alpha], axis=2), mode="RGBA").save(folder / "rgba.png")
+    grey = blocks(256).astype(np.uint8)
+    Image.fromarray(np.stack([grey, alpha[..., 0]], axis=2), mode="LA").save(folder / "la.png")
+    palette = Image.fromarray(blocks(4).astype(np.uint8), mode="P")
+    colours = [255, 0, 0, 0, 255, 0, 0, 0, 255, 90, 90, 90]
+    palette.putpalette(colours)
+    palette.info["transparency"] = 1  # index 1 (green) transparent
+    palette.save(folder / "palette.png", transparency=1)
+    indices = np.asarray(palette)
+
+    def over_white(colour, a):
+        a = a.astype(np.float64) / 255
+        return np.rint(colour.astype(np.float64) * a + 255 * (1 - a)).astype(np.uint8)
+
+    grey16_8 = np.rint(grey16.astype(np.float64) * 255 / 65535).astype(np.uint8)
+    table = np.asarray(colours, dtype=np.uint8).reshape(4, 3)
+    palette_rgb = np.where((indices == 1)[..., None], 255, table[indices]).astype(np.uint8)
+    return {
+        "grey16.png": np.repeat(grey16_8[..., None], 3, axis=2),
+        "grey16.tif": np.repeat(grey16_8[..., None], 3, axis=2),
+        "float.tif": np.repeat(np.rint(floats.astype(np.float64) * 255).astype(np.uint8)[..., None], 3, axis=2),
+        "rgba.png": over_white(rgb, alpha),
+        "la.png": np.repeat(over_white(grey[..., None], alpha), 3, axis=2),
+        "palette.png": palette_rgb,
+    }
+
+
+def test_every_image_mode_is_packed_by_its_value_range(tmp_path):
+    """16-bit grey (PNG, TIFF), float TIFF, RGBA, LA and a palette with a transparent colour: the
+    packed pixels are the source's by the rules above, within JPEG q90's error; an image folder
+    decodes them the same way, exactly. Pillow's convert("RGB") turned 16-bit white."""
+    from contrast.data.sources import ImageFiles
+
+    expected = _modes(tmp_path / "src" / "modes")
+    files = sorted(expected)
+    pack(tmp_path / "src", tmp_path / "p", progress=False)
+    packed = PackedImages(tmp_path / "p")
+    folder = ImageFiles([(tmp_path / "src" / "modes" / name, 0) for name in files])
+    for i, name in enumerate(files):
+        image = packed[i][0].permute(1, 2, 0).numpy().astype(int)
+        error = np.abs(image - expected[name].astype(int)).mean()
+        assert error < 8, (name, error)  # JPEG q90 of saturated 8×8 blocks: about 5 levels at most
+        assert np.array_equal(folder[i][0].permute(1, 2, 0).numpy(), expected[name]), name
+    # the white of the old conversion would be far off
+    assert np.abs(255 - expected["grey16.png"].astype(int)).mean() > 60
+
+
+def test_a_jpeg_with_damaged_scan_data_is_not_packed_silently(tmp_path):
+    src = tmp_path / "src" / "a"
+    _save(src / "good.jpg", _photo(64, 64, 0), quality=90)
+    _save(src / "bad.jpg", _photo(64, 64, 1), quality=90)
+    data = bytearray((src / "bad.jpg").read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 8] = b"\xff\xd0\x00\x13\xff\xd7\xaa\xbb"
+    (src / "bad.jpg").write_bytes(bytes(data))
+    with pytest.raises(PackError, match=r"bad.jpg: damaged JPEG data \(Corrupt JPEG data"):
+        pack(tmp_path / "src", tmp_path / "p", progress=False)
+    # The failed pack does not block its own retry with --skip_corrupt (DEST holds only its progress file).
+    meta = pack(tmp_path / "src", tmp_path / "p", skip_corrupt=True, progress=False)
+    assert meta["images"] == 1 and meta["skipped"] == 1
+
+
+def test_list_files_and_class_lists_that_are_not_what_they_say(tmp_path):
+    src = tmp_path / "src"
+    _save(src / "a" / "x.jpg", _photo(20, 20, 0), quality=90)
+    _save(src / "a" / "y.jpg", _photo(20, 20, 1), quality=90)
+    cases = {
+        "a/x.jpg,0\na/y.jpg\n": "line 2 has no label but line 1 has one",
+        "a/x.jpg,-1\n": "line 1: label -1; a label is a class id >= 0",
+        "a/x.jpg,0,extra\n": "line 1: 3 columns",
+        "a,0\n": "line 1: .*a is a folder",
+    }
+    for text, message in cases.items():
+        (src / "list.txt").write_text(text)
+        with pytest.raises(PackError, match=message):
+            pack(src / "list.txt", tmp_path / "p", progress=False)
+    with pytest.raises(PackError, match="x.jpg is an image; give the folder"):
+        pack(src / "a" / "x.jpg", tmp_path / "p", progress=False)
+    (src / "list.bin").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(PackError, match="list.bin is not a text file"):
+        pack(src / "list.bin", tmp_path / "p", progress=False)
+    (tmp_path / "classes.txt").write_text("a\na\n")
+    with pytest.raises(PackError, match=r"class name\(s\) listed twice: \['a'\]"):
+        pack(src, tmp_path / "p", classes_file=tmp_path / "classes.txt", progress=False)
+
+
+def test_a_damaged_image_inside_a_shard_is_named(collection, tmp_path):
+    pack(collection, tmp_path / "p", progress=False)
+    packed = PackedImages(tmp_path / "p")
+    shard, offset, size = (int(v) for v in packed.index[2, :3])
+    path = tmp_path / "p" / f"shard_{shard:05d}.bin"
+    data = bytearray(path.read_bytes())
+    data[offset : offset + 40] = bytes(40)  # its header gone
+    path.write_bytes(bytes(data))
+    with pytest.raises(RuntimeError, match=rf"shard_0000{shard}.bin: image 2 \(at byte {offset}\) cannot be decoded"):
+        PackedImages(tmp_path / "p")[2]
 
 
 def test_a_packed_split_reads_like_an_image_folder(tmp_path):
