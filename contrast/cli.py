@@ -158,8 +158,19 @@ def main(argv: list[str] | None = None) -> int:
         args, overrides = parser.parse_args(argv), []
     try:
         return COMMANDS[command](args, overrides)
+    except KeyboardInterrupt:  # Ctrl-C: what was finished is kept (pack shards, probe epochs, sweep runs)
+        print(f"\ncontrast {command}: interrupted; {RESUME.get(command, 'nothing was written')}", file=sys.stderr)
+        return 130
     except Exception as error:  # noqa: BLE001 - reported, or re-raised when it is no user error
         return report(error, command, tuple(vars(args)))
+
+
+# What an interrupted command kept, and how to go on.
+RESUME = {
+    "pack": "the finished shards are kept: the same command finishes the pack",
+    "probe": "with --mode sgd --state FILE the same command continues after the last finished epoch",
+    "sweep": "the finished τ values are kept: the same command trains the rest",
+}
 
 
 if __name__ == "__main__":

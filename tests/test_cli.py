@@ -142,3 +142,24 @@ def test_validate_command_on_a_checkpoint(tmp_path, monkeypatch, capsys):
     ckpt = next(tmp_path.rglob("last.ckpt"))
     assert main(["validate", *config, "--ckpt_path", str(ckpt)]) == 0
     assert "val/probe_top1" in capsys.readouterr().out
+
+
+def test_ctrl_c_of_a_command_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    """Ctrl-C of contrast pack: exit 130 and a line saying what was kept, no KeyboardInterrupt traceback."""
+    import numpy as np
+    from PIL import Image
+
+    import contrast.data.pack as packing
+    from contrast.cli import main
+
+    (tmp_path / "src" / "a").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "src" / "a" / "x.png")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(packing, "encode", interrupted)
+    assert main(["pack", str(tmp_path / "src"), str(tmp_path / "dest"), "--workers", "0"]) == 130
+    err = capsys.readouterr().err
+    assert "contrast pack: interrupted; the finished shards are kept: the same command finishes the pack" in err
+    assert "Traceback" not in err

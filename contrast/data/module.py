@@ -248,7 +248,8 @@ class ContrastiveData(L.LightningDataModule):
                 raise ValueError(
                     f"image_size: the images of {base.root} have {len(sizes)} different sizes (e.g. "
                     f"{', '.join(f'{w}x{h}' for w, h in sorted(sizes)[:3])}); batched views need one size: "
-                    "set --data.image_size (e.g. 32 or 224), or use --data.views cpu"
+                    "use --data.views split (each image cut at its own size in the workers, colour on the device: "
+                    "the path for packs and photo folders), or resize every image with --data.image_size (e.g. 224)"
                 )
         channels = self.image_channels()
         if channels != self.recipe_q.channels:

@@ -393,3 +393,14 @@ def test_views_larger_than_the_pack_s_images_are_refused_before_training(tmp_pat
     data = ContrastiveData(dataset="packed", root=str(tmp_path / "packs"), views="split", recipe_q="simclr_imagenet")
     with pytest.raises(ValueError, match="cuts 224-px views, but the images of .* are at most 64 px"):
         data.setup("fit")
+
+
+def test_batched_views_on_a_pack_of_varied_sizes_name_the_split_path_first(collection, tmp_path):
+    from contrast.data import ContrastiveData
+
+    pack(collection, tmp_path / "p", progress=False)
+    data = ContrastiveData(
+        dataset="packed", root=str(tmp_path / "p"), recipe_q="quickstart", views="batched", batch_size=2
+    )
+    with pytest.raises(ValueError, match=r"batched views need one size: use --data.views split \(each image cut"):
+        data.setup("fit")
