@@ -20,6 +20,7 @@ import contextlib
 import os
 import socket
 import sys
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -190,7 +191,10 @@ class ContrastCLI(LightningCLI):
         others = [lg for lg in loggers if lg not in versioned]
         fits = self.subcommand in ("fit", None) and self.run_lock is not None
         if run_dir is not None and fits:
+            fresh = not Path(run_dir).is_dir() or all(p.name == RunLock.NAME for p in Path(run_dir).iterdir())
             self.run_lock.acquire(run_dir)  # first: a folder in use says so, whatever it holds
+            if fresh:  # the lock is all the logger finds there: Lightning's "previous log files" are none
+                warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
         if run_dir is not None:
             trainer.default_root_dir = run_dir
             for logger in versioned:
@@ -341,7 +345,6 @@ def keep_csv_history(trainer, before_step: int) -> None:
     """A resumed run logs into its old folder, where Lightning's CSV writer would delete metrics.csv:
     keep its rows up to the checkpoint (those after it are logged again), and its columns."""
     import csv
-    import warnings
 
     from lightning.pytorch.loggers import CSVLogger
 

@@ -195,6 +195,7 @@ def test_sigterm_writes_a_checkpoint_and_the_resumed_run_is_exact(tmp_path):
 
 def test_sigint_writes_a_checkpoint_and_exits_130(tmp_path):
     stopped = contrast("fit", *QUICK, *callback("SignalAtStep", step=3), "--run_dir", "r", cwd=tmp_path, check=130)
+    assert "Previous log files" not in stopped.stderr  # a fresh --run_dir holds no previous logs
     assert "SIGINT received: writing a checkpoint after this step" in stopped.stderr
     assert torch.load(tmp_path / "r/checkpoints/last.ckpt", weights_only=True)["global_step"] == 4
 
