@@ -64,3 +64,15 @@ class KillAtEpochEnd(L.Callback):
     def on_train_epoch_end(self, trainer, module) -> None:
         if trainer.current_epoch == self.epoch:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class FailAtEpochEnd(L.Callback):
+    """Raise at the end of epoch ``epoch``, before the epoch-end checkpoint: in-process, what a kill
+    during the final evaluation leaves (the last checkpoint is the one after the epoch's last step)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("stopped at the epoch's end")

@@ -231,3 +231,17 @@ def test_a_missing_test_split_is_reported_before_training(tmp_path, monkeypatch,
     assert main([*args, "--trainer.callbacks", callbacks]) == 2
     assert "feature pairs (test) not found" in capsys.readouterr().err
     assert not (tmp_path / "r" / "checkpoints").exists()  # stopped before training (it wrote epoch 1's, then failed)
+
+
+def test_a_run_stopped_during_its_final_evaluation_resumes_to_a_summary_with_its_figures(tmp_path, monkeypatch, capsys):
+    """The last checkpoint is the final step's (written every 12 steps); the run stopped at the last
+    epoch's end. Resumed, nothing is left to train, and the final weights are scored for the summary."""
+    monkeypatch.chdir(tmp_path)
+    every = ["--trainer.callbacks+", "contrast.checkpoint.LastCheckpoint", "--trainer.callbacks.every_n_steps", "12"]
+    stop = ["--trainer.callbacks+", "tests.callbacks.FailAtEpochEnd", "--trainer.callbacks.epoch", "1"]
+    with pytest.raises(RuntimeError, match="stopped at the epoch's end"):
+        main(["fit", *SHAPES, *every, *stop])
+    capsys.readouterr()
+    assert main(["fit", *SHAPES, *every, "--ckpt_path", "last"]) == 0
+    summary = capsys.readouterr().out.splitlines()[-1]
+    assert summary.startswith("run finished: 2 epochs, 24 steps") and "retrieval R@5 image→text" in summary

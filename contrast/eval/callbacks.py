@@ -180,6 +180,7 @@ class RetrievalCallback(L.Callback):
         self.every_n_epochs, self.baseline, self.ks = every_n_epochs, baseline, tuple(ks)
         self.results: dict[str, float] = {}
         self.initial: dict[str, float] = {}
+        self._evaluated_at_step = -1
 
     def state_dict(self) -> dict:
         return {"initial": dict(self.initial)}
@@ -205,9 +206,17 @@ class RetrievalCallback(L.Callback):
         if epoch % self.every_n_epochs and not last:
             return
         self.results = retrieval_scores(module, trainer.datamodule, self.ks)
+        self._evaluated_at_step = trainer.global_step
         for key, value in self.results.items():
             module.log(f"retrieval/{key}", value, rank_zero_only=True)
         rank_zero_info(f"epoch {epoch}: {format_scores(self.results, self.ks)}")
+
+    def on_train_end(self, trainer: L.Trainer, module) -> None:
+        # Stopped mid-epoch (max_steps), or resumed from the last step's checkpoint of a run stopped
+        # during its final evaluation: score the final weights, so the summary has its figures.
+        if self._evaluated_at_step != trainer.global_step and trainer.global_step > 0:
+            self.results = retrieval_scores(module, trainer.datamodule, self.ks)
+            self._evaluated_at_step = trainer.global_step
 
     def report(self) -> str:
         """The final figures next to the untrained model's."""
