@@ -102,8 +102,8 @@ def _pictures(args: argparse.Namespace, overrides: list[str]) -> int:
         args.out, data, train, test, queries=args.queries, k=args.k, method=args.map, points=args.points, title=title
     )
     print(
-        f"wrote {paths['neighbours']} ({args.k} nearest training images of {args.queries} test images) and "
-        f"{paths['map']}"
+        f"wrote {paths['neighbours']} ({paths['k']} nearest training images of {paths['queries']} test images) and "
+        f"{paths['map']} ({paths['points']} test features, {paths['method']})"
     )
     return 0
 
@@ -192,6 +192,12 @@ def _checkpoint_features(args: argparse.Namespace, storage: str | None = None):
     backbone, _ = backbone_from_checkpoint(checkpoint)
     data = _data_of(checkpoint, ContrastiveData, args)
     _check_fits(args.ckpt, checkpoint, data, facts=("in_channels",))  # any classes: kNN and the probe fit their own
+    if not data.has_labelled_eval:  # the fit's --data.eval_root is not an option of these commands
+        raise ValueError(
+            f"--ckpt {args.ckpt}: its data ({data.dataset} in {data.root}) has no labelled train and test split to "
+            "score on; give labelled images with --dataset and --root (e.g. --dataset imagefolder --root FOLDER "
+            "holding train/ and test/ folders of class folders)"
+        )
     device = "cuda" if torch.cuda.is_available() else "cpu"
     backbone.to(device)
     if storage == "disk":

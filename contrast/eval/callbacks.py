@@ -114,8 +114,8 @@ class KNNCallback(L.Callback):
         )
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):  # wandb
-                for name, path in paths.items():
-                    logger.log_image(key=f"pictures/{name}", images=[str(path)], step=trainer.global_step)
+                for name in ("neighbours", "map"):
+                    logger.log_image(key=f"pictures/{name}", images=[str(paths[name])], step=trainer.global_step)
         return paths
 
     def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:

@@ -106,11 +106,13 @@ def project(features: Tensor, method: str = "auto", seed: int = 0) -> tuple[Tens
         except ImportError:
             if method == "umap":
                 raise ValueError("map 'umap' needs umap-learn (pip install umap-learn)") from None
-    if method in ("auto", "tsne"):
+    perplexity = min(30.0, (x.shape[0] - 1) / 3)  # below the number of points, as t-SNE needs
+    if method == "tsne" and perplexity < 1:
+        raise ValueError(f"map 'tsne' needs at least 4 points, got {x.shape[0]}; use --map pca")
+    if method in ("auto", "tsne") and perplexity >= 1:
         try:
             from sklearn.manifold import TSNE
 
-            perplexity = min(30.0, max(2.0, (x.shape[0] - 1) / 3))
             coords = TSNE(n_components=2, random_state=seed, init="pca", perplexity=perplexity).fit_transform(x.numpy())
             return torch.as_tensor(coords), "t-SNE"
         except ImportError:
@@ -118,19 +120,21 @@ def project(features: Tensor, method: str = "auto", seed: int = 0) -> tuple[Tens
                 raise ValueError("map 'tsne' needs scikit-learn (pip install scikit-learn)") from None
     centred = x - x.mean(0)
     _, _, v = torch.linalg.svd(centred, full_matrices=False)
-    return centred @ v[:2].T, "PCA"
+    coords = centred @ v[:2].T  # (N, min(2, N))
+    return torch.nn.functional.pad(coords, (0, 2 - coords.shape[1])), "PCA"
 
 
 def embedding_map(
-    path: str | os.PathLike, features: Tensor, labels: Tensor, classes: list[str], method: str = "auto", title=""
+    path: str | os.PathLike, features, labels: Tensor, classes: list[str], method: str = "auto", title=""
 ) -> tuple[Path, str]:
-    """A PNG of the features in 2-D coloured by class; returns (path, the method used)."""
+    """A PNG of the features in 2-D coloured by class; returns (path, the method used).
+    ``features``: (N, D), or the (coordinates, method) :func:`project` returned for them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    coords, used = project(features, method)
+    coords, used = features if isinstance(features, tuple) else project(features, method)
     figure, ax = plt.subplots(figsize=(6, 5))
     colours = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
     for c in range(len(classes)):
@@ -141,7 +145,7 @@ def embedding_map(
         ax.legend(markerscale=3, fontsize=7, loc="best")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"{title}{' — ' if title else ''}{used} of {features.shape[0]} test features", fontsize=9)
+    ax.set_title(f"{title}{' — ' if title else ''}{used} of {coords.shape[0]} test features", fontsize=9)
     return _save(figure, Path(path)), used
 
 
@@ -165,7 +169,10 @@ def draw(
     """Both pictures into ``out``: ``<prefix>neighbours.png`` and ``<prefix>map.png``.
     ``train`` / ``test``: (features, labels); ``*_images``: datasets of (normalised image, label)."""
     (train_x, train_y), (test_x, test_y) = train, test
+    shown = query_indices(test_x.shape[0], points)
+    coords = project(test_x[shown], method)  # first: a map that cannot be drawn stops before any file is written
     chosen = query_indices(test_x.shape[0], queries)
+    k = min(k, train_x.shape[0])
     found = nearest(train_x, test_x, chosen, k)
     grid = neighbour_grid(
         Path(out) / f"{prefix}neighbours.png",
@@ -178,9 +185,8 @@ def draw(
         std,
         title=title,
     )
-    shown = query_indices(test_x.shape[0], points)
-    drawn, _ = embedding_map(Path(out) / f"{prefix}map.png", test_x[shown], test_y[shown], classes, method, title)
-    return {"neighbours": grid, "map": drawn}
+    drawn, used = embedding_map(Path(out) / f"{prefix}map.png", coords, test_y[shown], classes, title=title)
+    return {"neighbours": grid, "map": drawn, "queries": len(chosen), "k": k, "points": len(shown), "method": used}
 
 
 def draw_from_data(out: str | os.PathLike, data, train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor], **kwargs):

@@ -108,6 +108,49 @@ def test_the_pictures_command_on_a_checkpoint(tmp_path, capsys):
     assert main([*args, "--k", "0"]) == 2
 
 
+def test_the_pictures_command_on_a_two_image_split_reports_what_it_drew(tmp_path, capsys):
+    """t-SNE cannot place 2 points (its perplexity must stay below the count): the auto map falls
+    back to PCA, and the line reports the drawn counts (2 queries, 3 neighbours), not the asked ones."""
+    from contrast.cli import main
+    from contrast.methods import SimCLR
+
+    torch.manual_seed(0)
+    model = SimCLR(backbone="tiny_cnn", projector_hidden=32, projector_dim=16)
+    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+    checkpoint["datamodule_hyper_parameters"] = {
+        "dataset": "shapes10", "recipe_q": "quickstart", "eval_subset": 2, "train_subset": 3,
+    }  # fmt: skip
+    torch.save(checkpoint, tmp_path / "simclr.ckpt")
+    assert main(["pictures", "--ckpt", str(tmp_path / "simclr.ckpt"), "--out", str(tmp_path / "pics")]) == 0
+    out = capsys.readouterr().out
+    assert "3 nearest training images of 2 test images" in out and "(2 test features, PCA)" in out
+    with pytest.raises(ValueError, match="map 'tsne' needs at least 4 points, got 2; use --map pca"):
+        pictures.project(torch.randn(2, 8), "tsne")
+
+
+def test_commands_on_unlabelled_data_name_their_own_options(tmp_path, capsys):
+    from PIL import Image
+
+    from contrast.cli import main
+    from contrast.methods import SimCLR
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray((torch.rand(32, 32, 3) * 255).byte().numpy()).save(folder / f"{i}.png")
+    model = SimCLR(backbone="tiny_cnn", projector_hidden=32, projector_dim=16)
+    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+    data = {"dataset": "imagefolder", "root": str(folder), "recipe_q": "quickstart"}
+    checkpoint["datamodule_hyper_parameters"] = data
+    torch.save(checkpoint, tmp_path / "simclr.ckpt")
+    for command in (["pictures", "--out", str(tmp_path / "pics")], ["knn"], ["probe"]):
+        assert main([command[0], "--ckpt", str(tmp_path / "simclr.ckpt"), *command[1:]]) != 0
+        err = capsys.readouterr().err
+        assert "has no labelled train and test split" in err and "--dataset and --root" in err, err
+        assert "eval_root" not in err
+    assert not (tmp_path / "pics").exists()
+
+
 def test_the_knn_callback_draws_every_n_epochs(tmp_path):
     import lightning as L
 
