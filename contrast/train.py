@@ -338,7 +338,22 @@ class ContrastCLI(LightningCLI):
             find_unused = trainer_init.get("strategy") != "ddp"
             timeout = timedelta(seconds=float(self._config().get("collective_timeout") or 600.0))
             kwargs["strategy"] = DDPStrategy(timeout=timeout, find_unused_parameters=find_unused)
-        return super().instantiate_trainer(**kwargs)
+        return validate_after_the_last_epoch(super().instantiate_trainer(**kwargs))
+
+
+def validate_after_the_last_epoch(trainer):
+    """Validation (the online probe, linear evaluation's test figure) after the last epoch too, not
+    only every ``check_val_every_n_epoch``: a run shorter than that, or of a length that is no
+    multiple of it, ends with the figure of its final weights, not with none or an older one."""
+    loop = trainer.fit_loop.epoch_loop
+    every_n = loop._should_check_val_epoch
+
+    def every_n_or_last() -> bool:
+        last = trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs
+        return every_n() or (last and trainer.enable_validation)
+
+    loop._should_check_val_epoch = every_n_or_last
+    return trainer
 
 
 def keep_csv_history(trainer, before_step: int) -> None:
