@@ -75,7 +75,8 @@ def test_mixed_sizes_and_a_folder_with_one_image_are_clear_errors(tmp_path):
     _images(tmp_path / "mixed", 40)
     _images(tmp_path / "mixed", 1, size=(48, 40), suffix=".jpg")
     result = contrast("fit", *_folder_args(tmp_path / "mixed"), cwd=tmp_path, check=2)
-    assert "set --data.image_size" in result.stderr and "2 different sizes" in result.stderr
+    assert "use --data.views split" in result.stderr and "--data.image_size" in result.stderr
+    assert "2 different sizes" in result.stderr
     contrast(
         "fit", *_folder_args(tmp_path / "mixed", "--data.image_size", "32"), "--trainer.max_steps", "1", cwd=tmp_path
     )

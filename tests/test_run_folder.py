@@ -39,6 +39,7 @@ def test_a_wandb_run_writes_into_its_run_dir(tmp_path, monkeypatch):
     assert not (tmp_path / "runs/checkpoints").exists()
 
 
+@pytest.mark.slow  # two or three end-to-end runs
 def test_a_run_folder_in_use_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     first = subprocess.Popen(
@@ -64,6 +65,7 @@ def test_a_run_folder_in_use_is_refused_and_a_stale_lock_is_taken_over(tmp_path)
     assert not (tmp_path / "other" / ".lock").exists()
 
 
+@pytest.mark.slow  # two or three end-to-end runs
 def test_resuming_with_another_seed_is_refused_before_the_run_s_config_is_rewritten(tmp_path):
     """--ckpt_path last resumed the newest run whatever its seed, and rewrote that run's config.yaml."""
     contrast("fit", *TINY, "--run_dir", "r", cwd=tmp_path)

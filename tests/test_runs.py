@@ -128,6 +128,7 @@ def test_sigkill_mid_epoch_then_ckpt_path_last_resumes_exactly(tmp_path, method)
         pytest.param("split", marks=pytest.mark.slow),
     ],
 )
+@pytest.mark.slow  # three end-to-end runs each
 def test_sigkill_at_epoch_end_with_workers_resumes_exactly(tmp_path, views):
     """Killed after the step checkpoint of epoch 0's last batch, before the epoch-end checkpoint (as
     during the epoch-end kNN), with 2 DataLoader workers: the resumed run trains epochs 1 and 2 in
@@ -289,6 +290,7 @@ def test_common_mistakes_give_one_short_error(tmp_path, args, expected):
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 4, result.stderr
 
 
+@pytest.mark.slow  # several end-to-end starts
 def test_files_that_are_not_checkpoints(tmp_path, monkeypatch, capsys):
     from contrast.cli import main
 
