@@ -49,17 +49,40 @@ def per_sample_rate(transform, images: list, min_seconds: float = 3.0) -> float:
 
 
 def batched_rate(views, batch: torch.Tensor, device: str, min_seconds: float = 3.0) -> float:
-    x = batch.to(device)
-    g = torch.Generator().manual_seed(0)
+    """Two-view samples/s of the batched path as training runs it (:class:`contrast.views.DeviceViews`):
+    each batch's parameters drawn from its samples' counters (host), the views made on ``device``."""
+    from contrast.views import DeviceViews
+
+    device_views = DeviceViews(views.views[0].recipe, views.views[1].recipe if len(views.views) > 1 else "none", 0)
+    x, labels = batch.to(device), torch.zeros(batch.shape[0], dtype=torch.long, device=device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    views(x, g)
+    counters = torch.arange(x.shape[0])
+    device_views(((x, counters), labels))
     sync()
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < min_seconds:
-        views(x, g)
+        device_views(((x, counters + done), labels))  # the next samples' counters
         done += x.shape[0]
     sync()
     return done / (time.perf_counter() - start)
+
+
+def draw_ms(recipe: str, batch: int, repeats: int = 200) -> float:
+    """Milliseconds of the parameter draw of a batch of two-view samples (both views, one call of
+    counter-based uniforms, then the numpy arithmetic of each view's parameters), median of ``repeats``."""
+    from contrast.seeds import counter_uniforms
+    from contrast.views import BatchedTwoViews
+    from contrast.views.batched import UNIFORMS_PER_VIEW
+
+    views = BatchedTwoViews(recipe).views
+    times = []
+    for r in range(repeats):
+        start = time.perf_counter()
+        u = counter_uniforms(1234, torch.arange(r * batch, (r + 1) * batch).numpy(), 2 * UNIFORMS_PER_VIEW)
+        for v, view in enumerate(views):
+            view.params(u[:, v * UNIFORMS_PER_VIEW : (v + 1) * UNIFORMS_PER_VIEW], 32, 32)
+        times.append(time.perf_counter() - start)
+    return 1e3 * sorted(times)[repeats // 2]
 
 
 def simclr_step_rate(device: str, batch: int, min_seconds: float = 5.0) -> float:
@@ -109,7 +132,7 @@ def main() -> None:
     pil_small = [Image.fromarray(x.permute(1, 2, 0).numpy()) for x in small[:256]]
     pil_large = [Image.fromarray(x.permute(1, 2, 0).numpy()) for x in large[:64]]
 
-    rows = []
+    rows, ratios = [], {}
     for label, recipe, pil, batch, lightly_kwargs in (
         (
             "SimCLR CIFAR-10, 32 px",
@@ -134,10 +157,13 @@ def main() -> None:
         if args.device != "cpu":
             results[f"contrast batched, {args.device}"] = batched_rate(BatchedTwoViews(recipe), batch, args.device)
         lightly = results["lightly SimCLRTransform (1 thread)"]
+        ours_cpu = results["contrast TwoViews, CPU path (1 thread)"]
         for name, rate in results.items():
             ratio = f"{rate / lightly:.1f}x" if rate and lightly else "-"
-            rows.append([label, name, f"{rate:,.0f}" if rate else "not installed", ratio])
+            rows.append([label, name, f"{rate:,.0f}" if rate else "not installed", ratio, f"{rate / ours_cpu:.1f}x"])
             print(rows[-1], flush=True)
+        batched = results[f"contrast batched, CPU ({torch.get_num_threads()} threads)"]
+        ratios[recipe] = batched / (lightly or float("nan"))
     notes = ""
     if args.device.startswith("cuda"):
         # Is the batched path the bottleneck of a ResNet-50 SimCLR step at 224 px?
@@ -149,7 +175,20 @@ def main() -> None:
             f" A ResNet-50 SimCLR step (bf16, channels-last, batch {args.batch_224}) trains {step:,.0f} two-view "
             f"samples/s; making its views takes {100 * step / views:.1f}% of the step's time."
         )
-    table = markdown_table(["recipe", "pipeline", "two-view samples/s", "vs lightly (1 thread)"], rows)
+    draw = draw_ms("simclr_cifar10", args.batch)
+    table = markdown_table(
+        ["recipe", "pipeline", "two-view samples/s", "vs lightly (1 thread)", "vs contrast CPU path (1 thread)"], rows
+    )
+    # The regression guard: ratios measured side by side in this run, against the targets.
+    checks = [
+        ("batched 32 px vs lightly", ratios["simclr_cifar10"], 12.0, "x"),
+        ("batched 224 px vs lightly", ratios["simclr_imagenet"], 0.9, "x"),
+    ]
+    guard = [[what, f"{value:.1f}{unit}", f">= {target:g}{unit}", "ok" if value >= target else "REGRESSION"]
+             for what, value, target, unit in checks]  # fmt: skip
+    guard.append([f"parameter draw, {args.batch} two-view samples", f"{draw:.2f} ms", "<= 2 ms",
+                  "ok" if draw <= 2.0 else "REGRESSION"])  # fmt: skip
+    table += "\n\n" + markdown_table(["guard", "measured", "target", ""], guard)
     print(table)
     if not args.no_append:
         append_results(

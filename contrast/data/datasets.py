@@ -12,7 +12,8 @@ from contrast.views import Recipe, SplitViews, TwoViews
 
 
 class TwoViewDataset(Dataset):
-    """((q, k), label) with per-sample views; index ``epoch·N + i`` seeds sample i's augmentation."""
+    """((q, k), label) with per-sample views; index ``epoch·N + i`` seeds sample i's augmentation.
+    ``views=None`` (the batched path): ((image, epoch·N + i), label), the views made on the device."""
 
     def __init__(self, base: Dataset, views: TwoViews | None, seed: int) -> None:
         self.base, self.views, self.seed = base, views, seed
@@ -22,8 +23,8 @@ class TwoViewDataset(Dataset):
 
     def __getitem__(self, index: int):
         image, label = self.base[index % len(self.base)]
-        if self.views is None:  # batched path: views are made on the device
-            return image, label
+        if self.views is None:  # batched path: views are made on the device, from the sample's counter
+            return (image, index), label
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self.seed, "views", index))
             return self.views(image), label
@@ -87,7 +88,8 @@ class EvalDataset(Dataset):
 
 
 class Indices(Dataset):
-    """Sample indices (the sampler's ``epoch·N + i`` taken modulo N): the device-cache loader."""
+    """The sampler's counters ``epoch·N + i`` themselves: the device-cache loader (the images are
+    gathered on the device at ``counter mod N``; the counter seeds the sample's views)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -96,7 +98,7 @@ class Indices(Dataset):
         return self.size
 
     def __getitem__(self, index: int) -> int:
-        return index % self.size
+        return index
 
 
 def decode_all(base: Dataset, num_workers: int = 0, what: str = "images") -> TensorImages:

@@ -1,19 +1,21 @@
 """The LightningDataModule: two-view training batches, plain labelled splits for evaluation.
 
-Two augmentation paths, chosen by ``views``:
+Three augmentation paths, chosen by ``views``:
 
 * ``"cpu"``: each sample's two views are made in the DataLoader workers with torchvision v2
   (:class:`contrast.views.TwoViews`);
-* ``"batched"``: the loader yields uint8 image batches and the views are made on the training
-  device after the transfer, for the whole batch at once (:class:`contrast.views.BatchedTwoViews`).
+* ``"batched"``: the loader yields uint8 image batches with each sample's counter ``epoch·N + i``
+  and the views are made on the training device after the transfer, for the whole batch at once
+  (:class:`contrast.views.DeviceViews`).
 * ``"split"``: the views are cut from the whole image in the workers (crop boxes and flips drawn
   from its height and width, decoded once, uint8 crops) and coloured on the training device for the
   whole batch (:mod:`contrast.views.split`): images of any size, no pre-crop; the way to train on
   photo collections and packs.
 
-All are deterministic given ``seed``: the CPU and split paths seed each sample's augmentation from
-(seed, epoch, index) and the batched path each batch's from (seed, step), so a resumed run
-draws exactly the views an uninterrupted run would have.
+All are deterministic given ``seed``: every path draws each sample's views from (seed, epoch, index)
+alone (the CPU and split paths a generator per sample in the workers, the batched path a
+counter-based hash of the whole batch in one call), so the views do not depend on the batch, rank,
+worker count or world size, and a resumed run draws exactly the views an uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -337,6 +339,12 @@ class ContrastiveData(L.LightningDataModule):
                 return (crops, params), super().transfer_batch_to_device(labels, device, dataloader_idx)
             moved = super().transfer_batch_to_device((crops, labels), device, dataloader_idx)
             return (moved[0], params), moved[1]
+        if self.device_views is not None and trainer is not None and trainer.training:
+            if self.cache == "device":  # counters only: they stay on the host, the images are held on the device
+                return batch
+            (images, counters), labels = batch  # the counters stay on the host: the views' draw reads them there
+            images, labels = super().transfer_batch_to_device((images, labels), device, dataloader_idx)
+            return (images, counters), labels
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
@@ -350,5 +358,5 @@ class ContrastiveData(L.LightningDataModule):
             return batch
         if self.cache == "device" and not self.device_views.holds_images:
             base = self.split(True)
-            self.device_views.hold(base.images, base.labels)
-        return self.device_views(batch, trainer.global_step, distributed.rank())
+            self.device_views.hold(base.images, base.labels, trainer.strategy.root_device)
+        return self.device_views(batch)

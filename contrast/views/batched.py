@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from contrast.seeds import counter_uniforms
+from contrast.views.allocator import keep_freed_memory
 from contrast.views.recipes import Recipe, get_recipe, view_recipes
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601, as torchvision's rgb_to_grayscale
@@ -74,8 +76,20 @@ class ViewParams:
         return cls(**values)
 
 
-CPU_CHUNK = 16  # samples the colour chain takes at a time on a CPU device
-CPU_BLUR_CHUNK = 4  # samples per grouped convolution of the blur on a CPU device
+# On a CPU device the colour chain and the blur take a batch a few rows at a time, so that each op's
+# passes over the pixels stay in the cache: as many rows as hold this many values (16 and 4 views
+# of 3×224×224). A budget in values, not samples: at 32 px the whole batch is one chunk, where a
+# chunk of 16 samples made the per-op overhead cost 6× the work (64 vs 10 ms for 512 views).
+CPU_CHUNK_ELEMENTS = 16 * 3 * 224 * 224
+CPU_BLUR_ELEMENTS = 4 * 3 * 224 * 224
+
+
+def cpu_rows(x: Tensor, elements: int) -> int:
+    """Rows of ``x`` (B, C, H, W) per chunk on a CPU device: those that hold ``elements`` values (at
+    least one); the whole batch elsewhere."""
+    if x.device.type != "cpu":
+        return x.shape[0]
+    return max(1, elements // max(1, x[0].numel()))
 
 
 CROP_ATTEMPTS = 10  # RandomResizedCrop's tries before its centre-crop fallback, as torchvision
@@ -192,6 +206,10 @@ class BatchedViews:
         """Every random number of n views from one draw of (n, UNIFORMS_PER_VIEW) uniforms, the
         arithmetic in numpy (:func:`draw_packed`); the same distributions as torchvision's (tests/views)."""
         u = torch.rand(n, UNIFORMS_PER_VIEW, generator=generator, dtype=torch.float64).numpy()
+        return self.params(u, height, width)
+
+    def params(self, u: np.ndarray, height: int, width: int) -> ViewParams:
+        """The parameters of n views from their (n, UNIFORMS_PER_VIEW) uniforms (:func:`draw_packed`)."""
         return ViewParams.unpack(torch.from_numpy(draw_packed(u, height, width, self.table)))
 
     # ------------------------------------------------------------------ the chain
@@ -227,6 +245,8 @@ class BatchedViews:
         if len(params) != images.shape[0]:
             raise ValueError(f"params are for {len(params)} samples but images has {images.shape[0]}")
         device = images.device
+        if device.type == "cpu":
+            keep_freed_memory()  # once per process: the chain's large temporaries are reused, not page-faulted
         x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
         x = resized_crop(x, _to_device(params.boxes, device), self.recipe.size)
         x = torch.where(_to_device(params.flip, device)[:, None, None, None], x.flip(-1), x)
@@ -236,16 +256,17 @@ class BatchedViews:
         """The recipe after its crop and flip: colour jitter, grayscale, blur, solarize and
         normalisation with the per-sample ``params``, on crops already cut (uint8 or float [0, 1]);
         returns normalised float32. The split path's device stage."""
+        if images.device.type == "cpu":
+            keep_freed_memory()
         return self._colour(
             images.float().div_(255.0) if images.dtype == torch.uint8 else images.float().clone(), params
         )
 
     def _colour(self, x: Tensor, params: ViewParams) -> Tensor:
-        if x.device.type == "cpu" and x.shape[0] > CPU_CHUNK:
-            # On a CPU the chain runs a few samples at a time: each op's passes over the pixels then stay
-            # in the cache; the same results.
-            for start in range(0, x.shape[0], CPU_CHUNK):
-                stop = start + CPU_CHUNK
+        rows = cpu_rows(x, CPU_CHUNK_ELEMENTS)
+        if x.shape[0] > rows:  # a CPU: a few rows at a time (the cache), the same results
+            for start in range(0, x.shape[0], rows):
+                stop = start + rows
                 x[start:stop] = self._colour_rows(x[start:stop], params.rows(start, stop))
             return x
         return self._colour_rows(x, params)
@@ -297,6 +318,19 @@ class BatchedTwoViews:
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, ...]:
         return tuple(views(images, generator) for views in self.views)
+
+    def from_counters(self, images: Tensor, counters: Tensor, key: int) -> tuple[Tensor, ...]:
+        """The views of a batch whose sample j's random numbers are the stream of ``counters[j]``
+        (a host tensor, e.g. the sampler's ``epoch·N + i``) under ``key``: all views' uniforms of the
+        whole batch in one vectorised call (:func:`contrast.seeds.counter_uniforms`), view v taking
+        numbers v·UNIFORMS_PER_VIEW … (v + 1)·UNIFORMS_PER_VIEW − 1 of each stream."""
+        images = self.views[0].check(images)
+        u = counter_uniforms(key, counters.numpy(), len(self.views) * UNIFORMS_PER_VIEW)  # (B, V·U)
+        height, width = images.shape[2], images.shape[3]
+        return tuple(
+            views.apply(images, views.params(u[:, v * UNIFORMS_PER_VIEW : (v + 1) * UNIFORMS_PER_VIEW], height, width))
+            for v, views in enumerate(self.views)
+        )
 
 
 def _to_device(x: Tensor, device: torch.device) -> Tensor:
@@ -354,8 +388,9 @@ def grayscale(x: Tensor) -> Tensor:
 
 
 def _blend(x: Tensor, other: Tensor, factor: Tensor) -> Tensor:
-    f = factor.view(-1, 1, 1, 1)
-    return (f * x + (1 - f) * other).clamp_(0.0, 1.0)
+    """f·x + (1 − f)·other, clamped to [0, 1] (torchvision's _blend) as one lerp, x + (1 − f)·(other − x):
+    one new tensor where the four-term form made four (their allocation cost more than the arithmetic)."""
+    return torch.lerp(x, other, 1.0 - factor.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
 
 
 def adjust_brightness(x: Tensor, factor: Tensor) -> Tensor:
@@ -402,12 +437,10 @@ def _hexcone(h6: Tensor, value: Tensor, chroma: Tensor) -> Tensor:
 
 def gaussian_blur(x: Tensor, kernel_size: int, sigma: Tensor) -> Tensor:
     """Separable gaussian blur with a per-sample σ (B,), reflect padding, as torchvision."""
-    if x.device.type == "cpu" and x.shape[0] > CPU_BLUR_CHUNK:  # a grouped convolution of many groups is slow there
+    rows = cpu_rows(x, CPU_BLUR_ELEMENTS)
+    if x.shape[0] > rows:  # a CPU: a grouped convolution of many large groups is slow there
         return torch.cat(
-            [
-                gaussian_blur(x[i : i + CPU_BLUR_CHUNK], kernel_size, sigma[i : i + CPU_BLUR_CHUNK])
-                for i in range(0, x.shape[0], CPU_BLUR_CHUNK)
-            ]
+            [gaussian_blur(x[i : i + rows], kernel_size, sigma[i : i + rows]) for i in range(0, x.shape[0], rows)]
         )
     n, c, h, w = x.shape
     half = (kernel_size - 1) / 2

@@ -1,4 +1,4 @@
-"""The batched path's device side: a training batch becomes two views on the training device."""
+"""The batched path's device side: a training batch becomes its views on the training device."""
 
 from __future__ import annotations
 
@@ -6,18 +6,22 @@ import torch
 from torch import Tensor
 
 from contrast.seeds import derive_seed
-from contrast.views.batched import BatchedTwoViews
+from contrast.views.batched import BatchedTwoViews, _to_device
 from contrast.views.recipes import Recipe
 
 
 class DeviceViews:
-    """Turns a training batch, already on the device, into ``((q, k), labels)`` (``(q, k, s_1, …)``
-    with multi-crop views).
+    """Turns a training batch into ``((q, k), labels)`` (``(q, k, s_1, …)`` with multi-crop views)
+    on the training device.
 
-    The batch is ``(uint8 images, labels)``, or, when the training images are held on the device
-    (:meth:`hold`), a tensor of sample indices (0 … N-1) whose images are gathered there,
-    so a step moves no images between host and device. The random view parameters of a step are
-    drawn from a generator seeded by (seed, step, rank): a resumed run draws the same views.
+    The batch, as the loader gives it: ``((uint8 images, counters), labels)`` with the images and
+    labels on the device and the counters on the host, or, when the training images are held on
+    the device (:meth:`hold`), the counters alone (on the host), whose images are gathered there,
+    so a step moves no images between host and device. A counter is the sampler's ``epoch·N + i``;
+    every random number of sample i's views in that epoch is a hash of (seed, counter)
+    (:func:`contrast.seeds.counter_uniforms`), drawn for the whole batch in one call: the views do
+    not depend on the batch a sample lands in, the step, the rank or the world size, and a resumed
+    run draws the same views.
     """
 
     def __init__(
@@ -29,7 +33,7 @@ class DeviceViews:
         num_small: int = 0,
     ) -> None:
         self.views = BatchedTwoViews(recipe_q, recipe_k, recipe_small, num_small)
-        self.seed = seed
+        self.key = derive_seed(seed, "batched views")
         self._images: Tensor | None = None  # (N, C, H, W) uint8, the training images
         self._labels: Tensor | None = None  # (N,)
 
@@ -39,21 +43,17 @@ class DeviceViews:
 
     @property
     def images(self) -> Tensor | None:
-        """The held training images (N, C, H, W) uint8, on the device after the first batch."""
+        """The held training images (N, C, H, W) uint8."""
         return self._images
 
-    def hold(self, images: Tensor, labels: Tensor) -> None:
-        """Keep the training images (N, C, H, W) uint8 and labels (N,); copied to the device of
-        the first batch of indices."""
-        self._images, self._labels = images, labels
+    def hold(self, images: Tensor, labels: Tensor, device: torch.device | str = "cpu") -> None:
+        """Keep the training images (N, C, H, W) uint8 and labels (N,) on ``device``."""
+        self._images, self._labels = images.to(device), labels.to(device)
 
-    def __call__(self, batch, step: int, rank: int) -> tuple[tuple[Tensor, Tensor], Tensor]:
-        if self._images is not None:
-            indices = batch  # (B,) on the device
-            if self._images.device != indices.device:  # once: the training images move to the device
-                self._images, self._labels = self._images.to(indices.device), self._labels.to(indices.device)
-            images, labels = self._images[indices], self._labels[indices]  # (B, C, H, W), (B,)
+    def __call__(self, batch) -> tuple[tuple[Tensor, ...], Tensor]:
+        if isinstance(batch, Tensor):  # counters (B,) on the host; the images are held
+            index = _to_device(batch % self._images.shape[0], self._images.device)
+            images, labels, counters = self._images[index], self._labels[index], batch  # (B, C, H, W), (B,)
         else:
-            images, labels = batch
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, "views", step, rank))
-        return self.views(images, generator), labels
+            (images, counters), labels = batch
+        return self.views.from_counters(images, counters, self.key), labels

@@ -47,9 +47,10 @@ def test_two_view_batches_and_eval_batches(views):
     if views == "cpu":
         (q, k), labels = batch
         assert q.shape == k.shape == (8, 3, 32, 32) and q.dtype == torch.float32
-    else:
-        images, labels = batch
+    else:  # the batched path: uint8 images and each sample's counter epoch·N + i (epoch 0: the sampler's order)
+        (images, counters), labels = batch
         assert images.shape == (8, 3, 32, 32) and images.dtype == torch.uint8
+        assert counters.tolist() == list(data.train_dataloader().sampler)[:8]
     images, labels = next(iter(data.eval_dataloader(False)))
     assert images.dtype == torch.float32 and labels.shape == (16,)
     assert data.num_classes == 10 and data.in_channels == 3
@@ -99,6 +100,7 @@ def _training_batches(data: ContrastiveData, steps: int) -> list[tuple[torch.Ten
 
     class _Trainer:  # what on_after_batch_transfer reads
         training, global_step, accumulate_grad_batches = True, 0, 1
+        strategy = type("Strategy", (), {"root_device": torch.device("cpu")})()
 
     data.trainer = _Trainer()
     data.setup("fit")
@@ -133,8 +135,8 @@ def test_memory_and_device_caches_give_exactly_the_uncached_batches(tmp_path):
     # The device cache's loader yields indices only.
     data = ContrastiveData(cache="device", **kwargs)
     data.setup("fit")
-    indices = next(iter(data.train_dataloader()))
-    assert indices.dtype == torch.int64 and indices.shape == (8,) and int(indices.max()) < 24
+    counters = next(iter(data.train_dataloader()))  # epoch 0: the counters are the indices
+    assert counters.dtype == torch.int64 and counters.shape == (8,) and int(counters.max()) < 24
 
 
 def test_cache_arguments_are_checked(tmp_path):
@@ -182,9 +184,9 @@ def test_a_checkpoint_of_two_ranks_resumes_on_one_process_at_the_same_sample():
     """The position was saved in per-rank batches: 2 ranks' 3 batches resumed on 1 process as its 3
     batches, retraining half of what was done. Saved in global samples, it starts at batch 6."""
     data = ContrastiveData(dataset="shapes10", views="batched", batch_size=8, train_subset=128)
-    uninterrupted = [images for images, _ in data.train_dataloader()]
+    uninterrupted = [images for (images, _), _ in data.train_dataloader()]
     resumed = ContrastiveData(dataset="shapes10", views="batched", batch_size=8, train_subset=128)
     resumed.load_state_dict({"epoch": 0, "batches": 3, "samples": 3 * 8 * 2})  # 3 steps of 2 ranks × 8
-    rest = [images for images, _ in resumed.train_dataloader()]
+    rest = [images for (images, _), _ in resumed.train_dataloader()]
     assert len(rest) == len(uninterrupted) - 6
     assert all(torch.equal(a, b) for a, b in zip(rest, uninterrupted[6:]))

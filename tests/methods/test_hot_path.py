@@ -40,10 +40,11 @@ def data() -> ContrastiveData:
 
 def _meta_batch(data: ContrastiveData, batch_size: int, step: int):
     """A training batch as the data module hands it to ``training_step`` with ``cache="device"``:
-    indices gathered from the images held on the device, then the batched views made there."""
-    data.trainer = SimpleNamespace(training=True, global_step=step)
-    indices = torch.arange(step * batch_size, (step + 1) * batch_size).remainder(64).to(META)
-    return data.on_after_batch_transfer(indices, 0)
+    the counters (on the host) gather the images held on the device, then the batched views are
+    made there, their parameters drawn on the host from the counters."""
+    data.trainer = SimpleNamespace(training=True, global_step=step, strategy=SimpleNamespace(root_device=META))
+    counters = torch.arange(step * batch_size, (step + 1) * batch_size)
+    return data.on_after_batch_transfer(data.transfer_batch_to_device(counters, META, 0), 0)
 
 
 def _optimizers(model):

@@ -152,7 +152,7 @@ def test_one_view_per_image_from_every_view_path(tmp_path):
         data.setup("fit")
         batch = next(iter(data.train_dataloader()))
         if views == "batched":
-            batch = data.device_views(batch, 0, 0)
+            batch = data.device_views(batch)
         elif views == "split":
             (crops, params), labels = batch
             assert len(crops) == len(params) == 1

@@ -89,9 +89,10 @@ def test_gaussian_blur_matches_torchvision(kernel, sigma):
     torch.testing.assert_close(ours, TF.gaussian_blur(x, [kernel, kernel], [sigma, sigma]), rtol=0, atol=1e-5)
 
 
-def test_gaussian_blur_of_a_batch_in_cpu_chunks_uses_each_sample_s_sigma():
-    """More samples than a CPU chunk (B.CPU_BLUR_CHUNK): each blurred with its own σ, as torchvision."""
-    n = 2 * B.CPU_BLUR_CHUNK + 1
+def test_gaussian_blur_of_a_batch_in_cpu_chunks_uses_each_sample_s_sigma(monkeypatch):
+    """More samples than a CPU chunk (4 here): each blurred with its own σ, as torchvision."""
+    monkeypatch.setattr(B, "CPU_BLUR_ELEMENTS", 4 * 3 * 30 * 30)
+    n = 2 * 4 + 1
     x, sigma = _images(n, 3, 30, 30, seed=5), torch.linspace(0.2, 2.0, n)
     ours = B.gaussian_blur(x, 9, sigma)
     for i in range(n):
@@ -125,13 +126,14 @@ def _reference_chain(image: torch.Tensor, recipe: Recipe, p: B.ViewParams, i: in
 
 
 @pytest.mark.parametrize("name", ["simclr_cifar10", "moco_v3_k", "simclr_imagenet"])
-def test_whole_chain_matches_torchvision_ops_with_the_same_parameters(name):
+def test_whole_chain_matches_torchvision_ops_with_the_same_parameters(name, monkeypatch):
     recipe = RECIPES[name]
     if recipe.size > 64:
         recipe = recipe.with_(size=48, blur_kernel=5)
     recipe = recipe.with_(blur_p=max(recipe.blur_p, 0.5) if recipe.blur_kernel else 0.0, solarize_p=0.5)
     views = BatchedViews(recipe)
-    n = 2 * B.CPU_CHUNK + 3  # the CPU runs the chain in chunks of CPU_CHUNK samples: three here, one partial
+    monkeypatch.setattr(B, "CPU_CHUNK_ELEMENTS", 16 * 3 * recipe.size**2)  # chunks of 16 views
+    n = 2 * 16 + 3  # the CPU runs the chain in chunks: three here, one partial
     x = _images(n, 3, 40, 36, seed=3)
     params = views.sample(n, 40, 36, torch.Generator().manual_seed(4))
     ours = views.apply(x, params)

@@ -92,7 +92,7 @@ def test_every_view_path_yields_q_k_and_the_small_views(path):
     data = ContrastiveData(dataset="shapes10", views=path, batch_size=8, train_subset=32, **SMALL)
     batch = next(iter(data.train_dataloader()))
     if path == "batched":
-        views, labels = data.device_views(batch, 0, 0)
+        views, labels = data.device_views(batch)
     elif path == "split":
         (crops, params), labels = batch
         views = colour_views(data.split_views, crops, params)
