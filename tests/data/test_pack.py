@@ -404,3 +404,19 @@ def test_batched_views_on_a_pack_of_varied_sizes_name_the_split_path_first(colle
     )
     with pytest.raises(ValueError, match=r"batched views need one size: use --data.views split \(each image cut"):
         data.setup("fit")
+
+
+def test_a_full_disk_during_pack_names_the_file(collection, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import contrast.checkpoint as checkpoint
+    from contrast.cli import main
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "fsync", full)
+    assert main(["pack", str(collection), str(tmp_path / "p"), "--workers", "0"]) == 1
+    err = capsys.readouterr().err
+    assert f"No space left on device while writing {tmp_path / 'p' / 'shard_00000.bin'}" in err, err
+    assert not list((tmp_path / "p").glob("shard_*.bin"))  # no half-written shard left as a finished one
