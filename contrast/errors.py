@@ -21,6 +21,7 @@ def report(error: BaseException, command: str, options: tuple[str, ...] = ()) ->
     ``options``: the command's own options (``knn``: k, temperature, ...)."""
     from contrast.checkpoint import CheckpointError
     from contrast.data import DataNotFoundError
+    from contrast.data.sources import DamagedImageError
 
     if os.environ.get("CONTRAST_TRACEBACK"):
         raise error
@@ -45,10 +46,10 @@ def report(error: BaseException, command: str, options: tuple[str, ...] = ()) ->
             file=sys.stderr,
         )
         return 1
-    named = [e for e in chain if isinstance(e, (CheckpointError, DataNotFoundError))]
+    named = [e for e in chain if isinstance(e, (CheckpointError, DataNotFoundError, DamagedImageError))]
     values = [e for e in chain if isinstance(e, (ValueError, FileNotFoundError))]
     if named:
-        message = str(named[0])
+        message = _from_worker(str(named[0]))
     elif _is_argument_error(error):  # parsing: an unknown option or a value of the wrong type
         message = _argument_message(str(error))
     elif values:  # the innermost: jsonargparse wraps the error a constructor raised
@@ -58,6 +59,15 @@ def report(error: BaseException, command: str, options: tuple[str, ...] = ()) ->
     print(f"contrast {command}: error: {message}", file=sys.stderr)
     print("(set CONTRAST_TRACEBACK=1 for the full traceback)", file=sys.stderr)
     return 2
+
+
+def _from_worker(message: str) -> str:
+    """A DataLoader worker's error comes back as "Caught X in DataLoader worker process N." and the
+    worker's whole traceback: its last line, less the type, is what the worker said."""
+    if not message.startswith("Caught ") or "DataLoader worker" not in message.splitlines()[0]:
+        return message
+    last = [line for line in message.splitlines() if line.strip()][-1]
+    return last.split(": ", 1)[1] if re.match(r"^[\w.]+: ", last) else last
 
 
 def _who(distributed, wait: float = 10.0) -> str:
@@ -84,11 +94,12 @@ def _is_distributed_error(error: BaseException) -> bool:
 
 
 def _chain(error: BaseException) -> list[BaseException]:
-    """The error and the ones it was raised from, outermost first."""
+    """The error and the ones it was raised from, outermost first; as Python's own report, a
+    ``raise ... from None`` ends the chain (the inner error was replaced by a message that says more)."""
     chain: list[BaseException] = []
     while error is not None and all(error is not seen for seen in chain):
         chain.append(error)
-        error = error.__cause__ or error.__context__
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
     return chain
 
 

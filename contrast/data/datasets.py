@@ -48,7 +48,11 @@ class SplitViewDataset(Dataset):
             return (data, self.views.parameters(height, width, index)), int(self.base.labels[i])
         if isinstance(self.base, PackedImages) and self.base.image_size is None:  # bytes and size known
             height, width = (int(v) for v in self.base.index[i, 3:5])
-            return self.views.from_jpeg(self.base.read(i), height, width, index), int(self.base.labels[i])
+            try:
+                views = self.views.from_jpeg(self.base.read(i), height, width, index)
+            except RuntimeError as error:
+                raise self.base.damaged(i, error) from None
+            return views, int(self.base.labels[i])
         image, label = self.base[i]
         return self.views(image, index), label
 

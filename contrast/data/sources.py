@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -25,6 +26,10 @@ SHAPES_TRAIN, SHAPES_TEST = 5000, 1000
 
 class DataNotFoundError(FileNotFoundError):
     """Raised with a message that says where data was looked for and how to point at it."""
+
+
+class DamagedImageError(RuntimeError):
+    """An image that cannot be decoded, named in the message (a file, or a pack's shard and offset)."""
 
 
 def data_root(root: str | os.PathLike | None) -> Path:
@@ -128,9 +133,10 @@ class ImageFiles(Dataset):
 
                 image = decode_image(str(path), mode=ImageReadMode.RGB)
         except Exception as error:  # torchvision and PIL raise several types for corrupt files
-            raise RuntimeError(
-                f"could not decode image {path}: {error} (--data.skip_corrupt true skips such files)"
-            ) from error
+            first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            raise DamagedImageError(
+                f"could not decode image {path}: {first} (--data.skip_corrupt true skips such files)"
+            ) from None
         if self.image_size is not None and tuple(image.shape[1:]) != (self.image_size, self.image_size):
             image = TF.center_crop(TF.resize(image, self.image_size, antialias=True), self.image_size)
         return image
@@ -416,14 +422,20 @@ class PackedImages(Dataset):
         try:
             image = decode_jpeg(data, mode=ImageReadMode.RGB)
         except RuntimeError as error:
-            shard, offset = (int(v) for v in self.index[i, :2])
-            raise RuntimeError(
-                f"{self.shards[shard]}: image {i} (at byte {offset}) cannot be decoded ({str(error).strip()[:200]}); "
-                "the shard is damaged: pack the source again"
-            ) from None
+            raise self.damaged(i, error) from None
         if self.image_size is not None and tuple(image.shape[1:]) != (self.image_size, self.image_size):
             image = TF.center_crop(TF.resize(image, self.image_size, antialias=True), self.image_size)
         return image, int(self.labels[i])
+
+    def damaged(self, i: int, error: BaseException) -> DamagedImageError:
+        """The error for image ``i`` that failed to decode: its shard and offset."""
+        shard, offset = (int(v) for v in self.index[i, :2])
+        said = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        said = re.sub(r"^.*\.cpp:\d+, ", "", said)[-160:]  # torchvision's message, less its source location
+        return DamagedImageError(
+            f"{self.shards[shard]}: image {i} (at byte {offset}) cannot be decoded ({said}); the shard is damaged: "
+            "pack the source again"
+        )
 
     def __getstate__(self) -> dict:  # no file handles across processes
         return self.__dict__ | {"_files": {}, "_pid": -1}

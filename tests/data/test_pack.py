@@ -329,6 +329,31 @@ def test_a_damaged_image_inside_a_shard_is_named(collection, tmp_path):
         PackedImages(tmp_path / "p")[2]
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_damaged_image_stops_training_with_one_line(tmp_path, monkeypatch, capsys, workers):
+    """Not the 81-line traceback of a DataLoader worker: the shard, the image and what was wrong."""
+    from contrast.cli import main
+
+    src = tmp_path / "src"
+    for c in ("a", "b"):
+        for i in range(8):
+            _save(src / c / f"{i}.jpg", _photo(32, 32, i), quality=90)
+    pack(src, tmp_path / "p", progress=False)
+    packed = PackedImages(tmp_path / "p")
+    shard, offset = (int(v) for v in packed.index[3, :2])
+    data = bytearray(packed.shards[shard].read_bytes())
+    data[offset : offset + 40] = bytes(40)
+    packed.shards[shard].write_bytes(bytes(data))
+    monkeypatch.chdir(tmp_path)
+    config = str(Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml")
+    args = ["fit", "--config", config, "--data.dataset", "packed", "--data.root", str(tmp_path / "p")]
+    args += ["--data.batch_size", "4", "--data.num_workers", str(workers), "--trainer.max_epochs", "1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-2].startswith(f"contrast fit: error: {packed.shards[shard]}: image 3 (at byte {offset}) cannot be ")
+    assert "Not a JPEG file" in err[-2] and ".cpp" not in err[-2] and "Traceback" not in "\n".join(err)
+
+
 def test_a_packed_split_reads_like_an_image_folder(tmp_path):
     """train/ and val/ packs of the same images: the packed source gives the folder's images (all
     pass through) and labels, resized the same way."""
