@@ -60,7 +60,7 @@ def bench_views(src: Path, pack_root: Path, samples: int, batch: int) -> tuple[l
     colour = (BatchedViews(recipe), BatchedViews(recipe))
 
     def cut(i: int):  # what a worker does for sample i of a pack: the boxes first, then one (reduced) decode
-        height, width = (int(v) for v in packed.index[i, 3:5])
+        height, width = packed.size(i)
         return split.from_jpeg(packed.read(i), height, width, i)
 
     def ours() -> None:

@@ -31,7 +31,7 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from contrast.checks import ConfigError
+from contrast.checks import ConfigError, int_at_least
 
 # Below this much free space a failed write is reported as a full disk (torch's zip writer
 # reports ENOSPC as "unexpected pos ...").
@@ -262,14 +262,10 @@ class LastCheckpoint(Checkpoint):
         on_signal: bool = True,
         sync_every: int = 10,
     ) -> None:
-        if every_n_steps is not None and (
-            isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1
-        ):
-            raise ConfigError("every_n_steps", f"every_n_steps must be None or an int >= 1, got {every_n_steps!r}")
+        int_at_least("every_n_steps", every_n_steps, optional=True)
         if every_minutes is not None and not (isinstance(every_minutes, (int, float)) and every_minutes > 0):
             raise ConfigError("every_minutes", f"every_minutes must be None or a number > 0, got {every_minutes!r}")
-        if not isinstance(sync_every, int) or sync_every < 1:
-            raise ConfigError("sync_every", f"sync_every must be an int >= 1, got {sync_every!r}")
+        int_at_least("sync_every", sync_every)  # a bool is refused too, as for every_n_steps
         self.every_n_steps, self.every_minutes, self.on_signal = every_n_steps, every_minutes, on_signal
         self.dirpath = Path(dirpath) if dirpath is not None else None
         self.sync_every = sync_every

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from contrast.checkpoint import atomic_save
+from contrast.checkpoint import LastCheckpoint, atomic_save
 
 
 def test_atomic_save_never_leaves_a_truncated_file(tmp_path, monkeypatch):
@@ -81,3 +81,14 @@ def test_a_signal_between_accumulated_micro_batches_stops_at_the_optimizer_step(
     callback._signal = signal.SIGTERM
     with pytest.raises(Interrupted):  # the epoch's last batch steps too, whatever the count
         callback.on_train_batch_end(trainer, None, None, None, batch_idx=8)
+
+
+@pytest.mark.parametrize("argument", ["every_n_steps", "sync_every"])
+@pytest.mark.parametrize("value", [True, 0, 2.5])
+def test_last_checkpoint_refuses_what_is_not_a_positive_int_by_name(argument, value):
+    """One rule for both integer options: a bool is no count (True was accepted for sync_every)."""
+    from contrast.checks import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"{argument} must be .*a positive int, got {value!r}") as error:
+        LastCheckpoint(**{argument: value})
+    assert error.value.argument == argument

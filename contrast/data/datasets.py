@@ -43,16 +43,16 @@ class SplitViewDataset(Dataset):
     def __getitem__(self, index: int):
         i = index % len(self.base)
         if self.encoded:  # decode on the device: the JPEG bytes and the drawn parameters
-            height, width = (int(v) for v in self.base.index[i, 3:5])
+            height, width = self.base.size(i)
             data = torch.frombuffer(bytearray(self.base.read(i)), dtype=torch.uint8)
-            return (data, self.views.parameters(height, width, index)), int(self.base.labels[i])
+            return (data, self.views.parameters(height, width, index)), self.base.label(i)
         if isinstance(self.base, PackedImages) and self.base.image_size is None:  # bytes and size known
-            height, width = (int(v) for v in self.base.index[i, 3:5])
+            height, width = self.base.size(i)
             try:
                 views = self.views.from_jpeg(self.base.read(i), height, width, index)
             except RuntimeError as error:
                 raise self.base.damaged(i, error) from None
-            return views, int(self.base.labels[i])
+            return views, self.base.label(i)
         image, label = self.base[i]
         return self.views(image, index), label
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import warnings
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -39,7 +38,7 @@ from contrast.data.datasets import (
     decode_all,
 )
 from contrast.data.sampler import loop_position, resume_position, training_sampler
-from contrast.data.sources import FolderImages, PackedImages, TensorImages, load_split
+from contrast.data.sources import RESIZED_SOURCES, FolderImages, PackedImages, TensorImages, load_split
 from contrast.views import BatchedViews, DeviceViews, SplitViews, TwoViews, colour_views, cut_on_device
 from contrast.views.recipes import view_recipes
 
@@ -66,8 +65,9 @@ class ContrastiveData(L.LightningDataModule):
     """Two-view training data and labelled evaluation splits for one dataset.
 
     Args:
-        dataset: shapes10 (generated, the default: no download), mnist, fashion_mnist, cifar10,
-            cifar100, stl10, cifar10_jpeg, imagefolder.
+        dataset: a name of ``contrast.data.sources.IMAGE_SOURCES``: shapes10 (generated, the
+            default: no download), mnist, fashion_mnist, cifar10, cifar100, stl10, cifar10_jpeg,
+            imagefolder, packed.
         root: folder holding the data; default ``$CONTRAST_DATA_DIR``, else ``./data``.
         recipe_q, recipe_k: augmentation recipes (names in ``contrast.views.RECIPES``);
             ``recipe_k`` defaults to ``recipe_q``; ``"none"``: one view per sample, ``((q,), label)``
@@ -164,7 +164,7 @@ class ContrastiveData(L.LightningDataModule):
     def split(self, train: bool) -> Dataset | None:
         """The training split, or the test split (None for an image folder without one)."""
         if train not in self._splits:
-            size = self.image_size if self.dataset in ("imagefolder", "cifar10_jpeg", "packed") else None
+            size = self.image_size if self.dataset in RESIZED_SOURCES else None
             if train and self.views == "split":  # views are cut from the whole image: no pre-crop
                 size = None
             base = load_split(
@@ -235,7 +235,7 @@ class ContrastiveData(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         base = self.split(True)
         if self.views == "split" and isinstance(base, PackedImages):
-            largest = int(np.asarray(base.index[:, 3:5]).max(axis=1).max())
+            largest = base.largest_side()
             wanted = max(r.size for r in self.recipes)
             if largest < wanted:
                 raise ConfigError(

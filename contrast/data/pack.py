@@ -38,11 +38,11 @@ import numpy as np
 
 from contrast.checkpoint import atomic_write, sha256
 from contrast.data.pixels import decode_rgb
-from contrast.data.sources import ImageFiles, _images, class_folders
+from contrast.data.sources import INDEX_COLUMNS, ImageFiles, _images, class_folders
 
 FORMAT_VERSION = 2  # 2: meta.json holds the index's SHA-256
 META, INDEX = "meta.json", "index.npy"
-COLUMNS = ("shard", "offset", "size", "height", "width", "label")
+COLUMNS = INDEX_COLUMNS  # shard, offset, size, height, width, label: named once, beside the reader
 CHUNK = 64  # images per task of a worker
 
 

@@ -255,6 +255,84 @@ def _torchvision(name: str, root: Path, train: bool, download: bool) -> TensorIm
     return TensorImages(images.contiguous(), labels, list(getattr(dataset, "classes", [])))
 
 
+def _shapes10(root, train: bool, **_) -> TensorImages:
+    """Shapes-10, generated in code: no files."""
+    from contrast.data.shapes import CLASSES
+
+    n, seed = (SHAPES_TRAIN, 0) if train else (SHAPES_TEST, 1)
+    images, labels = generate_shapes(n, seed=seed)
+    return TensorImages(images, labels, CLASSES)
+
+
+def _mnist(root, train: bool, **_) -> TensorImages:
+    return _mnist_like(data_root(root), "MNIST", ("mnist",), train, "MNIST")
+
+
+def _fashion_mnist(root, train: bool, **_) -> TensorImages:
+    return _mnist_like(data_root(root), "FashionMNIST", ("fashion-mnist", "fashion_mnist"), train, "Fashion-MNIST")
+
+
+def _torchvision_set(name: str):
+    def load(root, train: bool, download: bool = False, **_) -> TensorImages:
+        return _torchvision(name, data_root(root), train, download)
+
+    load.__doc__ = f"torchvision's {name} files (``--data.download true`` when online)."
+    return load
+
+
+def _packed(root, train: bool, image_size: int | None = None, **_) -> Dataset | None:
+    """Packs written by ``contrast pack``: ``<root>/train`` and ``<root>/val`` (or ``test``), or
+    ``<root>`` itself the training pack (no test split then)."""
+    base = data_root(root)
+    classes = None
+    if not train and (base / "train" / "meta.json").is_file():  # a test pack's labels: the training classes
+        classes = PackedImages(base / "train").classes or None
+    for split in ["train"] if train else ["val", "test"]:
+        if (base / split / "meta.json").is_file() or (base / split / "progress.json").is_file():
+            return PackedImages(base / split, image_size, classes=classes)
+    return PackedImages(base, image_size) if train else None
+
+
+def _folders(name: str):
+    def load(root, train: bool, image_size: int | None = None, skip_corrupt: bool = False, **_) -> Dataset | None:
+        base = data_root(root)
+        folder = base / "cifar10-jpeg" if name == "cifar10_jpeg" and (base / "cifar10-jpeg").is_dir() else base
+        splits = ["train"] if train else ["test", "val"]
+        # A test split's labels are the training split's class numbers, matched by folder name.
+        classes = (
+            None if train or not (folder / "train").is_dir() else [d.name for d in class_folders(folder / "train")]
+        )
+        for split in splits:
+            if (folder / split).is_dir():
+                return FolderImages(folder / split, image_size, skip_corrupt, classes=classes or None)
+        if name == "imagefolder" and folder.is_dir() and not (folder / "train").is_dir():
+            return FolderImages(folder, image_size, skip_corrupt) if train else None
+        raise _not_found(f"{name} split {'/'.join(splits)}", [folder / s for s in splits])
+
+    load.__doc__ = (
+        "Class folders: ``<root>/train`` and ``<root>/test`` or ``<root>/val``; without a ``train`` sub-folder, "
+        "``<root>`` itself is the training set (class sub-folders or a flat, unlabelled folder), no test split."
+    )
+    return load
+
+
+# name -> the function that returns a split: (root, train, *, download, image_size, skip_corrupt) -> Dataset | None.
+# A new image source is one function and one line here (as PAIR_SOURCES for pairs).
+IMAGE_SOURCES = {
+    "shapes10": _shapes10,
+    "mnist": _mnist,
+    "fashion_mnist": _fashion_mnist,
+    "cifar10": _torchvision_set("cifar10"),
+    "cifar100": _torchvision_set("cifar100"),
+    "stl10": _torchvision_set("stl10"),
+    "cifar10_jpeg": _folders("cifar10_jpeg"),
+    "imagefolder": _folders("imagefolder"),
+    "packed": _packed,
+}
+# Sources of stored files of any size: ``image_size`` resizes them for evaluation and the batched views.
+RESIZED_SOURCES = ("cifar10_jpeg", "imagefolder", "packed")
+
+
 def load_split(
     dataset: str,
     root: str | os.PathLike | None,
@@ -264,59 +342,16 @@ def load_split(
     image_size: int | None = None,
     skip_corrupt: bool = False,
 ) -> Dataset | None:
-    """The train (``train=True``) or test split of a named dataset.
+    """The train (``train=True``) or test split of a source of :data:`IMAGE_SOURCES` (None where
+    the source has no test split)."""
+    if dataset not in IMAGE_SOURCES:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(IMAGE_SOURCES)}")
+    return IMAGE_SOURCES[dataset](root, train, download=download, image_size=image_size, skip_corrupt=skip_corrupt)
 
-    Names: ``shapes10`` (generated, no files), ``mnist``, ``fashion_mnist``, ``cifar10``,
-    ``cifar100``, ``stl10`` (torchvision's files), ``cifar10_jpeg`` (``<root>/cifar10-jpeg``), and
-    ``imagefolder``: ``<root>/train`` and ``<root>/test`` or ``<root>/val``; or, without a
-    ``train`` sub-folder, ``<root>`` itself is the training set (class sub-folders or a flat,
-    unlabelled folder) and there is no test split (None); ``packed``: packs written by
-    ``contrast pack``, ``<root>/train`` and ``<root>/val`` or ``<root>/test``, or ``<root>`` itself
-    the training pack.
-    """
-    if dataset == "shapes10":
-        n, seed = (SHAPES_TRAIN, 0) if train else (SHAPES_TEST, 1)
-        images, labels = generate_shapes(n, seed=seed)
-        from contrast.data.shapes import CLASSES
 
-        return TensorImages(images, labels, CLASSES)
-    base = data_root(root)
-    if dataset == "mnist":
-        return _mnist_like(base, "MNIST", ("mnist",), train, "MNIST")
-    if dataset == "fashion_mnist":
-        return _mnist_like(base, "FashionMNIST", ("fashion-mnist", "fashion_mnist"), train, "Fashion-MNIST")
-    if dataset in ("cifar10", "cifar100", "stl10"):
-        return _torchvision(dataset, base, train, download)
-    if dataset == "packed":  # <root>/train and <root>/val (or test), or <root> itself: the training pack
-        base = data_root(root)
-        classes = None
-        if not train and (base / "train" / "meta.json").is_file():  # a test pack's labels: the training classes
-            import json
-
-            classes = json.loads((base / "train" / "meta.json").read_text())["classes"] or None
-        for split in ["train"] if train else ["val", "test"]:
-            if (base / split / "meta.json").is_file() or (base / split / "progress.json").is_file():
-                return PackedImages(base / split, image_size, classes=classes)
-        if train:
-            return PackedImages(base, image_size)
-        return None
-    if dataset in ("cifar10_jpeg", "imagefolder"):
-        folder = base / "cifar10-jpeg" if dataset == "cifar10_jpeg" and (base / "cifar10-jpeg").is_dir() else base
-        splits = ["train"] if train else ["test", "val"]
-        # A test split's labels are the training split's class numbers, matched by folder name.
-        classes = (
-            None if train or not (folder / "train").is_dir() else [d.name for d in class_folders(folder / "train")]
-        )
-        for split in splits:
-            if (folder / split).is_dir():
-                return FolderImages(folder / split, image_size, skip_corrupt, classes=classes or None)
-        if dataset == "imagefolder" and folder.is_dir() and not (folder / "train").is_dir():
-            return FolderImages(folder, image_size, skip_corrupt) if train else None
-        raise _not_found(f"{dataset} split {'/'.join(splits)}", [folder / s for s in splits])
-    raise ValueError(
-        f"unknown dataset {dataset!r}; choose one of shapes10, mnist, fashion_mnist, cifar10, cifar100, stl10, "
-        "cifar10_jpeg, imagefolder, packed"
-    )
+# The columns of a pack's index.npy, named once: the writer (contrast.data.pack) and this reader use them.
+INDEX_COLUMNS = ("shard", "offset", "size", "height", "width", "label")
+_SHARD, _OFFSET, _SIZE, _HEIGHT, _WIDTH, _LABEL = range(len(INDEX_COLUMNS))
 
 
 class PackedImages(Dataset):
@@ -376,11 +411,11 @@ class PackedImages(Dataset):
                 raise ValueError(
                     f"{path}: a truncated or missing shard ({found} bytes, the pack says {shard['bytes']})"
                 )
-            rows = self.index[self.index[:, 0] == number]
-            if len(rows) and int((rows[:, 1] + rows[:, 2]).max()) > shard["bytes"]:
+            rows = self.index[self.index[:, _SHARD] == number]
+            if len(rows) and int((rows[:, _OFFSET] + rows[:, _SIZE]).max()) > shard["bytes"]:
                 raise ValueError(f"{self.root / 'index.npy'} does not match {path}: it points past the shard's end")
         self.classes = list(self.meta["classes"])
-        self.labels = torch.from_numpy(np.ascontiguousarray(self.index[:, 5]))
+        self.labels = torch.from_numpy(np.ascontiguousarray(self.index[:, _LABEL]))
         if classes is not None and self.classes and list(classes) != self.classes:
             unknown = [name for name in self.classes if name not in classes]
             if unknown:
@@ -405,14 +440,31 @@ class PackedImages(Dataset):
         """The JPEG bytes of image i (one positioned read)."""
         if self._pid != os.getpid():  # a new process (a DataLoader worker): handles of its own
             self._files, self._pid = {}, os.getpid()
-        shard, offset, size = (int(v) for v in self.index[i, :3])
+        shard, offset, size = self.location(i)
         if shard not in self._files:
             self._files[shard] = os.open(self.shards[shard], os.O_RDONLY)
         return os.pread(self._files[shard], size, offset)
 
     def sizes(self) -> set[tuple[int, int]]:
         """The distinct (width, height) of the images, from the index."""
-        return {(int(w), int(h)) for h, w in np.unique(np.asarray(self.index[:, 3:5]), axis=0)}
+        return {(int(w), int(h)) for h, w in np.unique(np.asarray(self.index[:, _HEIGHT : _WIDTH + 1]), axis=0)}
+
+    def location(self, i: int) -> tuple[int, int, int]:
+        """(shard, byte offset, byte size) of image i's JPEG."""
+        row = self.index[i]
+        return int(row[_SHARD]), int(row[_OFFSET]), int(row[_SIZE])
+
+    def size(self, i: int) -> tuple[int, int]:
+        """(height, width) of image i, from the index."""
+        return int(self.index[i, _HEIGHT]), int(self.index[i, _WIDTH])
+
+    def label(self, i: int) -> int:
+        """Image i's label (-1: none), numbered by this reader's classes."""
+        return int(self.labels[i])
+
+    def largest_side(self) -> int:
+        """The longest side of any image of the pack."""
+        return int(np.asarray(self.index[:, _HEIGHT : _WIDTH + 1]).max())
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         from torchvision.io import ImageReadMode, decode_jpeg
@@ -429,7 +481,7 @@ class PackedImages(Dataset):
 
     def damaged(self, i: int, error: BaseException) -> DamagedImageError:
         """The error for image ``i`` that failed to decode: its shard and offset."""
-        shard, offset = (int(v) for v in self.index[i, :2])
+        shard, offset, _ = self.location(i)
         said = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         said = re.sub(r"^.*\.cpp:\d+, ", "", said)[-160:]  # torchvision's message, less its source location
         return DamagedImageError(
