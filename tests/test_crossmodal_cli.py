@@ -238,7 +238,7 @@ def test_a_run_stopped_during_its_final_evaluation_resumes_to_a_summary_with_its
     epoch's end. Resumed, nothing is left to train, and the final weights are scored for the summary."""
     monkeypatch.chdir(tmp_path)
     every = ["--trainer.callbacks+", "contrast.checkpoint.LastCheckpoint", "--trainer.callbacks.every_n_steps", "12"]
-    stop = ["--trainer.callbacks+", "tests.callbacks.FailAtEpochEnd", "--trainer.callbacks.epoch", "1"]
+    stop = ["--trainer.callbacks+", "tests.fit_callbacks.FailAtEpochEnd", "--trainer.callbacks.epoch", "1"]
     with pytest.raises(RuntimeError, match="stopped at the epoch's end"):
         main(["fit", *SHAPES, *every, *stop])
     capsys.readouterr()

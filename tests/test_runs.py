@@ -36,7 +36,7 @@ MOCO = ["--model", "contrast.methods.MoCoV2", "--model.init_args.queue_size", "1
 
 
 def contrast(*args: str, cwd: Path, check: int | None = 0) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))  # the tests' callbacks (tests.callbacks.*)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))  # the tests' callbacks (tests.fit_callbacks.*)
     result = subprocess.run(
         [sys.executable, "-m", "contrast.cli", *args], cwd=cwd, env=env, capture_output=True, text=True
     )
@@ -46,7 +46,7 @@ def contrast(*args: str, cwd: Path, check: int | None = 0) -> subprocess.Complet
 
 
 def callback(name: str, **init_args) -> list[str]:
-    args = ["--trainer.callbacks+", f"tests.callbacks.{name}"]
+    args = ["--trainer.callbacks+", f"tests.fit_callbacks.{name}"]
     for key, value in init_args.items():
         args += [f"--trainer.callbacks.{key}", str(value)]
     return args

@@ -231,7 +231,7 @@ def test_linear_evaluation_on_two_ranks_equals_one_process(tmp_path):
         "--trainer.accelerator",
         "cpu",
         "--trainer.callbacks+",
-        "tests.callbacks.SaveWeights",
+        "tests.fit_callbacks.SaveWeights",
     ]
     two = _torchrun(
         "-m",
@@ -307,7 +307,7 @@ def test_torchrun_and_lightnings_own_launcher_train_the_same(tmp_path):
         "--trainer.callbacks",
         "[]",  # no kNN: the comparison is of training alone
         "--trainer.callbacks+",
-        "tests.callbacks.SaveWeights",
+        "tests.fit_callbacks.SaveWeights",
         "--data.train_subset",
         "128",
         "--data.batch_size",

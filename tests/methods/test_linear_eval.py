@@ -127,7 +127,7 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_head(tmp_path):
             "--trainer.callbacks.every_n_steps",
             "1",
             "--trainer.callbacks+",
-            "tests.callbacks.KillAtStep",
+            "tests.fit_callbacks.KillAtStep",
             "--trainer.callbacks.step",
             "11",
         ],

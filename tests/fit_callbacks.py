@@ -1,4 +1,4 @@
-"""Callbacks the end-to-end tests hand to ``contrast fit`` (``--trainer.callbacks+ tests.callbacks.X``)."""
+"""Callbacks the end-to-end tests hand to ``contrast fit`` (``--trainer.callbacks+ tests.fit_callbacks.X``)."""
 
 from __future__ import annotations
 
