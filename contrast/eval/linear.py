@@ -18,7 +18,6 @@ reads one batch of rows, so the memory taken is the features' own and O(batch) b
 
 from __future__ import annotations
 
-import math
 import os
 import pickle
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from torch import Tensor
 
 from contrast.checkpoint import CheckpointError, atomic_save, check_archive
 from contrast.eval.features import check_finite
+from contrast.schedule import WarmupCosine
 
 WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
 
@@ -265,6 +265,7 @@ def linear_sgd(
     done = _resume(state, settings, head, optimizer) if state is not None else 0
     for _ in range(done):  # the shuffles of the epochs done: the generator where it was
         generator.permutation(n)
+    schedule = WarmupCosine(0, total)  # cosine per step, no warmup: the head starts from zero
     step, loss_sum = done * steps_per_epoch, 0.0
     for epoch in range(done, epochs):
         order = generator.permutation(n)
@@ -273,7 +274,7 @@ def linear_sgd(
             index = np.sort(order[i * batch_size : (i + 1) * batch_size])
             x, y = _rows(train_features, index, device), labels[torch.from_numpy(index)].to(device)
             for group in optimizer.param_groups:
-                group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
+                group["lr"] = lr * schedule(step)
             loss = F.cross_entropy(head(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -13,8 +13,6 @@ siblings state what their training is:
 
 from __future__ import annotations
 
-import math
-
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -24,6 +22,7 @@ from contrast import distributed
 from contrast.checks import ConfigError, finite_number, int_at_least, one_of
 from contrast.methods.lars import LARS
 from contrast.models import build_backbone
+from contrast.schedule import WarmupCosine
 
 OPTIMIZERS = ("sgd", "adamw", "lars")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -263,16 +262,3 @@ def constructor_arguments(cls: type) -> set[str]:
         if "__init__" in vars(klass) and issubclass(klass, TrainingBase):
             names |= {p for p in inspect.signature(klass.__init__).parameters if p not in ("self", "args", "kwargs")}
     return names
-
-
-class WarmupCosine:
-    """Learning-rate factor: linear from 0 to 1 over ``warmup`` steps, then cosine to 0 at ``total``."""
-
-    def __init__(self, warmup: int, total: int) -> None:
-        self.warmup, self.total = warmup, total
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup:
-            return (step + 1) / self.warmup
-        progress = (step - self.warmup) / max(1, self.total - self.warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))

@@ -8,7 +8,6 @@ import torch
 
 from contrast.data import ContrastiveData
 from contrast.methods import MoCoV2, MoCoV3, SimCLR
-from contrast.methods.base import WarmupCosine
 from contrast.methods.lars import LARS
 from contrast.views import BatchedTwoViews
 
@@ -82,12 +81,6 @@ def test_online_probe_sends_no_gradient_into_the_backbone():
     probe_loss.backward()
     assert all(p.grad is None for p in model.backbone.parameters())
     assert model.probe.weight.grad is not None and model.probe.weight.grad.abs().sum() > 0
-
-
-def test_warmup_cosine_schedule():
-    schedule = WarmupCosine(warmup=10, total=110)
-    assert schedule(0) == pytest.approx(0.1) and schedule(9) == pytest.approx(1.0)
-    assert schedule(10) == pytest.approx(1.0) and schedule(60) == pytest.approx(0.5) and schedule(110) == 0.0
 
 
 def test_lars_matches_its_formula():
