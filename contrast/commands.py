@@ -74,11 +74,9 @@ def _probe(args: argparse.Namespace, overrides: list[str]) -> int:
         source=source,
     )
     where = "float16 in memory" if args.storage == "memory" else f"float16 on disk in {args.features_dir}"
-    head = "linear head" if args.no_head_norm else "BatchNorm + linear head"
     print(
-        f"linear evaluation (feature mode: fixed backbone features, {_test_crop(data)}, {where}; {head}, "
-        f"{args.epochs} epochs, SGD lr {args.lr:g} momentum 0.9 wd 0 cosine, batch {args.sgd_batch_size}) on "
-        f"{data.dataset}: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%"
+        f"linear evaluation (feature mode: fixed backbone features, {_test_crop(data)}, {where}; {result.protocol}) "
+        f"on {data.dataset}: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%"
     )
     return 0
 

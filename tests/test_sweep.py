@@ -89,7 +89,10 @@ def test_probe_command_on_a_quickstart_checkpoint(tmp_path, monkeypatch, capsys)
     atomic_save(checkpoint, other)
     sgd = ["probe", "--mode", "sgd", "--epochs", "1", "--state", str(tmp_path / "head.pt")]
     assert main([*sgd, "--ckpt", str(ckpt)]) == 0
-    capsys.readouterr()
+    # the protocol printed is the one linear_sgd ran, from its own arguments
+    assert "BatchNorm + linear head, 1 epochs, SGD lr 0.1 momentum 0.9 wd 0 cosine, batch 256) on shapes10" in (
+        capsys.readouterr().out
+    )
     assert main([*sgd, "--ckpt", str(other)]) != 0
     assert "was written for other features or settings: features checkpoint sha256" in capsys.readouterr().err
     # A NaN weight: both probe modes refuse, naming the checkpoint and the row.

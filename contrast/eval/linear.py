@@ -192,6 +192,7 @@ class SGDResult:
     top1: float  # test accuracy in percent
     top5: float
     train_loss: float  # mean loss of the last epoch
+    protocol: str = ""  # the head, epochs, optimizer, schedule and batch, from the arguments that ran
 
 
 def _rows(features, index: np.ndarray, device) -> Tensor:
@@ -293,4 +294,9 @@ def linear_sgd(
             logits = head(_rows(test_features, index, device))
             counts += correct_counts(logits, test_labels[start : start + len(index)].to(device)).cpu()
     seen = int(counts[0])
-    return SGDResult(100.0 * int(counts[1]) / seen, 100.0 * int(counts[2]) / seen, loss_sum / steps_per_epoch)
+    protocol = (
+        f"{'BatchNorm + linear head' if head_norm else 'linear head'}, {epochs} epochs, SGD lr {lr:g} momentum "
+        f"{momentum:g} wd {weight_decay:g} cosine, batch {batch_size}"
+    )
+    top1, top5 = 100.0 * int(counts[1]) / seen, 100.0 * int(counts[2]) / seen
+    return SGDResult(top1, top5, loss_sum / steps_per_epoch, protocol)
