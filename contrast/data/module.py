@@ -125,10 +125,8 @@ class ContrastiveData(L.LightningDataModule):
         num_small: int = 0,
     ) -> None:
         super().__init__()
-        if views not in VIEW_PATHS:
-            raise ConfigError("views", f"views must be one of {VIEW_PATHS}, got {views!r}")
-        if cache not in CACHES:
-            raise ConfigError("cache", f"cache must be one of {CACHES}, got {cache!r}")
+        one_of("views", views, VIEW_PATHS)
+        one_of("cache", cache, CACHES)
         one_of("decode", decode, DECODES)
         if decode == "device":
             if views != "split" or dataset != "packed":
@@ -139,7 +137,7 @@ class ContrastiveData(L.LightningDataModule):
                 )
             _check_device_decode()
         if cache == "device" and views != "batched":
-            raise ValueError('cache="device" keeps the images on the training device and needs views="batched"')
+            raise ConfigError("cache", 'cache="device" keeps the images on the device: it needs views="batched"')
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             int_at_least(name, value, 2, why="contrastive losses need negatives")
         int_at_least("num_workers", num_workers, 0)

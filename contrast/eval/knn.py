@@ -19,7 +19,6 @@ the MoCo CIFAR demo and Wu et al.'s CIFAR script); τ = 0.07 is the ImageNet pro
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from contrast.blocks import BLOCK_ELEMENTS, block_rows
-from contrast.checks import ConfigError, int_at_least
+from contrast.checks import ConfigError, finite_number, int_at_least, one_of
 from contrast.eval.features import check_finite
 from contrast.eval.retrieval import rank
 
@@ -76,14 +75,11 @@ class KNNEvaluator:
         batch_size: int | None = None,
     ) -> None:
         int_at_least("k", k)
-        if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
-            raise ConfigError("temperature", f"temperature must be a finite number > 0, got {temperature!r}")
-        if weighting not in WEIGHTINGS:
-            raise ConfigError("weighting", f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-        if backend not in BACKENDS:
-            raise ConfigError("backend", f"backend must be one of {BACKENDS}, got {backend!r}")
+        finite_number("temperature", temperature, minimum=0, strictly=True)
+        one_of("weighting", weighting, WEIGHTINGS)
+        one_of("backend", backend, BACKENDS)
         if backend == "faiss" and not _faiss_available():
-            raise ValueError("backend='faiss' needs faiss (pip install faiss-cpu); or use backend='torch'")
+            raise ConfigError("backend", "backend='faiss' needs faiss (pip install faiss-cpu); or use backend='torch'")
         int_at_least("batch_size", batch_size, optional=True)
         self.k, self.temperature, self.weighting = k, float(temperature), weighting
         self.backend, self.normalize, self.batch_size = backend, normalize, batch_size

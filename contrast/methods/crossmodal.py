@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrast.checkpoint import CheckpointError, read_checkpoint
-from contrast.checks import ConfigError, int_at_least
+from contrast.checks import ConfigError, int_at_least, one_of
 from contrast.export import pretrained_backbone
 from contrast.losses import Temperature, clip_loss, cross_modal_triplet, modality_loss
 from contrast.losses.adversarial import ganin_schedule
@@ -95,11 +95,13 @@ class CrossModal(TrainingBase):
         if unknown or not objectives:
             raise ConfigError("objectives", f"objectives must map some of {OBJECTIVES} to weights, got {objectives!r}")
         for name, weight in objectives.items():
-            if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
-                raise ValueError(f"objectives: the weight of {name!r} must be a finite number >= 0, got {weight!r}")
+            number = isinstance(weight, (int, float)) and not isinstance(weight, bool)
+            if not number or not math.isfinite(weight) or weight < 0:
+                raise ConfigError(
+                    "objectives", f"objectives: the weight of {name!r} must be a finite number >= 0, got {weight!r}"
+                )
         int_at_least("embed_dim", embed_dim)
-        if mining not in MINING:
-            raise ConfigError("mining", f"mining must be one of {MINING}, got {mining!r}")
+        one_of("mining", mining, MINING)
         for name, value in (
             ("margin", margin),
             ("label_weight", label_weight),
