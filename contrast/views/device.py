@@ -6,7 +6,8 @@ import torch
 from torch import Tensor
 
 from contrast.seeds import derive_seed
-from contrast.views.batched import BatchedTwoViews, _to_device
+from contrast.views.batched import BatchedTwoViews
+from contrast.views.ops import _to_device
 from contrast.views.recipes import Recipe
 
 

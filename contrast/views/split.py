@@ -19,8 +19,11 @@ import torch
 from torch import Tensor
 
 from contrast.seeds import derive_seed
-from contrast.views.batched import UNIFORMS_PER_VIEW, BatchedViews, ViewParams, draw_packed, recipe_table
+from contrast.views.batched import BatchedViews
+from contrast.views.params import UNIFORMS_PER_VIEW, ViewParams, draw_packed, recipe_table
 from contrast.views.recipes import Recipe, view_recipes
+
+BOX_AND_FLIP = ViewParams.columns("boxes", "flip")  # top, left, height, width, flip: what a worker cuts
 
 
 class SplitViews:
@@ -72,7 +75,7 @@ class SplitViews:
         from torch.nn import functional as F
 
         crops = []
-        for size, (top, left, height, width, flip) in zip(self.sizes, packed[:, :5].tolist()):
+        for size, (top, left, height, width, flip) in zip(self.sizes, packed[:, BOX_AND_FLIP].tolist()):
             top, left = int(top), int(left)
             box = image[None, :, top : top + int(height), left : left + int(width)]
             crop = F.interpolate(box, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
@@ -90,7 +93,7 @@ class SplitViews:
         from PIL import Image
 
         packed = self.packed(height, width, index)
-        boxes = packed[:, :5].tolist()  # top, left, height, width, flip of each view
+        boxes = packed[:, BOX_AND_FLIP].tolist()  # top, left, height, width, flip of each view
         room = min(min(h, w) / size for (_, _, h, w, _), size in zip(boxes, self.sizes))
         factor = 1
         while factor < 8 and 2 * factor <= room:

@@ -11,7 +11,7 @@ import torch
 import torchvision.transforms as T1
 from torchvision.transforms.v2 import functional as TF
 
-from contrast.views import RECIPES, BatchedTwoViews, BatchedViews, Recipe
+from contrast.views import RECIPES, BatchedTwoViews, BatchedViews, Recipe, ops
 from contrast.views import batched as B
 from tests.conftest import require
 
@@ -91,7 +91,7 @@ def test_gaussian_blur_matches_torchvision(kernel, sigma):
 
 def test_gaussian_blur_of_a_batch_in_cpu_chunks_uses_each_sample_s_sigma(monkeypatch):
     """More samples than a CPU chunk (4 here): each blurred with its own σ, as torchvision."""
-    monkeypatch.setattr(B, "CPU_BLUR_ELEMENTS", 4 * 3 * 30 * 30)
+    monkeypatch.setattr(ops, "CPU_BLUR_ELEMENTS", 4 * 3 * 30 * 30)
     n = 2 * 4 + 1
     x, sigma = _images(n, 3, 30, 30, seed=5), torch.linspace(0.2, 2.0, n)
     ours = B.gaussian_blur(x, 9, sigma)
@@ -132,7 +132,7 @@ def test_whole_chain_matches_torchvision_ops_with_the_same_parameters(name, monk
         recipe = recipe.with_(size=48, blur_kernel=5)
     recipe = recipe.with_(blur_p=max(recipe.blur_p, 0.5) if recipe.blur_kernel else 0.0, solarize_p=0.5)
     views = BatchedViews(recipe)
-    monkeypatch.setattr(B, "CPU_CHUNK_ELEMENTS", 16 * 3 * recipe.size**2)  # chunks of 16 views
+    monkeypatch.setattr(ops, "CPU_CHUNK_ELEMENTS", 16 * 3 * recipe.size**2)  # chunks of 16 views
     n = 2 * 16 + 3  # the CPU runs the chain in chunks: three here, one partial
     x = _images(n, 3, 40, 36, seed=3)
     params = views.sample(n, 40, 36, torch.Generator().manual_seed(4))
@@ -297,3 +297,14 @@ BAD = [
 def test_bad_input_raises_a_clear_error(call, message):
     with pytest.raises(ValueError, match=message):
         call(BatchedViews("simclr_cifar10"))
+
+
+def test_the_packed_layout_is_read_by_name():
+    from contrast.views.params import ViewParams
+
+    assert ViewParams.columns("boxes", "flip") == [0, 1, 2, 3, 4]
+    assert ViewParams.columns("sigma", "solarize") == [16, 17] and len(ViewParams.columns(*ViewParams.FIELDS)) == 18
+    params = BatchedViews("moco_v3_k").sample(64, 40, 50, torch.Generator().manual_seed(0))
+    packed = params.pack()
+    assert torch.equal(packed[:, ViewParams.columns("order")].long(), params.order)
+    assert torch.equal(packed[:, ViewParams.columns("sigma")][:, 0], params.sigma)
