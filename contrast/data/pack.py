@@ -42,7 +42,6 @@ from contrast.data.sources import INDEX_COLUMNS, ImageFiles, _images, class_fold
 
 FORMAT_VERSION = 2  # 2: meta.json holds the index's SHA-256
 META, INDEX = "meta.json", "index.npy"
-COLUMNS = INDEX_COLUMNS  # shard, offset, size, height, width, label: named once, beside the reader
 CHUNK = 64  # images per task of a worker
 
 
@@ -126,12 +125,12 @@ def _list_file(path: Path) -> tuple[list, list[str]]:
         elif label.lstrip("-").isdigit():
             if int(label) < 0:
                 raise PackError(f"{where}: label {label}; a label is a class id >= 0 or a class name")
-            labelled = labelled or number
             samples.append((file, int(label)))
         else:
-            labelled = labelled or number
             names.append(label) if label not in names else None
             samples.append((file, label))
+        if label:
+            labelled = labelled or number
     if unlabelled and labelled:
         raise PackError(
             f"{path}: line {unlabelled} has no label but line {labelled} has one; label every line or none"
@@ -310,7 +309,7 @@ def pack(
         "shards": [
             {"name": f"shard_{s:05d}.bin", "bytes": (dest / f"shard_{s:05d}.bin").stat().st_size} for s in range(shard)
         ],
-        "columns": list(COLUMNS),
+        "columns": list(INDEX_COLUMNS),
     }
     atomic_write(dest / META, lambda f: f.write(json.dumps(meta, indent=2).encode()))  # last: the pack is done
     (dest / "progress.json").unlink(missing_ok=True)
@@ -320,7 +319,7 @@ def pack(
 def _write_shard(dest: Path, shard: int, buffer: bytearray, entries: list) -> None:
     """The shard's bytes, then its part of the index: the index part's presence means 'finished'."""
     atomic_write(dest / f"shard_{shard:05d}.bin", lambda f: f.write(buffer))
-    part = np.asarray(entries, dtype=np.int64).reshape(-1, 7)  # COLUMNS + the source position
+    part = np.asarray(entries, dtype=np.int64).reshape(-1, 7)  # INDEX_COLUMNS + the source position
     atomic_write(dest / f"shard_{shard:05d}.idx.npy", lambda f: np.save(f, part))
 
 

@@ -286,7 +286,9 @@ def _packed(root, train: bool, image_size: int | None = None, **_) -> Dataset | 
     base = data_root(root)
     classes = None
     if not train and (base / "train" / "meta.json").is_file():  # a test pack's labels: the training classes
-        classes = PackedImages(base / "train").classes or None
+        import json  # the training pack was opened (and checked) before its test split
+
+        classes = json.loads((base / "train" / "meta.json").read_text())["classes"] or None
     for split in ["train"] if train else ["val", "test"]:
         if (base / split / "meta.json").is_file() or (base / split / "progress.json").is_file():
             return PackedImages(base / split, image_size, classes=classes)
