@@ -117,12 +117,13 @@ def test_simclr_trains_on_cuda_in_bf16_with_the_images_held_on_the_gpu(tmp_path)
         default_root_dir=tmp_path,
     )
     trainer.fit(model, datamodule=data)
-    assert data.device_views.holds_images and data.device_views.images.device.type == "cuda"
+    assert data.path.device_views.holds_images and data.path.device_views.images.device.type == "cuda"
     assert len(losses) == 16 and all(math.isfinite(x) for x in losses)
 
     # On one fixed batch of GPU-made views, bf16 channels-last steps lower the loss.
     model = model.cuda()
-    q, k = data.device_views.views(data.device_views.images[:64], torch.Generator().manual_seed(0))
+    held = data.path.device_views
+    q, k = held.views(held.images[:64], torch.Generator().manual_seed(0))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     fixed = []
     for _ in range(15):

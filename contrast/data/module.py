@@ -1,21 +1,10 @@
-"""The LightningDataModule: two-view training batches, plain labelled splits for evaluation.
+"""The LightningDataModule: training batches of views, plain labelled splits for evaluation.
 
-Three augmentation paths, chosen by ``views``:
-
-* ``"cpu"``: each sample's two views are made in the DataLoader workers with torchvision v2
-  (:class:`contrast.views.TwoViews`);
-* ``"batched"``: the loader yields uint8 image batches with each sample's counter ``epoch·N + i``
-  and the views are made on the training device after the transfer, for the whole batch at once
-  (:class:`contrast.views.DeviceViews`).
-* ``"split"``: the views are cut from the whole image in the workers (crop boxes and flips drawn
-  from its height and width, decoded once, uint8 crops) and coloured on the training device for the
-  whole batch (:mod:`contrast.views.split`): images of any size, no pre-crop; the way to train on
-  photo collections and packs.
-
-All are deterministic given ``seed``: every path draws each sample's views from (seed, epoch, index)
-alone (the CPU and split paths a generator per sample in the workers, the batched path a
-counter-based hash of the whole batch in one call), so the views do not depend on the batch, rank,
-worker count or world size, and a resumed run draws exactly the views an uninterrupted run would have.
+Where the views are made is a view path (``views``: "cpu", "batched" or "split", the registry
+:data:`contrast.data.view_paths.VIEW_PATHS`), built from the list of views, one recipe per view; the
+module delegates to it. Whatever the path, after the transfer to the training device a training
+batch is ``((v_1, …, v_n), labels)`` (:class:`contrast.data.view_paths.ViewPath` states the contract),
+and every sample's views come from (seed, epoch, index) alone.
 """
 
 from __future__ import annotations
@@ -27,47 +16,20 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from contrast import distributed
-from contrast.checks import ConfigError, int_at_least, one_of
-from contrast.data.datasets import (
-    EvalDataset,
-    Indices,
-    SplitViewDataset,
-    Subset,
-    TwoViewDataset,
-    collate_encoded,
-    decode_all,
-)
+from contrast.checks import int_at_least
+from contrast.data.datasets import EvalDataset, Subset, decode_all
 from contrast.data.sampler import loop_position, resume_position, training_sampler
-from contrast.data.sources import RESIZED_SOURCES, FolderImages, PackedImages, TensorImages, load_split
-from contrast.views import BatchedViews, DeviceViews, SplitViews, TwoViews, colour_views, cut_on_device
+from contrast.data.sources import TensorImages, load_split
+from contrast.data.view_paths import view_path
 from contrast.views.recipes import view_recipes
-
-VIEW_PATHS = ("cpu", "batched", "split")
-DECODES = ("cpu", "device")
-
-
-def _check_device_decode() -> None:
-    """decode="device" needs torchvision's batched decode_jpeg(list, device=...) (torchvision >= 0.19)."""
-    import inspect
-
-    from torchvision.io import decode_jpeg
-
-    if "device" not in inspect.signature(decode_jpeg).parameters:
-        import torchvision
-
-        raise ConfigError("decode", f'decode="device": torchvision {torchvision.__version__} cannot decode on a device')
-
-
-CACHES = ("none", "memory", "device")
 
 
 class ContrastiveData(L.LightningDataModule):
     """Two-view training data and labelled evaluation splits for one dataset.
 
     Args:
-        dataset: a name of ``contrast.data.sources.IMAGE_SOURCES``: shapes10 (generated, the
-            default: no download), mnist, fashion_mnist, cifar10, cifar100, stl10, cifar10_jpeg,
-            imagefolder, packed.
+        dataset: a name of the image-source registry ``contrast.data.sources.IMAGE_SOURCES``
+            (shapes10, the default, is generated in code: no download).
         root: folder holding the data; default ``$CONTRAST_DATA_DIR``, else ``./data``.
         recipe_q, recipe_k: augmentation recipes (names in ``contrast.views.RECIPES``);
             ``recipe_k`` defaults to ``recipe_q``; ``"none"``: one view per sample, ``((q,), label)``
@@ -76,8 +38,9 @@ class ContrastiveData(L.LightningDataModule):
             ``recipe_small`` (e.g. 6 × ``multicrop_imagenet_small``, 96 px), ``((q, k, s_1, …, s_n), label)``;
             on the split path all are cut from one decode of the image. For the methods that take
             more than two views (SimCLR with nt_xent, SupCon).
-        views: "cpu" (DataLoader workers), "batched" (on the training device), or "split"
-            (geometry from the whole image in the workers, colour on the device).
+        views: the view path, a name of ``contrast.data.view_paths.VIEW_PATHS``: "cpu" (torchvision
+            v2 per sample in the DataLoader workers), "batched" (every view on the training device), or
+            "split" (geometry from the whole image in the workers, colour on the device).
         batch_size: per-device training batch size; eval_batch_size: for feature extraction.
         num_workers: DataLoader worker processes.
         train_subset / eval_subset: use only n samples, spread evenly over the split (quick runs, tests).
@@ -125,46 +88,29 @@ class ContrastiveData(L.LightningDataModule):
         num_small: int = 0,
     ) -> None:
         super().__init__()
-        one_of("views", views, VIEW_PATHS)
-        one_of("cache", cache, CACHES)
-        one_of("decode", decode, DECODES)
-        if decode == "device":
-            if views != "split" or dataset != "packed":
-                raise ConfigError(
-                    "decode",
-                    'decode="device" decodes packed JPEGs on the training device: it needs dataset="packed" '
-                    'and views="split"',
-                )
-            _check_device_decode()
-        if cache == "device" and views != "batched":
-            raise ConfigError("cache", 'cache="device" keeps the images on the device: it needs views="batched"')
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             int_at_least(name, value, 2, why="contrastive losses need negatives")
         int_at_least("num_workers", num_workers, 0)
         for name, value in (("train_subset", train_subset), ("eval_subset", eval_subset)):
             int_at_least(name, value, 2, optional=True)
-        self.save_hyperparameters()
-        self.dataset, self.root, self.views, self.download = dataset, root, views, download
         # each view's recipe: (q, k), (q,), (q, k, s_1, …, s_n); checked there, bad arguments named
         self.recipes = view_recipes(recipe_q, recipe_k, recipe_small, num_small)
+        self.path = view_path(views, self.recipes, seed, decode=decode, cache=cache)
+        self.save_hyperparameters()
+        self.dataset, self.root, self.views, self.download = dataset, root, views, download
         self.recipe_q, self.recipe_k = self.recipes[0], self.recipes[min(1, len(self.recipes) - 1)]
-        # what every view path is built from (the recipes by name, as the checkpoint's hyperparameters record them)
-        self.view_options = dict(recipe_k=recipe_k, recipe_small=recipe_small, num_small=num_small)
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.train_subset, self.eval_subset, self.image_size, self.seed = train_subset, eval_subset, image_size, seed
         self.cache, self.eval_root, self.skip_corrupt, self.decode = cache, eval_root, skip_corrupt, decode
         self._splits: dict = {}  # train -> split, ("eval", train) -> evaluation split
         self._resume: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
-        self.device_views = DeviceViews(recipe_q, seed=seed, **self.view_options) if views == "batched" else None
-        self.split_views = tuple(BatchedViews(r) for r in self.recipes) if views == "split" else None
 
     # ------------------------------------------------------------------ data
     def split(self, train: bool) -> Dataset | None:
         """The training split, or the test split (None for an image folder without one)."""
         if train not in self._splits:
-            size = self.image_size if self.dataset in RESIZED_SOURCES else None
-            if train and self.views == "split":  # views are cut from the whole image: no pre-crop
-                size = None
+            # stored files of any size are resized to image_size, unless the path cuts views from whole images
+            size = None if train and self.path.whole_images else self.image_size
             base = load_split(
                 self.dataset, self.root, train, download=self.download, image_size=size, skip_corrupt=self.skip_corrupt
             )
@@ -231,26 +177,7 @@ class ContrastiveData(L.LightningDataModule):
         return int(self.split(True)[0][0].shape[0])
 
     def setup(self, stage: str | None = None) -> None:
-        base = self.split(True)
-        if self.views == "split" and isinstance(base, PackedImages):
-            largest = base.largest_side()
-            wanted = max(r.size for r in self.recipes)
-            if largest < wanted:
-                raise ConfigError(
-                    "recipe_q",
-                    f"recipe {self.recipe_q.name!r} cuts {wanted}-px views, but the images of {base.root} are at most "
-                    f"{largest} px (packed with max_side {base.meta.get('max_side')}): choose a recipe of at most "
-                    f"{largest} px or pack with a larger --max_side",
-                )
-        if self.views == "batched" and isinstance(base, (FolderImages, PackedImages)) and base.image_size is None:
-            sizes = base.sizes()
-            if len(sizes) > 1:
-                raise ValueError(
-                    f"image_size: the images of {base.root} have {len(sizes)} different sizes (e.g. "
-                    f"{', '.join(f'{w}x{h}' for w, h in sorted(sizes)[:3])}); batched views need one size: "
-                    "use --data.views split (each image cut at its own size in the workers, colour on the device: "
-                    "the path for packs and photo folders), or resize every image with --data.image_size (e.g. 224)"
-                )
+        self.path.check(self.split(True))
         channels = self.image_channels()
         if channels != self.recipe_q.channels:
             raise ValueError(
@@ -274,20 +201,13 @@ class ContrastiveData(L.LightningDataModule):
         # drop_last: every step has the full number of negatives (and the MoCo queue stays aligned).
         sampler = training_sampler(len(base), self.batch_size, self.seed, self._resume, "images")
         self._resume = None  # a mid-epoch checkpoint's place is used once
-        if self.cache == "device":  # indices only; images are gathered on the device
-            dataset, workers = Indices(len(base)), 0
-        elif self.views == "split":  # geometry in the workers, colour on the device
-            views = SplitViews(self.recipe_q, seed=self.seed, **self.view_options)
-            dataset, workers = SplitViewDataset(base, views, encoded=self.decode == "device"), self.num_workers
-        else:
-            views = None if self.views == "batched" else TwoViews(self.recipe_q, **self.view_options)
-            dataset, workers = TwoViewDataset(base, views, self.seed), self.num_workers
+        workers = self.path.workers(self.num_workers)
         return DataLoader(
-            dataset,
+            self.path.dataset(base),
             batch_size=self.batch_size,
             sampler=sampler,
             drop_last=True,
-            collate_fn=collate_encoded if self.decode == "device" else None,
+            collate_fn=self.path.collate,
             num_workers=workers,
             # pinned: the transfer of a batch does not wait for the previous step
             pin_memory=torch.cuda.is_available(),
@@ -328,33 +248,15 @@ class ContrastiveData(L.LightningDataModule):
             return []
         return self.eval_dataloader(False)
 
-    # ------------------------------------------------------------------ batched views on the device
+    # ------------------------------------------------------------------ the view path's device side
+    def _training(self) -> bool:
+        return self.trainer is not None and self.trainer.training
+
     def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
-        trainer = self.trainer
-        if self.views == "split" and trainer is not None and trainer.training:
-            (crops, params), labels = batch  # the colour parameters stay on the host: read there
-            if self.decode == "device":  # the bytes too: decode_jpeg moves them to the device itself
-                return (crops, params), super().transfer_batch_to_device(labels, device, dataloader_idx)
-            moved = super().transfer_batch_to_device((crops, labels), device, dataloader_idx)
-            return (moved[0], params), moved[1]
-        if self.device_views is not None and trainer is not None and trainer.training:
-            if self.cache == "device":  # counters only: they stay on the host, the images are held on the device
-                return batch
-            (images, counters), labels = batch  # the counters stay on the host: the views' draw reads them there
-            images, labels = super().transfer_batch_to_device((images, labels), device, dataloader_idx)
-            return (images, counters), labels
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        def move(part):
+            return super(ContrastiveData, self).transfer_batch_to_device(part, device, dataloader_idx)
+
+        return self.path.transfer(batch, move) if self._training() else move(batch)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        trainer = self.trainer
-        if self.views == "split" and trainer is not None and trainer.training:
-            (crops, params), labels = batch
-            if self.decode == "device":
-                crops = cut_on_device(self.split_views, crops, params, labels.device)
-            return colour_views(self.split_views, crops, params), labels
-        if self.device_views is None or trainer is None or not trainer.training:
-            return batch
-        if self.cache == "device" and not self.device_views.holds_images:
-            base = self.split(True)
-            self.device_views.hold(base.images, base.labels, trainer.strategy.root_device)
-        return self.device_views(batch)
+        return self.path.on_device(batch, self.trainer.strategy.root_device) if self._training() else batch

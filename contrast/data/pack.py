@@ -132,9 +132,7 @@ def _list_file(path: Path) -> tuple[list, list[str]]:
         if label:
             labelled = labelled or number
     if unlabelled and labelled:
-        raise PackError(
-            f"{path}: line {unlabelled} has no label but line {labelled} has one; label every line or none"
-        )
+        raise PackError(f"{path}: line {unlabelled} has no label but line {labelled} has one; label every line or none")
     if names:  # class names: numbered in sorted order
         classes = sorted(names)
         if any(isinstance(label, int) and label >= 0 for _, label in samples):
@@ -357,5 +355,3 @@ def _resume(dest: Path, identity: dict) -> tuple[int | None, np.ndarray]:
     for stale in dest.glob("*.tmp"):  # a shard cut off by the interruption: written again
         stale.unlink()
     return shard, np.concatenate(parts) if parts else empty
-
-

@@ -50,7 +50,7 @@ from contrast.views.params import (  # noqa: F401 - the parameters, where the ba
     recipe_table,
     sample_crop_boxes,
 )
-from contrast.views.recipes import Recipe, get_recipe, view_recipes
+from contrast.views.recipes import Recipe, Views, get_recipe, view_recipes
 
 
 class BatchedViews:
@@ -177,7 +177,7 @@ class BatchedTwoViews:
 
     def __init__(
         self,
-        recipe_q: str | Recipe,
+        recipe_q: str | Recipe | Views,
         recipe_k: str | Recipe | None = None,
         recipe_small: str | Recipe | None = None,
         num_small: int = 0,

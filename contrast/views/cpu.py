@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-from contrast.views.recipes import Recipe, get_recipe, view_recipes
+from contrast.views.recipes import Recipe, Views, get_recipe, view_recipes
 
 
 def cpu_transform(recipe: str | Recipe) -> v2.Compose:
@@ -44,7 +44,7 @@ class TwoViews:
 
     def __init__(
         self,
-        recipe_q: str | Recipe,
+        recipe_q: str | Recipe | Views,
         recipe_k: str | Recipe | None = None,
         recipe_small: str | Recipe | None = None,
         num_small: int = 0,

@@ -8,7 +8,7 @@ from torch import Tensor
 from contrast.seeds import derive_seed
 from contrast.views.batched import BatchedTwoViews
 from contrast.views.ops import _to_device
-from contrast.views.recipes import Recipe
+from contrast.views.recipes import Recipe, Views
 
 
 class DeviceViews:
@@ -27,9 +27,9 @@ class DeviceViews:
 
     def __init__(
         self,
-        recipe_q: str | Recipe,
-        recipe_k: str | Recipe | None,
-        seed: int,
+        recipe_q: str | Recipe | Views,
+        recipe_k: str | Recipe | None = None,
+        seed: int = 0,
         recipe_small: str | Recipe | None = None,
         num_small: int = 0,
     ) -> None:

@@ -221,15 +221,26 @@ RECIPES: dict[str, Recipe] = {
 ONE_VIEW = "none"  # recipe_k of one view per sample (linear evaluation)
 
 
+Views = tuple[Recipe, ...]  # the list of views of a sample, one recipe per view (q, k, s_1, …, s_n)
+
+
 def view_recipes(
-    recipe_q: str | Recipe,
+    recipe_q: str | Recipe | tuple[str | Recipe, ...] | list,
     recipe_k: str | Recipe | None = None,
     recipe_small: str | Recipe | None = None,
     num_small: int = 0,
-) -> tuple[Recipe, ...]:
+) -> Views:
     """The recipe of each view a sample yields: (q, k), k defaulting to q; (q,) for ``recipe_k="none"``;
     then ``num_small`` views of ``recipe_small`` (multi-crop, Caron et al. 2020: e.g. 2×224 + 6×96).
-    The one place these arguments are checked: a bad one raises a ConfigError that names it."""
+    A tuple (or list) as ``recipe_q`` is the list of views itself, one view per recipe (lightly's
+    ``MultiViewTransform``): the four arguments are only a spelling of it. The one place these
+    arguments are checked: a bad one raises a ConfigError that names it."""
+    if isinstance(recipe_q, (tuple, list)):
+        if (recipe_k, recipe_small, num_small) != (None, None, 0):
+            raise ConfigError("recipe_k", "a tuple of recipes is the whole list of views: no recipe_k or small views")
+        if not recipe_q:
+            raise ConfigError("recipe_q", "the list of views is empty: give at least one recipe")
+        return tuple(get_recipe(r, f"recipe of view {i + 1}") for i, r in enumerate(recipe_q))
     q = get_recipe(recipe_q, "recipe_q")
     int_at_least("num_small", num_small, 0)
     if (recipe_small is None) != (num_small == 0):

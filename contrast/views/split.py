@@ -21,7 +21,7 @@ from torch import Tensor
 from contrast.seeds import derive_seed
 from contrast.views.batched import BatchedViews
 from contrast.views.params import UNIFORMS_PER_VIEW, ViewParams, draw_packed, recipe_table
-from contrast.views.recipes import Recipe, view_recipes
+from contrast.views.recipes import Recipe, Views, view_recipes
 
 BOX_AND_FLIP = ViewParams.columns("boxes", "flip")  # top, left, height, width, flip: what a worker cuts
 
@@ -36,9 +36,9 @@ class SplitViews:
 
     def __init__(
         self,
-        recipe_q: str | Recipe,
-        recipe_k: str | Recipe | None,
-        seed: int,
+        recipe_q: str | Recipe | Views,
+        recipe_k: str | Recipe | None = None,
+        seed: int = 0,
         recipe_small: str | Recipe | None = None,
         num_small: int = 0,
     ) -> None:

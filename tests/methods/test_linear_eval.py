@@ -19,7 +19,7 @@ from contrast.checks import ConfigError
 from contrast.methods import LinearEval
 from contrast.models import TinyCNN
 from contrast.train import lightning_cli
-from contrast.views import ViewParams, get_recipe
+from contrast.views import get_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = [
@@ -151,16 +151,10 @@ def test_one_view_per_image_from_every_view_path(tmp_path):
         )
         data.setup("fit")
         batch = next(iter(data.train_dataloader()))
-        if views == "batched":
-            batch = data.device_views(batch)
-        elif views == "split":
+        if views == "split":  # one crop and one parameter pack per sample
             (crops, params), labels = batch
             assert len(crops) == len(params) == 1
-            batch = (
-                tuple(v.colour(x, ViewParams.unpack(p)) for v, x, p in zip(data.split_views, crops, params)),
-                labels,
-            )
-        views_, labels = batch
+        views_, labels = data.path.on_device(data.path.transfer(batch, lambda part: part), torch.device("cpu"))
         assert len(views_) == 1 and views_[0].shape == (16, 3, 32, 32), views
         assert labels.shape == (16,)
 

@@ -16,7 +16,7 @@ from contrast.checks import ConfigError
 from contrast.data import ContrastiveData
 from contrast.losses import sup_con
 from contrast.methods import MoCoV2, SimCLR
-from contrast.views import DeviceViews, SplitViews, TwoViews, colour_views, get_recipe
+from contrast.views import DeviceViews, SplitViews, TwoViews, get_recipe
 from contrast.views.recipes import view_recipes
 
 SMALL = dict(recipe_small="quickstart_small", num_small=3)
@@ -91,13 +91,7 @@ def test_one_decode_per_sample_on_the_split_path(monkeypatch):
 def test_every_view_path_yields_q_k_and_the_small_views(path):
     data = ContrastiveData(dataset="shapes10", views=path, batch_size=8, train_subset=32, **SMALL)
     batch = next(iter(data.train_dataloader()))
-    if path == "batched":
-        views, labels = data.device_views(batch)
-    elif path == "split":
-        (crops, params), labels = batch
-        views = colour_views(data.split_views, crops, params)
-    else:
-        views, labels = batch
+    views, labels = data.path.on_device(data.path.transfer(batch, lambda part: part), torch.device("cpu"))
     assert [tuple(v.shape) for v in views] == [(8, 3, 32, 32)] * 2 + [(8, 3, 16, 16)] * 3
     assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in views) and labels.shape == (8,)
     assert isinstance(TwoViews("quickstart", None, **SMALL)(torch.zeros(3, 32, 32, dtype=torch.uint8)), tuple)

@@ -170,7 +170,7 @@ def test_decode_on_the_device_gives_the_views_of_the_worker_decode(tmp_path):
     (crops, worker_params), worker_labels = next(iter(worker.train_dataloader()))
     assert isinstance(encoded, list) and encoded[0].dtype == torch.uint8 and torch.equal(labels, worker_labels)
     assert all(torch.equal(a, b) for a, b in zip(params, worker_params))
-    on_device = cut_on_device(device.split_views, encoded, params, torch.device("cpu"))
+    on_device = cut_on_device(device.path.cutter.views, encoded, params, torch.device("cpu"))
     from torchvision.io import decode_jpeg
 
     views = SplitViews("simclr_cifar10", None, seed=0)
@@ -179,9 +179,11 @@ def test_decode_on_the_device_gives_the_views_of_the_worker_decode(tmp_path):
         assert torch.equal(on_device[0][b], expected[0]) and torch.equal(on_device[1][b], expected[1])
     for ours, theirs in zip(on_device, crops):  # the workers' (possibly reduced-size) decode: close
         assert ours.shape == theirs.shape and (ours.float() - theirs.float()).abs().mean() < 8
-    assert np.isfinite(colour_views(device.split_views, on_device, params)[0].numpy()).all()
+    assert np.isfinite(colour_views(device.path.cutter.views, on_device, params)[0].numpy()).all()
     with pytest.raises(ValueError, match='decode="device" decodes packed JPEGs on the training device'):
-        ContrastiveData(dataset="shapes10", views="split", decode="device")
+        ContrastiveData(dataset="shapes10", views="split", decode="device").setup("fit")
+    with pytest.raises(ValueError, match='decode="device" needs views="split"'):
+        ContrastiveData(dataset="packed", views="batched", decode="device")
 
 
 def test_one_draw_for_all_views_equals_a_draw_per_view():
