@@ -56,7 +56,7 @@ def bench_views(src: Path, pack_root: Path, samples: int, batch: int) -> tuple[l
     recipe = get_recipe("simclr_imagenet")
     packed = PackedImages(pack_root)
     n = min(samples, len(packed))
-    split = SplitViews(recipe, None, seed=0)
+    split = SplitViews(recipe, seed=0)
     colour = (BatchedViews(recipe), BatchedViews(recipe))
 
     def cut(i: int):  # what a worker does for sample i of a pack: the boxes first, then one (reduced) decode

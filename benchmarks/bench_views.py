@@ -59,7 +59,7 @@ def batched_rate(views, batch: torch.Tensor, device: str, seconds: float = 1.0) 
     each batch's parameters drawn from its samples' counters (host), the views made on ``device``."""
     from contrast.views import DeviceViews
 
-    device_views = DeviceViews(views.views[0].recipe, views.views[1].recipe if len(views.views) > 1 else "none", 0)
+    device_views = DeviceViews(tuple(v.recipe for v in views.views), seed=0)
     x, labels = batch.to(device), torch.zeros(batch.shape[0], dtype=torch.long, device=device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     counters = torch.arange(x.shape[0])

@@ -318,7 +318,7 @@ def stage_decode(args) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     batch = 16 if args.toy else 256
     jpegs = _jpegs(args, batch)
-    split = SplitViews("simclr_imagenet", None, seed=0)
+    split = SplitViews("simclr_imagenet", seed=0)
     encoded = [data for data, _ in jpegs]
     per_sample = [split.parameters(h, w, i) for i, (_, (h, w)) in enumerate(jpegs)]
     params = tuple(torch.stack([p[j] for p in per_sample]) for j in range(len(split.views)))

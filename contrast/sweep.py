@@ -96,7 +96,7 @@ def score_run(model, data, temperature: float, knn_k: int = 200, knn_temperature
     split = data.split(False)
     n = min(len(split), 1024)
     images = torch.stack([split[i][0] for i in range(n)]).to(device)
-    q, k = BatchedTwoViews(data.recipe_q, data.recipe_k)(images, torch.Generator().manual_seed(0))
+    q, k = BatchedTwoViews((data.recipe_q, data.recipe_k))(images, torch.Generator().manual_seed(0))
     model.eval()
     zq, zk = model.projector(model.encode(q)), model.projector(model.encode(k))
     model.train()

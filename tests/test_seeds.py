@@ -52,7 +52,7 @@ def test_a_sample_s_batched_views_do_not_depend_on_its_batch():
     views to the bit; the same counters in another order: the same views, reordered."""
     from contrast.views import DeviceViews
 
-    views = DeviceViews("simclr_cifar10", None, seed=7)
+    views = DeviceViews("simclr_cifar10", seed=7)
     images = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     n = 1000
     first = torch.tensor([2 * n + i for i in range(8)])

@@ -172,17 +172,11 @@ class BatchedViews:
 
 
 class BatchedTwoViews:
-    """(q, k) views of a batch with the batched path; ``recipe_k`` defaults to ``recipe_q``
-    (``"none"``: one view, ``(q,)``); ``num_small`` views of ``recipe_small`` follow (multi-crop)."""
+    """The views of a batch with the batched path, one per recipe: a recipe gives (q, k); a tuple
+    of recipes is the list of views itself (as :class:`contrast.views.TwoViews`)."""
 
-    def __init__(
-        self,
-        recipe_q: str | Recipe | Views,
-        recipe_k: str | Recipe | None = None,
-        recipe_small: str | Recipe | None = None,
-        num_small: int = 0,
-    ) -> None:
-        self.views = tuple(BatchedViews(r) for r in view_recipes(recipe_q, recipe_k, recipe_small, num_small))
+    def __init__(self, views: str | Recipe | Views) -> None:
+        self.views = tuple(BatchedViews(r) for r in view_recipes(views))
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, ...]:
         return tuple(views(images, generator) for views in self.views)

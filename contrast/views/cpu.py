@@ -32,24 +32,18 @@ def cpu_transform(recipe: str | Recipe) -> v2.Compose:
 
 
 class TwoViews:
-    """Two independently augmented views (q, k) of one image, for a Dataset's transform.
-
-    ``recipe_k`` defaults to ``recipe_q`` (SimCLR, MoCo v2); MoCo v3 / BYOL pass two recipes;
-    ``recipe_k="none"`` gives one view, ``(q,)`` (linear evaluation); ``num_small`` views of
-    ``recipe_small`` follow (multi-crop): ``(q, k, s_1, …, s_n)``.
+    """Independently augmented views of one image, one per recipe, for a Dataset's transform
+    (lightly's ``MultiViewTransform``): a recipe gives two views (q, k) of it (SimCLR, MoCo v2); a
+    tuple of recipes is the list of views itself: two recipes (MoCo v3, BYOL), one (linear
+    evaluation), or large then small views (multi-crop, :func:`contrast.views.recipes.view_recipes`
+    spells them).
 
         dataset = ImageFolder(root, transform=TwoViews("simclr_cifar10"))
         (q, k), label = dataset[0]
     """
 
-    def __init__(
-        self,
-        recipe_q: str | Recipe | Views,
-        recipe_k: str | Recipe | None = None,
-        recipe_small: str | Recipe | None = None,
-        num_small: int = 0,
-    ) -> None:
-        self.recipes = view_recipes(recipe_q, recipe_k, recipe_small, num_small)
+    def __init__(self, views: str | Recipe | Views) -> None:
+        self.recipes = view_recipes(views)
         self.transforms = tuple(cpu_transform(r) for r in self.recipes)
 
     def __call__(self, image) -> tuple[torch.Tensor, ...]:

@@ -25,15 +25,8 @@ class DeviceViews:
     run draws the same views.
     """
 
-    def __init__(
-        self,
-        recipe_q: str | Recipe | Views,
-        recipe_k: str | Recipe | None = None,
-        seed: int = 0,
-        recipe_small: str | Recipe | None = None,
-        num_small: int = 0,
-    ) -> None:
-        self.views = BatchedTwoViews(recipe_q, recipe_k, recipe_small, num_small)
+    def __init__(self, views: str | Recipe | Views, seed: int = 0) -> None:
+        self.views = BatchedTwoViews(views)
         self.key = derive_seed(seed, "batched views")
         self._images: Tensor | None = None  # (N, C, H, W) uint8, the training images
         self._labels: Tensor | None = None  # (N,)

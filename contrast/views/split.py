@@ -34,15 +34,8 @@ class SplitViews:
     ``image``: (C, H, W) uint8, the whole image; crops (C, size, size) uint8 of each recipe's size;
     params (18,) float32 (:meth:`ViewParams.pack`) of the colour stage."""
 
-    def __init__(
-        self,
-        recipe_q: str | Recipe | Views,
-        recipe_k: str | Recipe | None = None,
-        seed: int = 0,
-        recipe_small: str | Recipe | None = None,
-        num_small: int = 0,
-    ) -> None:
-        recipes = view_recipes(recipe_q, recipe_k, recipe_small, num_small)
+    def __init__(self, views: str | Recipe | Views, seed: int = 0) -> None:
+        recipes = view_recipes(views)
         self.views = tuple(BatchedViews(r) for r in recipes)  # (q, k), (q,), or (q, k, s_1, …, s_n)
         self.table = recipe_table(recipes)  # one row per view: all of a sample's views in one draw
         self.sizes = [r.size for r in recipes]

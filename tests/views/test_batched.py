@@ -267,7 +267,7 @@ def test_dtypes_shapes_devices_and_ranges(device):
     assert out_u8.shape == (5, 3, 32, 32) and out_u8.dtype == torch.float32 and out_u8.device.type == device
     torch.testing.assert_close(out_u8, out_float)
     assert out_u8.min() >= 0 and out_u8.max() <= 1
-    q, k = BatchedTwoViews("moco_v3_cifar10_q", "moco_v3_cifar10_k")(u8, torch.Generator().manual_seed(1))
+    q, k = BatchedTwoViews(("moco_v3_cifar10_q", "moco_v3_cifar10_k"))(u8, torch.Generator().manual_seed(1))
     assert q.shape == k.shape == (5, 3, 32, 32) and not torch.equal(q, k)
 
 

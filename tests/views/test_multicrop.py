@@ -16,7 +16,7 @@ from contrast.checks import ConfigError
 from contrast.data import ContrastiveData
 from contrast.losses import sup_con
 from contrast.methods import MoCoV2, SimCLR
-from contrast.views import DeviceViews, SplitViews, TwoViews, get_recipe
+from contrast.views import SplitViews, TwoViews, get_recipe
 from contrast.views.recipes import view_recipes
 
 SMALL = dict(recipe_small="quickstart_small", num_small=3)
@@ -36,8 +36,8 @@ def test_the_recipes_of_swav_multi_crop():
 
 def test_small_views_are_added_after_q_and_k_which_stay_as_they_were():
     image = _image(120, 90)
-    plain = SplitViews("quickstart", None, seed=3)
-    multi = SplitViews("quickstart", None, 3, **SMALL)
+    plain = SplitViews("quickstart", seed=3)
+    multi = SplitViews(view_recipes("quickstart", **SMALL), seed=3)
     crops, params = multi(image, 77)
     assert [tuple(c.shape) for c in crops] == [(3, 32, 32)] * 2 + [(3, 16, 16)] * 3
     (q, k), (pq, pk) = plain(image, 77)
@@ -49,7 +49,7 @@ def test_small_crop_boxes_follow_torchvision():
     """SwAV's small crops (scale 0.05–0.14) of a 375×500 image: area fraction and log aspect ratio of
     3,000 boxes against torchvision's sampler, quartiles within the sampling error."""
     small = get_recipe("multicrop_imagenet_small")
-    views = SplitViews("multicrop_imagenet", None, 0, "multicrop_imagenet_small", 2)
+    views = SplitViews(view_recipes("multicrop_imagenet", None, "multicrop_imagenet_small", 2))
     ours = torch.stack([views.sample(375, 500, i)[2 + i % 2].boxes[0] for i in range(3000)]).double()
     crop = v2.RandomResizedCrop(96, scale=small.crop_scale, ratio=small.crop_ratio)
     torch.manual_seed(0)
@@ -80,7 +80,7 @@ def test_one_decode_per_sample_on_the_split_path(monkeypatch):
     calls = []
     real = torchvision.io.decode_jpeg
     monkeypatch.setattr(torchvision.io, "decode_jpeg", lambda *a, **kw: calls.append(1) or real(*a, **kw))
-    views = SplitViews("simclr_imagenet", None, 0, "multicrop_imagenet_small", 4)
+    views = SplitViews(view_recipes("simclr_imagenet", None, "multicrop_imagenet_small", 4))
     for index in range(3):
         crops, params = views.from_jpeg(buffer.getvalue(), 200, 300, index)
         assert len(crops) == len(params) == 6
@@ -94,7 +94,7 @@ def test_every_view_path_yields_q_k_and_the_small_views(path):
     views, labels = data.path.on_device(data.path.transfer(batch, lambda part: part), torch.device("cpu"))
     assert [tuple(v.shape) for v in views] == [(8, 3, 32, 32)] * 2 + [(8, 3, 16, 16)] * 3
     assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in views) and labels.shape == (8,)
-    assert isinstance(TwoViews("quickstart", None, **SMALL)(torch.zeros(3, 32, 32, dtype=torch.uint8)), tuple)
+    assert isinstance(TwoViews(view_recipes("quickstart", **SMALL))(torch.zeros(3, 32, 32, dtype=torch.uint8)), tuple)
 
 
 def test_simclr_multi_crop_loss_is_sup_con_over_all_views():
@@ -148,12 +148,10 @@ def test_multi_crop_is_refused_where_it_has_no_meaning(tmp_path):
 
 
 def test_every_view_path_names_the_bad_multi_crop_argument():
-    """The checks live in view_recipes alone; the data module and each view class report its ConfigError."""
+    """The checks live in view_recipes alone (the view classes take its tuple); the data module names the argument."""
     for build in (
         lambda **kw: ContrastiveData(**kw),
-        lambda **kw: TwoViews("quickstart", **kw),
-        lambda **kw: SplitViews("quickstart", **{"recipe_k": None, "seed": 0, **kw}),
-        lambda **kw: DeviceViews("quickstart", **{"recipe_k": None, "seed": 0, **kw}),
+        lambda **kw: view_recipes("quickstart", **kw),
     ):
         for given, named in (
             (dict(recipe_small="no_such_recipe", num_small=2), "recipe_small"),

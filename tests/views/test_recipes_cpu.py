@@ -49,7 +49,7 @@ def test_two_views_on_pil_and_uint8(kind):
     array = (torch.rand(3, 40, 40) * 255).byte()
     image = Image.fromarray(array.permute(1, 2, 0).numpy()) if kind == "pil" else array
     torch.manual_seed(0)
-    q, k = TwoViews("moco_v3_cifar10_q", "moco_v3_cifar10_k")(image)
+    q, k = TwoViews(("moco_v3_cifar10_q", "moco_v3_cifar10_k"))(image)
     assert q.shape == k.shape == (3, 32, 32) and q.dtype == torch.float32 and not torch.equal(q, k)
 
 
@@ -85,5 +85,5 @@ def test_eval_images_are_resized_to_256_and_centre_cropped_to_224():
 
 def test_one_view_recipes():
     torch.manual_seed(0)
-    views = TwoViews("linear_cifar10", "none")(Image.fromarray((torch.rand(40, 40, 3) * 255).byte().numpy()))
+    views = TwoViews(("linear_cifar10",))(Image.fromarray((torch.rand(40, 40, 3) * 255).byte().numpy()))
     assert len(views) == 1 and views[0].shape == (3, 32, 32)

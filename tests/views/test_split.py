@@ -16,6 +16,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from contrast.data import ContrastiveData
 from contrast.views import BatchedViews, SplitViews, ViewParams, colour_views, cut_on_device, get_recipe
+from contrast.views.recipes import view_recipes
 
 RECIPE = get_recipe("simclr_cifar10")
 
@@ -28,7 +29,7 @@ def _image(height: int, width: int, seed: int = 0) -> torch.Tensor:
 def test_crop_boxes_of_the_whole_image_follow_torchvision(height, width):
     """Area fraction and log aspect ratio of 4,000 boxes, against torchvision's own sampler on the
     same image size: means and quartiles agree within the sampling error."""
-    views = SplitViews(RECIPE, None, seed=0)
+    views = SplitViews(RECIPE, seed=0)
     ours = torch.stack([views.sample(height, width, i)[0].boxes[0] for i in range(4000)]).double()
     crop = v2.RandomResizedCrop(32, scale=RECIPE.crop_scale, ratio=RECIPE.crop_ratio)
     torch.manual_seed(0)
@@ -50,10 +51,10 @@ def test_crop_boxes_of_the_whole_image_follow_torchvision(height, width):
 
 
 def test_a_sample_s_views_depend_only_on_seed_epoch_and_sample():
-    views = SplitViews(RECIPE, None, seed=3)
+    views = SplitViews(RECIPE, seed=3)
     image = _image(120, 90)
     (q1, k1), (pq1, pk1) = views(image, 10_007)  # index = epoch · N + i
-    (q2, k2), (pq2, pk2) = SplitViews(RECIPE, None, seed=3)(image, 10_007)
+    (q2, k2), (pq2, pk2) = SplitViews(RECIPE, seed=3)(image, 10_007)
     assert torch.equal(q1, q2) and torch.equal(k1, k2) and torch.equal(pq1, pq2)
     (q3, _), _ = views(image, 10_008)  # the next epoch's (or the next sample's) views differ
     assert not torch.equal(q1, q3)
@@ -65,7 +66,7 @@ def test_a_sample_s_views_depend_only_on_seed_epoch_and_sample():
 
 def test_the_device_stage_is_the_batched_colour_chain():
     """The same parameters through the batched path on the same crops give the same views."""
-    views = SplitViews(RECIPE, None, seed=1)
+    views = SplitViews(RECIPE, seed=1)
     crops, params = zip(*[views(_image(64 + i, 48, i), i)[0:2] for i in range(6)])
     q = torch.stack([c[0] for c in crops])
     pq = torch.stack([p[0] for p in params])
@@ -137,7 +138,7 @@ def test_views_from_jpeg_bytes_decode_at_reduced_size_and_match_the_full_decode(
     photo.resize((1600, 1200), Image.Resampling.BICUBIC).save(buffer, format="JPEG", quality=95)
     data = buffer.getvalue()
     full = torch.from_numpy(np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))).permute(2, 0, 1).contiguous()
-    views = SplitViews(RECIPE, None, seed=0)
+    views = SplitViews(RECIPE, seed=0)
     for index in range(8):
         (q, k), (pq, pk) = views.from_jpeg(data, 1200, 1600, index)
         (q_full, k_full), (pq_full, pk_full) = views(full, index)
@@ -173,7 +174,7 @@ def test_decode_on_the_device_gives_the_views_of_the_worker_decode(tmp_path):
     on_device = cut_on_device(device.path.cutter.views, encoded, params, torch.device("cpu"))
     from torchvision.io import decode_jpeg
 
-    views = SplitViews("simclr_cifar10", None, seed=0)
+    views = SplitViews("simclr_cifar10", seed=0)
     for b, data in enumerate(encoded):  # the reference: a full decode in the worker, the same boxes
         expected = views._cut(decode_jpeg(data), torch.stack([p[b] for p in params]))
         assert torch.equal(on_device[0][b], expected[0]) and torch.equal(on_device[1][b], expected[1])
@@ -191,7 +192,7 @@ def test_one_draw_for_all_views_equals_a_draw_per_view():
     the same numbers as each view's BatchedViews.sample in turn from the sample's generator."""
     from contrast.seeds import derive_seed
 
-    split = SplitViews("moco_v3_q", "moco_v3_k", 7, "multicrop_imagenet_small", 3)
+    split = SplitViews(view_recipes("moco_v3_q", "moco_v3_k", "multicrop_imagenet_small", 3), seed=7)
     for index, (height, width) in enumerate([(375, 500), (500, 120), (64, 64), (90, 700)]):
         generator = torch.Generator().manual_seed(derive_seed(7, "split views", index))
         one_by_one = torch.cat([views.sample(1, height, width, generator).pack() for views in split.views])
