@@ -50,7 +50,7 @@ def bench_views(src: Path, pack_root: Path, samples: int, batch: int) -> tuple[l
     from torchvision.datasets import ImageFolder
     from torchvision.transforms import v2
 
-    from contrast.data.sources import PackedImages
+    from contrast.data.pack import PackedImages
     from contrast.views import BatchedViews, SplitViews, TwoViews, colour_views, get_recipe
 
     recipe = get_recipe("simclr_imagenet")

@@ -149,7 +149,7 @@ def test_ctrl_c_of_a_command_is_one_line_not_a_traceback(tmp_path, monkeypatch, 
     import numpy as np
     from PIL import Image
 
-    import contrast.data.pack as packing
+    import contrast.data.pack.write as packing
     from contrast.cli import main
 
     (tmp_path / "src" / "a").mkdir(parents=True)

@@ -17,8 +17,7 @@ import torch
 from PIL import Image
 
 from contrast.data import load_split
-from contrast.data.pack import PackError, Settings, pack
-from contrast.data.sources import PackedImages
+from contrast.data.pack import PackedImages, PackError, Settings, pack
 
 
 def _photo(height: int, width: int, seed: int) -> np.ndarray:
@@ -84,7 +83,7 @@ def test_the_same_pack_whatever_the_number_of_workers(collection, tmp_path):
 
 
 def test_an_interrupted_pack_is_finished_without_redoing_shards(collection, tmp_path, monkeypatch):
-    import contrast.data.pack as packing
+    import contrast.data.pack.write as packing
 
     settings = Settings(max_side=256, shard_bytes=1)  # one image per shard
     pack(collection, tmp_path / "whole", settings=settings, progress=False)

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import Dataset
 
 from contrast.checks import ConfigError
-from contrast.data.sources import PackedImages
+from contrast.data.pack import PackedImages
 from contrast.data.view_paths.base import Move, ViewPath
 from contrast.views import SplitViews, colour_views, cut_on_device
 

@@ -1,4 +1,4 @@
-"""``contrast pack SRC DEST``: an image collection as a few large shards of JPEG bytes and an index.
+"""Writing a pack, ``contrast pack SRC DEST``: an image collection as a few large shards of JPEG bytes and an index.
 
 Layout of a pack (``DEST``)::
 
@@ -37,11 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from contrast.checkpoint import atomic_write, sha256
+from contrast.data.pack.read import FORMAT_VERSION, INDEX, INDEX_COLUMNS, META
 from contrast.data.pixels import decode_rgb
-from contrast.data.sources import INDEX_COLUMNS, ImageFiles, _images, class_folders
+from contrast.data.sources import ImageFiles, _images, class_folders
 
-FORMAT_VERSION = 2  # 2: meta.json holds the index's SHA-256
-META, INDEX = "meta.json", "index.npy"
 CHUNK = 64  # images per task of a worker
 
 

@@ -1,0 +1,7 @@
+"""Packs: an image collection as a few large shards of JPEG bytes, an index and its metadata;
+the writer (``contrast pack``) and the reader side by side."""
+
+from contrast.data.pack.read import INDEX_COLUMNS, PackedImages
+from contrast.data.pack.write import PackError, Settings, pack
+
+__all__ = ["INDEX_COLUMNS", "PackError", "PackedImages", "Settings", "pack"]
