@@ -39,13 +39,17 @@ def _knn(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _probe(args: argparse.Namespace, overrides: list[str]) -> int:
+    from dataclasses import replace
+
     from contrast.eval.linear import linear_probe, linear_sgd
+    from contrast.eval.protocol import evaluation_crop
 
     if args.mode == "lbfgs":
         data, train, test = _checkpoint_features(args)
         result = linear_probe(*train, *test)
         print(
-            f"linear probe (L-BFGS on fixed backbone features, {_test_crop(data)}, standardised) on {data.dataset}: "
+            f"linear probe (L-BFGS on fixed backbone features, {evaluation_crop(data.recipe_q)}, standardised) "
+            f"on {data.dataset}: "
             f"top-1 {result.top1:.2f}% (weight decay {result.weight_decay:g}, chosen on a held-out tenth of the "
             "training set)"
         )
@@ -59,7 +63,7 @@ def _probe(args: argparse.Namespace, overrides: list[str]) -> int:
 
     # What the features are of, recorded in --state: a head is never resumed on other features.
     source = {"checkpoint sha256": sha256(args.ckpt), "dataset": data.dataset, "root": str(data.root)}
-    source |= {"test crop": _test_crop(data), "train images": len(train[1]), "test images": len(test[1])}
+    source |= {"test crop": evaluation_crop(data.recipe_q), "train images": len(train[1]), "test images": len(test[1])}
 
     result = linear_sgd(
         *train,
@@ -74,18 +78,10 @@ def _probe(args: argparse.Namespace, overrides: list[str]) -> int:
         source=source,
     )
     where = "float16 in memory" if args.storage == "memory" else f"float16 on disk in {args.features_dir}"
-    print(
-        f"linear evaluation (feature mode: fixed backbone features, {_test_crop(data)}, {where}; {result.protocol}) "
-        f"on {data.dataset}: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%"
-    )
+    test = evaluation_crop(data.recipe_q)
+    protocol = replace(result.protocol, inputs=f"fixed backbone features ({where})", test=test)
+    print(f"linear evaluation ({protocol}) on {data.dataset}: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%")
     return 0
-
-
-def _test_crop(data) -> str:
-    recipe = data.recipe_q
-    if recipe.eval_side != recipe.size:
-        return f"images resized to {recipe.eval_side}, centre crop {recipe.size}"
-    return f"whole {recipe.size}-px images"
 
 
 def _pictures(args: argparse.Namespace, overrides: list[str]) -> int:

@@ -90,7 +90,7 @@ def test_probe_command_on_a_quickstart_checkpoint(tmp_path, monkeypatch, capsys)
     sgd = ["probe", "--mode", "sgd", "--epochs", "1", "--state", str(tmp_path / "head.pt")]
     assert main([*sgd, "--ckpt", str(ckpt)]) == 0
     # the protocol printed is the one linear_sgd ran, from its own arguments
-    assert "BatchNorm + linear head, 1 epochs, SGD lr 0.1 momentum 0.9 wd 0 cosine, batch 256) on shapes10" in (
+    assert "BatchNorm + linear head, 1 epochs, SGD lr 0.1 momentum 0.9 wd 0 cosine, batch 256; test: " in (
         capsys.readouterr().out
     )
     assert main([*sgd, "--ckpt", str(other)]) != 0

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from contrast.checkpoint import CheckpointError, atomic_save, check_archive
 from contrast.eval.features import check_finite
+from contrast.eval.protocol import LinearProtocol
 from contrast.schedule import WarmupCosine
 
 WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
@@ -192,7 +193,7 @@ class SGDResult:
     top1: float  # test accuracy in percent
     top5: float
     train_loss: float  # mean loss of the last epoch
-    protocol: str = ""  # the head, epochs, optimizer, schedule and batch, from the arguments that ran
+    protocol: LinearProtocol | None = None  # the head, epochs, optimizer, schedule and batch that ran
 
 
 def _rows(features, index: np.ndarray, device) -> Tensor:
@@ -294,9 +295,14 @@ def linear_sgd(
             logits = head(_rows(test_features, index, device))
             counts += correct_counts(logits, test_labels[start : start + len(index)].to(device)).cpu()
     seen = int(counts[0])
-    protocol = (
-        f"{'BatchNorm + linear head' if head_norm else 'linear head'}, {epochs} epochs, SGD lr {lr:g} momentum "
-        f"{momentum:g} wd {weight_decay:g} cosine, batch {batch_size}"
+    protocol = LinearProtocol(
+        "fixed backbone features",
+        head_norm,
+        f"{epochs} epochs",
+        lr,
+        batch_size,
+        momentum=momentum,
+        weight_decay=weight_decay,
     )
     top1, top5 = 100.0 * int(counts[1]) / seen, 100.0 * int(counts[2]) / seen
     return SGDResult(top1, top5, loss_sum / steps_per_epoch, protocol)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from contrast.checks import ConfigError
 from contrast.eval.linear import correct_counts
+from contrast.eval.protocol import LinearProtocol, augmentation, evaluation_crop
 from contrast.methods.base import TrainingBase
 from contrast.models import linear_head
 
@@ -57,7 +58,7 @@ class LinearEval(TrainingBase):
         self.backbone.eval()
         self._counts = torch.zeros(3, dtype=torch.long)  # test images: seen, top-1 right, top-5 right
         self.scores: dict[str, float] = {}  # the last test figures: top1, top5
-        self.protocol = ""  # how the figures were made, said with them (set in setup)
+        self.protocol: LinearProtocol | None = None  # how the figures were made, said with them (set in setup)
 
     # ------------------------------------------------------------------ the frozen encoder
     def build_encoder(self) -> nn.Module:
@@ -170,23 +171,22 @@ class LinearEval(TrainingBase):
         )
 
 
-def protocol(model: LinearEval, data) -> str:
-    """'augmented views (linear_imagenet: RandomResizedCrop 224, scale (0.08, 1.0), flip), 100 epochs,
-    SGD lr 30 momentum 0.9 cosine, batch 256; test: resize 256, centre crop 224'."""
+def protocol(model: LinearEval, data) -> LinearProtocol:
+    """The run's protocol, from the model's and the data's settings and the trainer's length."""
     hp, recipe = model.hparams, data.recipe_q
     trainer = model._trainer
     epochs = trainer.max_epochs if trainer is not None and trainer.max_epochs not in (None, -1) else None
     steps = trainer.max_steps if trainer is not None and trainer.max_steps not in (None, -1) else None
-    length = f"{steps} steps" if steps is not None else f"{epochs} epochs"
-    head = "BatchNorm + linear head" if hp.head_norm else "linear head"
-    optimizer = f"{hp.optimizer.upper()} lr {model.peak_lr():g}"
-    if hp.optimizer != "adamw":
-        optimizer += f" {'Nesterov ' if hp.get('nesterov') else ''}momentum {hp.sgd_momentum:g}"
-    optimizer += f" wd {hp.weight_decay:g} cosine"
-    whole = tuple(recipe.crop_scale) == (1.0, 1.0) and tuple(recipe.crop_ratio) == (1.0, 1.0)
-    crop = "whole image, flip" if whole else f"RandomResizedCrop {recipe.size}, scale {tuple(recipe.crop_scale)}, flip"
-    test = f"resize {recipe.eval_side}, centre crop {recipe.size}" if recipe.eval_side != recipe.size else "whole image"
-    return (
-        f"augmented views ({recipe.name}: {crop}), frozen backbone, {head}, {length}, {optimizer}, "
-        f"batch {getattr(data, 'batch_size', '?')}; test: {test}"
+    return LinearProtocol(
+        inputs=f"augmented views ({augmentation(recipe)}), frozen backbone",
+        head_norm=hp.head_norm,
+        length=f"{steps} steps" if steps is not None else f"{epochs} epochs",
+        lr=model.peak_lr(),
+        batch_size=getattr(data, "batch_size", 0),
+        optimizer=hp.optimizer,
+        momentum=hp.sgd_momentum,
+        nesterov=bool(hp.get("nesterov")),
+        weight_decay=hp.weight_decay,
+        warmup_epochs=hp.warmup_epochs,
+        test=evaluation_crop(recipe),
     )

@@ -90,7 +90,8 @@ def test_backbone_frozen_head_trained_and_top_k_recomputed(tmp_path):
     assert model.scores["top5"] == pytest.approx(top5_acc, abs=1e-9)
     assert top1 > 10.0  # better than chance on 10 classes, after 16 steps of a BatchNorm + linear head
     line = model.summary()
-    for words in ("augmented views", "RandomResizedCrop 32", "2 epochs", "SGD lr 0.1", "cosine", "whole image"):
+    expected = ("augmented views", "RandomResizedCrop 32", "2 epochs", "SGD lr 0.1", "cosine", "test: whole 32-px")
+    for words in expected:
         assert words in line, (words, line)
     assert line.endswith("on 200 test images after epoch 2"), line
 
