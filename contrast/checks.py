@@ -45,8 +45,34 @@ def finite_number(name: str, value: object, *, minimum: float | None = None, str
     raise ConfigError(name, f"{name} must be a finite number{bound}, got {value!r}")
 
 
+def boolean(name: str, value: object) -> bool:
+    """True or False (not 1, 0 or a string)."""
+    if not isinstance(value, bool):
+        raise ConfigError(name, f"{name} must be true or false, got {value!r}")
+    return value
+
+
 def one_of(name: str, value: object, choices: tuple) -> object:
     """One of ``choices``."""
     if value not in choices:
         raise ConfigError(name, f"{name} must be one of {choices}, got {value!r}")
     return value
+
+
+def constructor_parameters(cls: type) -> dict:
+    """The arguments of ``cls.__init__`` and of the bases it hands ``**kwargs`` on to, by name
+    (``inspect.Parameter``; the nearest class's where two declare one): the one signature scanner
+    of the package (which arguments a class takes, their defaults)."""
+    import inspect
+
+    found: dict = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or klass is object:
+            continue
+        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]  # less self
+        for parameter in parameters:
+            if parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                found.setdefault(parameter.name, parameter)
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):  # the chain of **kwargs ends here
+            break
+    return found

@@ -147,9 +147,9 @@ def _retrieve(args: argparse.Namespace, overrides: list[str]) -> int:
 def _data_of(checkpoint: dict, data_class: type, args: argparse.Namespace):
     """The checkpoint's data module (``data_class`` with its saved arguments), with ``--dataset`` /
     ``--root`` where given and ``--batch-size`` for evaluation."""
-    import inspect
+    from contrast.checks import constructor_parameters
 
-    accepted = inspect.signature(data_class.__init__).parameters
+    accepted = constructor_parameters(data_class)
     data_hp = {k: v for k, v in checkpoint.get("datamodule_hyper_parameters", {}).items() if k in accepted}
     for key in ("dataset", "root"):
         if getattr(args, key, None) is not None:

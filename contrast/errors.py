@@ -151,13 +151,9 @@ def _accepted_options(text: str) -> list[str]:
 
 def _init_parameters(cls: type) -> list[str]:
     """The constructor arguments of ``cls`` and of the classes it passes ``**kwargs`` to."""
-    import inspect
+    from contrast.checks import constructor_parameters
 
-    names = []
-    for klass in cls.__mro__:
-        if "__init__" in vars(klass) and klass is not object:
-            names += [p for p in inspect.signature(klass.__init__).parameters if p not in ("self", "args", "kwargs")]
-    return names
+    return list(constructor_parameters(cls))
 
 
 def _with_option(error: BaseException, options: tuple[str, ...]) -> str:

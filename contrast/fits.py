@@ -85,11 +85,12 @@ def _default(cls: type, key: str, value) -> bool:
     """``value`` is the default of ``cls``'s constructor argument ``key`` (searched along its bases)."""
     import inspect
 
-    for klass in cls.__mro__:
-        parameter = inspect.signature(klass.__init__).parameters.get(key) if "__init__" in vars(klass) else None
-        if parameter is not None and parameter.default is not inspect.Parameter.empty:
-            return _same(parameter.default, value)
-    return False
+    from contrast.checks import constructor_parameters
+
+    parameter = constructor_parameters(cls).get(key)
+    return (
+        parameter is not None and parameter.default is not inspect.Parameter.empty and _same(parameter.default, value)
+    )
 
 
 def _same(a, b) -> bool:

@@ -28,7 +28,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.cli import LightningCLI
 
 from contrast.checkpoint import AtomicCheckpointIO, CheckpointError, LastCheckpoint, RunLock, read_checkpoint
-from contrast.checks import ConfigError
+from contrast.checks import ConfigError, constructor_parameters
 from contrast.eval import KNNCallback, RetrievalCallback
 from contrast.fits import DATA_FACTS, checkpoint_differences
 
@@ -106,14 +106,13 @@ def _next_version(base: Path) -> int:
 
 def _logger_arguments(class_path: str) -> set[str]:
     import importlib
-    import inspect
 
     module, _, name = str(class_path).rpartition(".")
     try:
         logger_class = getattr(importlib.import_module(module or "lightning.pytorch.loggers"), name)
     except (ImportError, AttributeError):
         return set()
-    return set(inspect.signature(logger_class.__init__).parameters)
+    return set(constructor_parameters(logger_class))
 
 
 def _version_number(folder: Path) -> int:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrast import distributed
-from contrast.checks import ConfigError, finite_number, int_at_least, one_of
+from contrast.checks import ConfigError, boolean, constructor_parameters, finite_number, int_at_least, one_of
 from contrast.methods.lars import LARS
 from contrast.models import build_backbone
 from contrast.schedule import WarmupCosine
@@ -67,20 +67,18 @@ class TrainingBase(L.LightningModule):
         finite_number("lr", lr, minimum=0, strictly=True)
         if lr_batch_size is not None:
             int_at_least("lr_batch_size", lr_batch_size, 1)
-        if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
-            raise ConfigError("weight_decay", f"weight_decay must be >= 0, got {weight_decay!r}")
+        finite_number("weight_decay", weight_decay, minimum=0)
+        finite_number("sgd_momentum", sgd_momentum, minimum=0)
         if not isinstance(compile, bool):
             one_of("compile", compile, COMPILE_MODES)
-        if not isinstance(nesterov, bool):
-            raise ConfigError("nesterov", f"nesterov must be true or false, got {nesterov!r}")
+        boolean("nesterov", nesterov)
         if nesterov and (optimizer != "sgd" or not sgd_momentum > 0):
             raise ConfigError(
                 "nesterov",
                 f"nesterov needs optimizer sgd with sgd_momentum > 0, got optimizer {optimizer!r}, "
                 f"sgd_momentum {sgd_momentum!r}",
             )
-        if warmup_epochs < 0:
-            raise ConfigError("warmup_epochs", f"warmup_epochs must be >= 0, got {warmup_epochs!r}")
+        finite_number("warmup_epochs", warmup_epochs, minimum=0)
         self.save_hyperparameters()
         # The command line links every fact of the data (DATA_FACTS in contrast.fits) into the
         # model's arguments; the hyper-parameters keep those this model takes.
@@ -195,10 +193,8 @@ class ContrastiveModule(TrainingBase):
     def __init__(self, num_classes: int = 10, probe_lr: float = 0.1, **kwargs) -> None:
         super().__init__(**kwargs)
         finite_number("probe_lr", probe_lr, minimum=0, strictly=True)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes == 1 or num_classes < 0:
-            raise ConfigError(
-                "num_classes", f"num_classes must be an int >= 2 (or 0: unlabelled data, no probe), got {num_classes!r}"
-            )
+        if num_classes != 0:  # 0: unlabelled data, no probe
+            int_at_least("num_classes", num_classes, 2, why="or 0: unlabelled data, no probe")
         self.probe = nn.Linear(self.feature_dim, num_classes) if num_classes else None
 
     def contrastive_step(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
@@ -255,10 +251,4 @@ class ContrastiveModule(TrainingBase):
 
 def constructor_arguments(cls: type) -> set[str]:
     """The arguments of ``cls.__init__`` and of the bases it hands ``**kwargs`` to."""
-    import inspect
-
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" in vars(klass) and issubclass(klass, TrainingBase):
-            names |= {p for p in inspect.signature(klass.__init__).parameters if p not in ("self", "args", "kwargs")}
-    return names
+    return set(constructor_parameters(cls))

@@ -24,14 +24,12 @@ checkpoint-fits-config check, and enough for :meth:`CrossModal.from_checkpoint` 
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrast.checkpoint import CheckpointError, read_checkpoint
-from contrast.checks import ConfigError, int_at_least, one_of
+from contrast.checks import ConfigError, finite_number, int_at_least, one_of
 from contrast.export import pretrained_backbone
 from contrast.losses import Temperature, clip_loss, cross_modal_triplet, modality_loss
 from contrast.losses.adversarial import ganin_schedule
@@ -95,11 +93,10 @@ class CrossModal(TrainingBase):
         if unknown or not objectives:
             raise ConfigError("objectives", f"objectives must map some of {OBJECTIVES} to weights, got {objectives!r}")
         for name, weight in objectives.items():
-            number = isinstance(weight, (int, float)) and not isinstance(weight, bool)
-            if not number or not math.isfinite(weight) or weight < 0:
-                raise ConfigError(
-                    "objectives", f"objectives: the weight of {name!r} must be a finite number >= 0, got {weight!r}"
-                )
+            try:
+                finite_number(f"the weight of {name!r}", weight, minimum=0)
+            except ConfigError as error:
+                raise ConfigError("objectives", f"objectives: {error}") from None
         int_at_least("embed_dim", embed_dim)
         one_of("mining", mining, MINING)
         for name, value in (
@@ -107,16 +104,16 @@ class CrossModal(TrainingBase):
             ("label_weight", label_weight),
             ("adversarial_weight", adversarial_weight),
         ):
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ConfigError(name, f"{name} must be a finite number >= 0, got {value!r}")
+            finite_number(name, value, minimum=0)
         if not isinstance(temperature, (int, float)) or not min_temperature <= temperature <= 1.0:
             raise ConfigError(
                 "temperature", f"temperature must lie in [min_temperature={min_temperature}, 1], got {temperature!r}"
             )
         image_mean, image_std = self._normalization(image_mean, image_std)
         if len(image_mean) != len(image_std) or any(s <= 0 for s in image_std):
-            raise ValueError(
-                f"image_mean and image_std need one value per channel, std > 0; got {image_mean}, {image_std}"
+            raise ConfigError(
+                "image_std",
+                f"image_mean and image_std need one value per channel, std > 0; got {image_mean}, {image_std}",
             )
         self.objectives = objectives
         self.temperature = (

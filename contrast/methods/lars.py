@@ -11,13 +11,14 @@ from __future__ import annotations
 import torch
 from torch.optim import Optimizer
 
+from contrast.checks import finite_number
+
 
 class LARS(Optimizer):
     def __init__(
         self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, trust_coefficient: float = 0.001
     ):
-        if lr <= 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
+        finite_number("lr", lr, minimum=0, strictly=True)
         defaults = dict(
             lr=lr, momentum=momentum, weight_decay=weight_decay, trust_coefficient=trust_coefficient, lars_exclude=False
         )

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from contrast.checks import ConfigError
+from contrast.checks import ConfigError, int_at_least
 from contrast.eval.linear import correct_counts
 from contrast.eval.protocol import LinearProtocol, augmentation, evaluation_crop
 from contrast.methods.base import TrainingBase
@@ -46,12 +46,7 @@ class LinearEval(TrainingBase):
             raise ConfigError(
                 "weights", f"weights must name a checkpoint, an export folder or a model, got {weights!r}"
             )
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ConfigError(
-                "num_classes",
-                "linear evaluation needs labelled training images of at least 2 classes, "
-                f"got num_classes {num_classes!r}",
-            )
+        int_at_least("num_classes", num_classes, 2, why="linear evaluation needs labelled images of at least 2 classes")
         super().__init__(lr=lr, weight_decay=weight_decay, **kwargs)
         self.head = linear_head(self.feature_dim, num_classes, head_norm)
         self.backbone.requires_grad_(False)

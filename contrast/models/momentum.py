@@ -8,6 +8,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from contrast.checks import int_at_least
+
 
 def momentum_copy(module: nn.Module) -> nn.Module:
     """A frozen deep copy of ``module`` for the momentum branch: no gradients, ever."""
@@ -52,8 +54,8 @@ class Queue(nn.Module):
 
     def __init__(self, size: int, dim: int) -> None:
         super().__init__()
-        if size < 1 or dim < 1:
-            raise ValueError(f"queue size and dim must be positive, got size={size}, dim={dim}")
+        int_at_least("size", size)
+        int_at_least("dim", dim)
         self.size = size
         bank = nn.functional.normalize(torch.randn(size, dim), dim=1)
         self.register_buffer("bank", bank)

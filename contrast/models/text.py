@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from contrast.checks import int_at_least
+from contrast.checks import ConfigError, int_at_least
 
 PAD, UNK = "<pad>", "<unk>"
 UNKNOWN = 1  # the id of UNK
@@ -115,7 +115,7 @@ class TextTransformer(nn.Module):
             _check_size(name, value)
         _check_size("max_length", max_length)
         if width % heads:
-            raise ValueError(f"width ({width}) must be divisible by heads ({heads})")
+            raise ConfigError("width", f"width ({width}) must be divisible by heads ({heads})")
         self.embedding = nn.Embedding(vocab_size, width, padding_idx=0)
         self.position = nn.Parameter(torch.randn(max_length, width) * 0.02)  # (L_max, W)
         block = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, batch_first=True, norm_first=True)

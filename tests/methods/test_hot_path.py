@@ -34,7 +34,7 @@ def test_the_meta_device_refuses_every_read_of_a_value():
 @pytest.fixture(scope="module")
 def data() -> ContrastiveData:
     data = ContrastiveData(dataset="shapes10", views="batched", cache="device", batch_size=16, train_subset=64)
-    data.split(True)
+    data.train_dataloader()  # as Lightning does before the first batch: the view path meets its images
     return data
 
 
