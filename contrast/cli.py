@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write a checkpoint's backbone as a plain state_dict + how to build it")
     export.add_argument("--ckpt", required=True, help="a checkpoint written by contrast fit")
     export.add_argument("--out", required=True, help="output folder for backbone.pt and backbone.json")
+    export.add_argument(
+        "--recipe", help="the recipe the backbone was pretrained with, for a checkpoint that records no normalisation"
+    )
 
     for name, help_text in (("knn", "weighted kNN accuracy of a checkpoint"), ("probe", "linear probe accuracy")):
         command = commands.add_parser(name, help=help_text)

@@ -115,7 +115,7 @@ def _sweep(args: argparse.Namespace, overrides: list[str]) -> int:
 def _export(args: argparse.Namespace, overrides: list[str]) -> int:
     from contrast.export import export_backbone
 
-    weights, meta = export_backbone(args.ckpt, args.out)
+    weights, meta = export_backbone(args.ckpt, args.out, recipe=args.recipe)
     print(f"wrote {weights} and {meta}; load with contrast.load_backbone({str(args.out)!r})")
     return 0
 

@@ -24,6 +24,7 @@ from contrast.checkpoint import CheckpointError, atomic_save, check_archive, rea
 from contrast.checks import ConfigError
 from contrast.models import build_backbone
 from contrast.models.published import hf_weights, hub_weights
+from contrast.normalization import Normalization, recorded
 from contrast.views import get_recipe
 
 ARCH_KEYS = ("backbone", "cifar_stem", "in_channels")
@@ -31,17 +32,10 @@ ARCH_KEYS = ("backbone", "cifar_stem", "in_channels")
 
 def normalization(checkpoint: dict) -> dict:
     """``{"mean": [...], "std": [...]}``: how the encoder's input pixels (scaled to [0, 1]) were
-    normalised in training — the two-tower model's own ``image_mean`` / ``image_std``, else the
-    pretraining recipe's statistics; ``{}`` when the checkpoint does not say."""
-    hparams = checkpoint.get("hyper_parameters", {})
-    if hparams.get("image_mean") is not None and hparams.get("image_std") is not None:
-        return {"mean": [float(m) for m in hparams["image_mean"]], "std": [float(s) for s in hparams["image_std"]]}
-    recipe = checkpoint.get("datamodule_hyper_parameters", {}).get("recipe_q")
-    try:
-        recipe = get_recipe(recipe) if recipe is not None else None
-    except ValueError:  # a recipe this version does not know
-        recipe = None
-    return {} if recipe is None else {"mean": list(recipe.mean), "std": list(recipe.std)}
+    normalised in training, as the checkpoint records it (:func:`contrast.normalization.recorded`);
+    ``{}`` when it records none (never guessed from a recipe's name)."""
+    found = recorded(checkpoint.get("hyper_parameters", {}))
+    return {} if found is None else found.record()
 
 
 def backbone_from_checkpoint(checkpoint: dict | str | os.PathLike) -> tuple[nn.Module, dict]:
@@ -111,10 +105,28 @@ def _classifier_path(name: str) -> str:
     return "model.fc"
 
 
-def export_backbone(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, Path]:
+def export_backbone(
+    checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike, recipe: str | None = None
+) -> tuple[Path, Path]:
     """Write ``<out_dir>/backbone.pt`` (the backbone's state_dict) and ``<out_dir>/backbone.json``
-    (its architecture and the lines that build it from torchvision)."""
+    (its architecture, its input normalisation and the lines that build it from torchvision).
+
+    The normalisation is the checkpoint's record; a checkpoint that records none (written before
+    the record) is refused unless ``recipe`` names the recipe it was pretrained with."""
     model, arch = backbone_from_checkpoint(checkpoint_path)
+    if recipe is not None:
+        stated = get_recipe(recipe, "recipe").normalization
+        if "mean" in arch and not stated.same(Normalization.of(arch)):
+            raise ConfigError(
+                "recipe",
+                f"recipe {recipe!r} normalises with {stated}, but {checkpoint_path} records {Normalization.of(arch)}",
+            )
+        arch |= stated.record()
+    if "mean" not in arch:
+        raise CheckpointError(
+            f"{checkpoint_path} records no pixel normalisation (written before checkpoints recorded it), and export "
+            "does not guess it from the recipe's name: give the recipe it was pretrained with, --recipe NAME"
+        )
     arch |= {"feature_dim": model.feature_dim, "build": torchvision_recipe(arch, model.feature_dim)}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

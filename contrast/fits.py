@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from contrast.normalization import Normalization
+
 # What a model needs to know of its data (channels, classes, vocabulary, input widths): the data
 # modules' facts(), linked into the model's arguments of these names, hence recorded once, among
 # the checkpoint's hyper-parameters.
-DATA_FACTS = ("in_channels", "num_classes", "vocabulary", "image_dim", "text_dim")
+DATA_FACTS = ("in_channels", "num_classes", "vocabulary", "image_dim", "text_dim", "normalization")
 # How each fact is said in an error: (the part of the model that takes it, the words for a value).
 FACT_WORDS = {
     "in_channels": ("backbone", "{}-channel images"),
@@ -18,6 +20,7 @@ FACT_WORDS = {
     "vocabulary": ("text tower", "a vocabulary of {} words"),
     "image_dim": ("image tower", "image vectors of width {}"),
     "text_dim": ("text tower", "text vectors of width {}"),
+    "normalization": ("backbone", "pixels normalised with {}"),
 }
 # Settings that change how a run executes, not what it computes: they may differ on resume.
 EXECUTION_ONLY = {
@@ -76,6 +79,8 @@ def checkpoint_differences(
             before, now = old.get(key, "<unset>"), new.get(key, "<unset>")
             if key not in old and what == "model" and _default(type(model), key, now):
                 continue  # a setting newer than the checkpoint, left at its default: the run it made
+            if key not in old and what == "model" and key in DATA_FACTS and data is not None:
+                continue  # a fact recorded since the checkpoint was written: the data's arguments are compared
             if not _same(before, now):
                 differences.append(f"{what}.{key}: checkpoint {_shown(before)}, config {_shown(now)}")
     return differences
@@ -94,14 +99,23 @@ def _default(cls: type, key: str, value) -> bool:
 
 
 def _same(a, b) -> bool:
-    """Equal as configuration values: a tuple and the list it was saved as are the same."""
+    """Equal as configuration values: a tuple and the list it was saved as are the same; two pixel
+    normalisations by their one rule (:meth:`Normalization.same`)."""
+    if _is_normalization(a) and _is_normalization(b):
+        return Normalization.of(a).same(Normalization.of(b))
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     return a == b
 
 
+def _is_normalization(value) -> bool:
+    return isinstance(value, dict) and set(value) == {"mean", "std"}
+
+
 def _size(value):
-    """A fact's value as said in an error: a word list by its length."""
+    """A fact's value as said in an error: a word list by its length, a normalisation in words."""
+    if _is_normalization(value):
+        return Normalization.of(value)
     return len(value) if isinstance(value, (list, tuple)) else value
 
 

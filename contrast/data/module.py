@@ -170,7 +170,11 @@ class ContrastiveData(L.LightningDataModule):
     def facts(self) -> dict:
         """What the model needs to know of the data, by its argument names (the one channel: the
         command line links them into the model, ``SimCLR(**data.facts(), ...)`` in Python)."""
-        return {"in_channels": self.image_channels(), "num_classes": self.num_classes}
+        return {
+            "in_channels": self.image_channels(),
+            "num_classes": self.num_classes,
+            "normalization": self.recipe_q.normalization.record(),  # every view's (view_recipes checks)
+        }
 
     def image_channels(self) -> int:
         """Channels of the dataset's images (1 for MNIST), whatever the recipe says."""

@@ -22,6 +22,7 @@ from contrast import distributed
 from contrast.checks import ConfigError, boolean, constructor_parameters, finite_number, int_at_least, one_of
 from contrast.methods.lars import LARS
 from contrast.models import build_backbone
+from contrast.normalization import Normalization
 from contrast.schedule import WarmupCosine
 
 OPTIMIZERS = ("sgd", "adamw", "lars")
@@ -41,7 +42,9 @@ class TrainingBase(L.LightningModule):
     momentum for SGD (SimCLR's linear evaluation, Chen et al. 2020, appendix B.6); warmup_epochs:
     linear warmup length (fractional epochs allowed); compile: ``torch.compile`` the backbone (true:
     the default mode; or a mode's name: "reduce-overhead" (CUDA graphs), "max-autotune",
-    "max-autotune-no-cudagraphs").
+    "max-autotune-no-cudagraphs"); normalization: the pixel normalisation of the images the
+    backbone is given, ``{"mean": [...], "std": [...]}`` (a fact of the data, linked from it, and so
+    recorded in the checkpoint; :mod:`contrast.normalization`).
 
     A sibling that builds its encoder another way (pretrained weights, none for feature vectors)
     overrides :meth:`build_encoder`.
@@ -61,8 +64,10 @@ class TrainingBase(L.LightningModule):
         nesterov: bool = False,
         warmup_epochs: float = 0.0,
         compile: bool | str = False,
+        normalization: dict | None = None,
     ) -> None:
         super().__init__()
+        Normalization.of(normalization)  # a bad record is refused by name
         one_of("optimizer", optimizer, OPTIMIZERS)
         finite_number("lr", lr, minimum=0, strictly=True)
         if lr_batch_size is not None:

@@ -36,6 +36,7 @@ from contrast.losses.adversarial import ganin_schedule
 from contrast.methods.base import TrainingBase
 from contrast.models import mlp
 from contrast.models.text import build_text_encoder
+from contrast.normalization import Normalization
 
 OBJECTIVES = ("clip", "triplet", "acmr")
 MINING = ("hardest", "semi-hard", "all")
@@ -110,11 +111,6 @@ class CrossModal(TrainingBase):
                 "temperature", f"temperature must lie in [min_temperature={min_temperature}, 1], got {temperature!r}"
             )
         image_mean, image_std = self._normalization(image_mean, image_std)
-        if len(image_mean) != len(image_std) or any(s <= 0 for s in image_std):
-            raise ConfigError(
-                "image_std",
-                f"image_mean and image_std need one value per channel, std > 0; got {image_mean}, {image_std}",
-            )
         self.objectives = objectives
         self.temperature = (
             Temperature(temperature, min_value=min_temperature, max_value=1.0)
@@ -129,33 +125,37 @@ class CrossModal(TrainingBase):
 
     def _normalization(self, mean, std) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The pixel normalisation: the pretrained encoder's (recorded with its weights), else the
-        one given, else 0.5 / 0.25; kept in the hyper-parameters, so the checkpoint records it."""
+        one given, else 0.5 / 0.25; recorded in the hyper-parameters (``normalization``, the one
+        record :mod:`contrast.normalization` reads), so the checkpoint and an export say it."""
         recorded = self._pretrained_normalization
-        if recorded:
-            given = {"image_mean": mean, "image_std": std}
-            for name, value in given.items():
-                wanted = recorded["mean" if name == "image_mean" else "std"]
-                if value is not None and [float(v) for v in value] != [float(v) for v in wanted]:
-                    raise ValueError(
+        if recorded is not None:
+            for name, value in (("image_mean", mean), ("image_std", std)):
+                given = {"mean": recorded.mean, "std": recorded.std} | ({name[6:]: value} if value is not None else {})
+                if not Normalization(tuple(map(float, given["mean"])), tuple(map(float, given["std"]))).same(recorded):
+                    raise ConfigError(
+                        name,
                         f"{name}: the image tower of {self.hparams.image_weights} was pretrained on pixels "
-                        f"normalised with mean {recorded['mean']}, std {recorded['std']}; leave {name} unset"
+                        f"normalised with {recorded}; leave {name} unset",
                     )
-            mean, std = recorded["mean"], recorded["std"]
+            mean, std = recorded.mean, recorded.std
         mean = (0.5, 0.5, 0.5) if mean is None else mean
         std = (0.25, 0.25, 0.25) if std is None else std
+        record = Normalization.of({"mean": mean, "std": std}, "image_std").record()  # one per channel, std > 0
         self.hparams.image_mean, self.hparams.image_std = tuple(mean), tuple(std)
+        self.hparams.normalization = record
         return tuple(mean), tuple(std)
 
     def build_encoder(self) -> nn.Module:
         """The image encoder: none for image vectors, a pretrained one (``image_weights``), or the base's."""
-        self._pretrained_normalization: dict = {}
+        self._pretrained_normalization: Normalization | None = None
         hp = self.hparams
         if hp.backbone == "none":  # the images are feature vectors: the head takes them as they are
             return nn.Identity()
         if hp.image_weights is None:
             return super().build_encoder()
         backbone, arch = pretrained_backbone(hp.image_weights)
-        self._pretrained_normalization = {k: arch[k] for k in ("mean", "std") if k in arch}
+        if "mean" in arch:
+            self._pretrained_normalization = Normalization.of({k: arch[k] for k in ("mean", "std")})
         wanted = {"backbone": hp.backbone, "cifar_stem": hp.cifar_stem}
         if {k: arch[k] for k in wanted} != wanted:
             raise ValueError(
@@ -294,6 +294,8 @@ def crossmodal_hparams(checkpoint: dict) -> dict | None:
         return None
     hparams |= towers or {}
     hparams.pop("probe_lr", None)
+    if hparams.get("normalization") is None and hparams.get("image_mean") is not None:  # before the record
+        hparams["normalization"] = {"mean": list(hparams["image_mean"]), "std": list(hparams["image_std"])}
     return hparams
 
 

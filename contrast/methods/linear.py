@@ -23,6 +23,7 @@ from contrast.eval.linear import correct_counts
 from contrast.eval.protocol import LinearProtocol, augmentation, evaluation_crop
 from contrast.methods.base import TrainingBase
 from contrast.models import linear_head
+from contrast.normalization import Normalization
 
 
 class LinearEval(TrainingBase):
@@ -30,6 +31,11 @@ class LinearEval(TrainingBase):
     taken from ``weights``): weights: the pretrained backbone (see the module's docstring);
     num_classes: classes of the training labels (linked from the data); head_norm: a non-affine
     BatchNorm in front of the linear layer.
+
+    The backbone is fed pixels normalised as in its pretraining: where the data's normalisation
+    (its fact ``normalization``, the recipe's) differs from the one recorded with the weights, the
+    views are re-normalised per channel before the backbone (an affine map, exact), and the
+    summary line says so.
 
     Defaults are MoCo's: SGD, lr 30 at batch 256, momentum 0.9, no weight decay, cosine schedule."""
 
@@ -48,6 +54,7 @@ class LinearEval(TrainingBase):
             )
         int_at_least("num_classes", num_classes, 2, why="linear evaluation needs labelled images of at least 2 classes")
         super().__init__(lr=lr, weight_decay=weight_decay, **kwargs)
+        self._renormalise_from(Normalization.of(self.hparams.normalization))
         self.head = linear_head(self.feature_dim, num_classes, head_norm)
         self.backbone.requires_grad_(False)
         self.backbone.eval()
@@ -67,8 +74,20 @@ class LinearEval(TrainingBase):
                 f"{hp.in_channels}-channel images"
             )
         hp.backbone, hp.cifar_stem = arch["backbone"], arch["cifar_stem"]  # recorded as they are
-        self.normalization = {k: arch[k] for k in ("mean", "std") if k in arch}
+        self.pretrained = Normalization.of({k: arch[k] for k in ("mean", "std")}) if "mean" in arch else None
         return backbone
+
+    def _renormalise_from(self, data: Normalization | None) -> None:
+        """Map the data's normalisation onto the backbone's pretraining one (where both are known and differ)."""
+        self.renormalised = data is not None and self.pretrained is not None and not data.same(self.pretrained)
+        scale, shift = data.onto(self.pretrained) if self.renormalised else ((1.0,), (0.0,))
+        self.register_buffer("_scale", torch.tensor(scale, dtype=torch.float64).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("_shift", torch.tensor(shift, dtype=torch.float64).view(1, -1, 1, 1), persistent=False)
+
+    def encode(self, images: Tensor) -> Tensor:
+        if self.renormalised:  # pixels as the backbone was pretrained on them
+            images = images * self._scale.to(images.dtype) + self._shift.to(images.dtype)
+        return super().encode(images)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -111,17 +130,9 @@ class LinearEval(TrainingBase):
                     "linear evaluation needs the same classes in both"
                 )
         recipe = getattr(data, "recipe_q", None)
-        if recipe is not None and self.normalization:
-            if [round(m, 4) for m in recipe.mean] != [round(m, 4) for m in self.normalization["mean"]] or [
-                round(s, 4) for s in recipe.std
-            ] != [round(s, 4) for s in self.normalization["std"]]:
-                raise ValueError(
-                    f"weights: the backbone of {self.hparams.weights} was pretrained on pixels normalised with mean "
-                    f"{self.normalization['mean']}, std {self.normalization['std']}, but recipe {recipe.name!r} "
-                    f"normalises with mean {list(recipe.mean)}, std {list(recipe.std)}; choose a recipe with the "
-                    "backbone's normalisation"
-                )
         if recipe is not None:
+            if self.hparams.normalization is None:  # built without the data's facts: the recipe's
+                self._renormalise_from(recipe.normalization)
             self.protocol = protocol(self, data)
 
     # ------------------------------------------------------------------ training and test
@@ -172,8 +183,11 @@ def protocol(model: LinearEval, data) -> LinearProtocol:
     trainer = model._trainer
     epochs = trainer.max_epochs if trainer is not None and trainer.max_epochs not in (None, -1) else None
     steps = trainer.max_steps if trainer is not None and trainer.max_steps not in (None, -1) else None
+    inputs = f"augmented views ({augmentation(recipe)}), frozen backbone"
+    if model.renormalised:
+        inputs += f" fed pixels re-normalised to its pretraining {model.pretrained}"
     return LinearProtocol(
-        inputs=f"augmented views ({augmentation(recipe)}), frozen backbone",
+        inputs=inputs,
         head_norm=hp.head_norm,
         length=f"{steps} steps" if steps is not None else f"{epochs} epochs",
         lr=model.peak_lr(),

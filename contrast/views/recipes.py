@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from contrast.checks import ConfigError, int_at_least
+from contrast.normalization import Normalization
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -57,6 +58,11 @@ class Recipe:
     std: tuple[float, ...] = IMAGENET_STD
     eval_resize: int = 0
     name: str = field(default="custom", compare=False)
+
+    @property
+    def normalization(self) -> Normalization:
+        """The pixel normalisation the views leave (the data's fact, recorded in the checkpoint)."""
+        return Normalization(tuple(self.mean), tuple(self.std))
 
     def __post_init__(self) -> None:
         if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
@@ -240,7 +246,7 @@ def view_recipes(
             raise ConfigError("recipe_k", "a tuple of recipes is the whole list of views: no recipe_k or small views")
         if not recipe_q:
             raise ConfigError("recipe_q", "the list of views is empty: give at least one recipe")
-        return tuple(get_recipe(r, f"recipe of view {i + 1}") for i, r in enumerate(recipe_q))
+        return _one_normalization(tuple(get_recipe(r, f"recipe of view {i + 1}") for i, r in enumerate(recipe_q)))
     q = get_recipe(recipe_q, "recipe_q")
     int_at_least("num_small", num_small, 0)
     if (recipe_small is None) != (num_small == 0):
@@ -254,7 +260,21 @@ def view_recipes(
         if num_small:
             raise ConfigError("num_small", 'multi-crop adds small views to two large ones; recipe_k "none" gives one')
         return (q,)
-    return (q, q if recipe_k is None else get_recipe(recipe_k, "recipe_k"), *small)
+    return _one_normalization((q, q if recipe_k is None else get_recipe(recipe_k, "recipe_k"), *small))
+
+
+def _one_normalization(views: Views) -> Views:
+    """The views of one sample feed one backbone: one pixel normalisation for all of them."""
+    for i, recipe in enumerate(views[1:], 1):
+        if not recipe.normalization.same(views[0].normalization):
+            argument = "recipe_k" if i == 1 else "recipe_small"
+            raise ConfigError(
+                argument,
+                f"recipe {recipe.name!r} normalises with {recipe.normalization}, recipe {views[0].name!r} with "
+                f"{views[0].normalization}: the views of a sample feed one backbone; choose recipes of one "
+                "normalisation",
+            )
+    return views
 
 
 def get_recipe(recipe: str | Recipe, argument: str = "recipe") -> Recipe:

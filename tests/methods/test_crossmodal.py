@@ -182,7 +182,8 @@ def test_the_image_tower_starts_from_an_exported_backbone(tmp_path):
     from contrast.export import export_backbone
     from contrast.methods import SimCLR
 
-    pretrained = SimCLR(backbone="tiny_cnn", projector_hidden=32, projector_dim=16)
+    recipe = {"mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]}  # the data's fact, as the command line links it
+    pretrained = SimCLR(backbone="tiny_cnn", projector_hidden=32, projector_dim=16, normalization=recipe)
     torch.save(
         {"state_dict": pretrained.state_dict(), "hyper_parameters": dict(pretrained.hparams)}, tmp_path / "simclr.ckpt"
     )
@@ -191,6 +192,7 @@ def test_the_image_tower_starts_from_an_exported_backbone(tmp_path):
     for key, value in pretrained.backbone.state_dict().items():
         assert torch.equal(model.backbone.state_dict()[key], value), key
     assert all(p.requires_grad for p in model.backbone.parameters())  # fine-tuned unless freeze_image
+    assert model.hparams.normalization == recipe  # the tower is fed pixels as in its pretraining
 
 
 def test_towers_of_other_data_are_named():

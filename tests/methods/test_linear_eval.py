@@ -18,6 +18,7 @@ from contrast.checkpoint import CheckpointError
 from contrast.checks import ConfigError
 from contrast.methods import LinearEval
 from contrast.models import TinyCNN
+from contrast.normalization import Normalization
 from contrast.train import lightning_cli
 from contrast.views import get_recipe
 
@@ -194,7 +195,7 @@ def test_named_torchvision_weights_load_into_the_backbone(monkeypatch):
     assert model.feature_dim == 512 and model.hparams.backbone == "resnet18"
     for name, value in model.backbone.state_dict().items():
         assert torch.equal(value, reference.state_dict()[name]), name
-    assert model.normalization == {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    assert model.pretrained == Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def _setup_with(model: LinearEval, **data) -> None:
@@ -209,19 +210,39 @@ def _setup_with(model: LinearEval, **data) -> None:
     model.setup("fit")
 
 
-def test_missing_labels_class_mismatch_and_normalisation_are_refused(tmp_path):
+def test_missing_labels_class_mismatch_and_channels_are_refused(tmp_path):
     model = LinearEval(weights=str(_export(tmp_path / "export")), num_classes=10)
     with pytest.raises(ValueError, match="needs labels: the training split of the data has none"):
         _setup_with(model, labelled=False)
     test = SimpleNamespace(classes=[str(i) for i in range(7)], labels=torch.arange(7))
     with pytest.raises(ValueError, match="training split has 10 classes but the test split 7"):
         _setup_with(model, eval_split=lambda train: test)
-    with pytest.raises(ValueError, match="pretrained on pixels normalised with mean"):
-        _setup_with(model, recipe_q=get_recipe("linear_cifar10"))
     with pytest.raises(ValueError, match="takes 3-channel images, but the data has 1-channel"):
         LinearEval(weights=str(tmp_path / "export"), in_channels=1)
     with pytest.raises(ConfigError, match="at least 2 classes"):
         LinearEval(weights=str(tmp_path / "export"), num_classes=0)
+
+
+@pytest.mark.parametrize("linked", [True, False])
+def test_a_backbone_is_fed_pixels_normalised_as_in_its_pretraining(tmp_path, linked):
+    """A backbone pretrained on pixels normalised with (0.5, 0.25) evaluated on views of a recipe
+    with CIFAR statistics: the views are mapped back onto the pretraining normalisation, equal in
+    float64 to normalising the same pixels with the backbone's own statistics; the line says so."""
+    cifar = get_recipe("linear_cifar10")
+    facts = {"normalization": cifar.normalization.record()} if linked else {}
+    model = LinearEval(weights=str(_export(tmp_path / "export")), num_classes=10, **facts).double()
+    _setup_with(model, recipe_q=cifar)
+    assert model.renormalised and "re-normalised to its pretraining mean [0.5, 0.5, 0.5], std [0.25" in str(
+        model.protocol
+    )
+    pixels = torch.rand(4, 3, 32, 32, dtype=torch.float64)
+    mean, std = (torch.tensor(v, dtype=torch.float64).view(1, 3, 1, 1) for v in (cifar.mean, cifar.std))
+    views = (pixels - mean) / std  # what the data hands over
+    model.eval()
+    torch.testing.assert_close(model.encode(views), model.backbone((pixels - 0.5) / 0.25), rtol=1e-12, atol=1e-12)
+    same = LinearEval(weights=str(tmp_path / "export"), num_classes=10)
+    _setup_with(same, recipe_q=get_recipe("linear_quickstart"))  # the pretraining's own: nothing to map
+    assert not same.renormalised and "re-normalised" not in str(same.protocol)
 
 
 def test_a_head_of_another_width_in_a_checkpoint_is_refused(tmp_path):
