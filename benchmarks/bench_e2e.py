@@ -247,7 +247,7 @@ def run_lightly(cfg: dict) -> Run:
     import torchvision
     from lightly.transforms import SimCLRTransform
 
-    from contrast.data.sources import data_root
+    from contrast.data.files import data_root
     from contrast.views import get_recipe
 
     L.seed_everything(cfg["seed"], verbose=False)

@@ -63,7 +63,9 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def append_results(title: str, device: str, table: str, notes: str = "") -> None:
+def append_results(title: str, device: str, table: str, notes: str = "", results: Path = RESULTS) -> None:
+    """One entry (date, machine, command, table, notes) appended to ``results`` (benchmarks/RESULTS.md;
+    a session on another machine writes its own file of the same form, to be appended here)."""
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:])
     entry = (
         f"\n## {title}\n\n- date: {datetime.date.today().isoformat()}\n- machine: {machine(device)}\n"
@@ -71,10 +73,18 @@ def append_results(title: str, device: str, table: str, notes: str = "") -> None
     )
     if notes:
         entry += f"\n{notes}\n"
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nAppended by the scripts in this folder; newest last.\n")
-    with RESULTS.open("a") as f:
-        f.write(entry)
+    if not results.exists():
+        results.write_text("# Benchmark results\n\nAppended by the scripts in this folder; newest last.\n")
+    append_line(results, entry)
+
+
+def append_line(path: Path, text: str) -> None:
+    """``text`` and a newline appended to ``path``, on disk (fsync) before this returns: a run stopped
+    later keeps every figure written so far."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def naive_nt_xent(q, k, temperature: float):

@@ -46,6 +46,9 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import append_line, append_results  # noqa: E402
+
 TARGET = 84.8  # lightly's SimCLR kNN top-1 on CIFAR-10 (k=200, τ=0.1, best epoch; 200 epochs, RTX A6000)
 RUNGS = ("eager", "default", "max-autotune-no-cudagraphs", "reduce-overhead")
 # the toy scale of the CPU rehearsal: Shapes-10 (generated in code), the tiny CNN, a few steps
@@ -57,21 +60,14 @@ def record(out: Path, stage: str, **figures) -> dict:
     """One JSON line in OUT/figures.jsonl, on disk before this returns."""
     line = {"stage": stage, "seconds": round(time.perf_counter() - START, 1), "time": time.strftime("%H:%M:%S")}
     line |= figures
-    _append(out / "figures.jsonl", json.dumps(line))
+    append_line(out / "figures.jsonl", json.dumps(line))
     print(f"[{stage}] {json.dumps(figures)}", flush=True)
     return line
 
 
 def markdown(out: Path, *cells: object) -> None:
     """One row of OUT/rows.md: | stage | what | figure | notes |."""
-    _append(out / "rows.md", "| " + " | ".join(str(c) for c in cells) + " |")
-
-
-def _append(path: Path, text: str) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(text + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    append_line(out / "rows.md", "| " + " | ".join(str(c) for c in cells) + " |")
 
 
 def _env() -> dict:
@@ -474,8 +470,8 @@ def main(argv: list[str] | None = None) -> int:
         missing = _missing_modules()
     if missing:
         record(args.out, "session", missing=sorted(missing.values()))
-    _append(args.out / "rows.md", f"\n{time.strftime('%Y-%m-%d')}, {device}, torch {torch.__version__}\n")
-    _append(args.out / "rows.md", "| stage | what | figure | notes |\n| --- | --- | --- | --- |")
+    append_line(args.out / "rows.md", f"\n{time.strftime('%Y-%m-%d')}, {device}, torch {torch.__version__}\n")
+    append_line(args.out / "rows.md", "| stage | what | figure | notes |\n| --- | --- | --- | --- |")
     deadline = START + args.budget
     # each stage's cap; the time-to-accuracy run takes what is left but MoCo's reserve (the decode and
     # loader stages run when time remains after it, or alone with --stages decode,loader)
@@ -499,7 +495,15 @@ def main(argv: list[str] | None = None) -> int:
             child.wait()
             record(args.out, name, stopped=f"its share of the budget ({share:.0f} s) ran out")
     record(args.out, "session", finished=True, seconds_used=round(time.perf_counter() - START, 1))
-    print((args.out / "rows.md").read_text())
+    rows = [line for line in (args.out / "rows.md").read_text().splitlines() if line.startswith("| ")]
+    # the session's entry in RESULTS.md's form (date, machine, command, table), to append to benchmarks/RESULTS.md
+    append_results(
+        "GPU session (benchmarks/gpu_session.py)" + (", CPU rehearsal" if args.toy else ""),
+        "cuda" if torch.cuda.is_available() else "cpu",
+        "\n".join(rows),
+        results=args.out / "RESULTS.md",
+    )
+    print((args.out / "RESULTS.md").read_text())
     return 0
 
 

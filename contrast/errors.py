@@ -21,7 +21,7 @@ def report(error: BaseException, command: str, options: tuple[str, ...] = ()) ->
     ``options``: the command's own options (``knn``: k, temperature, ...)."""
     from contrast.checkpoint import CheckpointError
     from contrast.data import DataNotFoundError
-    from contrast.data.sources import DamagedImageError
+    from contrast.data.files import DamagedImageError
 
     if os.environ.get("CONTRAST_TRACEBACK"):
         raise error

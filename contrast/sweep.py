@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 from contrast.eval.features import extract_features
+from contrast.eval.geometry import alignment, positive_probability, uniformity
 from contrast.eval.knn import KNNEvaluator
 from contrast.eval.linear import linear_probe
-from contrast.eval.retrieval import alignment, positive_probability, uniformity
 
 COLUMNS = ("tau", "knn_top1", "knn_top5", "linear_top1", "final_loss", "alignment", "uniformity", "positive_prob")
 CROSSMODAL_COLUMNS = (

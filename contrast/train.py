@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import sys
 import warnings
 from functools import partial
@@ -27,62 +26,23 @@ from pathlib import Path
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.cli import LightningCLI
 
-from contrast.checkpoint import AtomicCheckpointIO, CheckpointError, LastCheckpoint, RunLock, read_checkpoint
-from contrast.checks import ConfigError, constructor_parameters
-from contrast.eval import KNNCallback, RetrievalCallback
+from contrast.checkpoint import AtomicCheckpointIO, CheckpointError, LastCheckpoint, read_checkpoint
+from contrast.checks import ConfigError
+from contrast.eval import EvaluationCallback
 from contrast.fits import DATA_FACTS, checkpoint_differences
+from contrast.loggers import (
+    VERSIONED_LOGGERS,
+    keep_csv_history,
+    logger_arguments,
+    loggers_of,
+    next_version,
+    short_name,
+    version_number,
+    wandb_offline_unless_reachable,
+)
+from contrast.run_lock import RunLock
 
 DEFAULT_ROOT = "runs"
-# Loggers whose folder is <save_dir>/<name>/<version>.
-VERSIONED_LOGGERS = ("CSVLogger", "TensorBoardLogger")
-
-
-def _wandb_offline_unless_reachable(argv: list[str]) -> None:
-    """wandb must never hang a run: offline when there is no API key or the service is unreachable."""
-    text = " ".join(argv)
-    for i, arg in enumerate(argv):
-        if arg in ("--config", "-c") and i + 1 < len(argv) and Path(argv[i + 1]).is_file():
-            text += Path(argv[i + 1]).read_text()
-    if "WandbLogger" not in text or os.environ.get("WANDB_MODE"):
-        return
-    has_key = bool(os.environ.get("WANDB_API_KEY")) or "api.wandb.ai" in _read(Path.home() / ".netrc")
-    if not has_key or not _reachable("api.wandb.ai", 443, timeout=3.0):
-        os.environ["WANDB_MODE"] = "offline"
-        print("wandb: no API key or no network; logging offline (sync later with `wandb sync`)", file=sys.stderr)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
-
-
-def _reachable(host: str, port: int, timeout: float) -> bool:
-    import concurrent.futures
-
-    def connect() -> bool:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    try:  # the DNS lookup itself can hang: bound the whole attempt
-        return pool.submit(connect).result(timeout=timeout)
-    except Exception:
-        return False
-    finally:
-        pool.shutdown(wait=False)
-
-
-def _loggers(trainer_config) -> list:
-    logger = trainer_config.get("logger")
-    if logger in (None, False, True):
-        return []
-    return list(logger) if isinstance(logger, list) else [logger]
-
-
-def _short(class_path: str) -> str:
-    return str(class_path).rsplit(".", 1)[-1]
 
 
 def _run_seed(ckpt_path: str | os.PathLike):
@@ -96,30 +56,6 @@ def _run_seed(ckpt_path: str | os.PathLike):
         return (yaml.safe_load(saved.read_text()) or {}).get("seed_everything")
     except yaml.YAMLError:
         return None
-
-
-def _next_version(base: Path) -> int:
-    """The next free N of ``base/version_N`` (as Lightning's CSV logger numbers its runs)."""
-    numbers = [_version_number(p) for p in base.glob("version_*")] if base.is_dir() else []
-    return max(numbers, default=-1) + 1
-
-
-def _logger_arguments(class_path: str) -> set[str]:
-    import importlib
-
-    module, _, name = str(class_path).rpartition(".")
-    try:
-        logger_class = getattr(importlib.import_module(module or "lightning.pytorch.loggers"), name)
-    except (ImportError, AttributeError):
-        return set()
-    return set(constructor_parameters(logger_class))
-
-
-def _version_number(folder: Path) -> int:
-    try:
-        return int(folder.name.split("_", 1)[1])
-    except (IndexError, ValueError):
-        return -1
 
 
 def _fact(data, name: str):
@@ -185,8 +121,8 @@ class ContrastCLI(LightningCLI):
             )
         root = Path(trainer.get("default_root_dir") or DEFAULT_ROOT)
         run_dir = config.get("run_dir")
-        loggers = _loggers(trainer)
-        versioned = [lg for lg in loggers if _short(lg.class_path) in VERSIONED_LOGGERS]
+        loggers = loggers_of(trainer)
+        versioned = [lg for lg in loggers if short_name(lg.class_path) in VERSIONED_LOGGERS]
         others = [lg for lg in loggers if lg not in versioned]
         fits = self.subcommand in ("fit", None) and self.run_lock is not None
         if run_dir is not None and fits:
@@ -212,10 +148,10 @@ class ContrastCLI(LightningCLI):
             if ckpt_path is not None and Path(ckpt_path).parent.name == "checkpoints" and self._resumes_a_run:
                 folder = Path(ckpt_path).parent.parent
             else:
-                folder = root / "lightning_logs" / f"version_{_next_version(root / 'lightning_logs')}"
+                folder = root / "lightning_logs" / f"version_{next_version(root / 'lightning_logs')}"
             trainer.default_root_dir = str(folder)
         for logger in others:  # the run folder does not depend on the logger
-            if folder is not None and "save_dir" in _logger_arguments(logger.class_path):
+            if folder is not None and "save_dir" in logger_arguments(logger.class_path):
                 logger.init_args.save_dir = str(folder)
         if folder is None and self._resumes_a_run:  # a versioned run resumed: its folder is known now
             folder = Path(config.ckpt_path).parent.parent
@@ -224,7 +160,7 @@ class ContrastCLI(LightningCLI):
 
     def _explicit_dirpath(self, config) -> str | None:
         for callback in config.trainer.get("callbacks") or []:
-            if _short(getattr(callback, "class_path", "")) == "LastCheckpoint":
+            if short_name(getattr(callback, "class_path", "")) == "LastCheckpoint":
                 dirpath = callback.init_args.get("dirpath")
                 if dirpath:
                     return dirpath
@@ -272,10 +208,10 @@ class ContrastCLI(LightningCLI):
                 f"--ckpt_path last: nothing to resume, no {where}. Start without --ckpt_path, or point at the run "
                 "with --run_dir, --trainer.default_root_dir or an explicit checkpoint path"
             )
-        last = max(candidates, key=lambda p: (p.stat().st_mtime, _version_number(p.parent.parent)))
+        last = max(candidates, key=lambda p: (p.stat().st_mtime, version_number(p.parent.parent)))
         if versioned and not dirpath:
             folder = last.parent.parent.name
-            number = _version_number(last.parent.parent)
+            number = version_number(last.parent.parent)
             for logger in versioned:  # keep logging into the resumed run's folder
                 logger.init_args.version = number if folder == f"version_{number}" else folder
         config.ckpt_path = str(last)
@@ -355,33 +291,6 @@ def validate_after_the_last_epoch(trainer):
     return trainer
 
 
-def keep_csv_history(trainer, before_step: int) -> None:
-    """A resumed run logs into its old folder, where Lightning's CSV writer would delete metrics.csv:
-    keep its rows up to the checkpoint (those after it are logged again), and its columns."""
-    import csv
-
-    from lightning.pytorch.loggers import CSVLogger
-
-    for logger in trainer.loggers:
-        if not isinstance(logger, CSVLogger) or not trainer.is_global_zero:
-            continue
-        path = Path(logger.log_dir) / "metrics.csv"
-        if not path.is_file():
-            continue
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            rows = [row for row in reader if int(float(row.get("step") or 0)) < before_step]
-            columns = list(reader.fieldnames or [])
-        with warnings.catch_warnings():  # "previous log files ... will be deleted": they are kept here
-            warnings.simplefilter("ignore")
-            writer = logger.experiment  # created now: it removes the old file
-        with open(path, "w", newline="") as f:
-            out = csv.DictWriter(f, fieldnames=columns)
-            out.writeheader()
-            out.writerows(rows)
-        writer.metrics_keys = sorted(columns)
-
-
 @contextlib.contextmanager
 def _argv(argv: list[str]):
     """LightningCLI reads its arguments as a command line; hand them over that way (passing them as
@@ -400,7 +309,7 @@ def lightning_cli(argv: list[str], run: bool = True) -> ContrastCLI:
 
     from contrast.methods.base import TrainingBase
 
-    _wandb_offline_unless_reachable(argv)
+    wandb_offline_unless_reachable(argv)
     quiet = {"exit_on_error": False}
     lock = RunLock()
     with _argv(argv), lock:
@@ -435,7 +344,7 @@ def summary(cli: ContrastCLI) -> str:
     line += f"; checkpoint {checkpoint}" if checkpoint else "; no checkpoint written"
     line += f"; logs in {trainer.log_dir}"
     for callback in trainer.callbacks:
-        figure = callback.summary() if isinstance(callback, (KNNCallback, RetrievalCallback)) else None
+        figure = callback.summary() if isinstance(callback, EvaluationCallback) else None
         line += f"; {figure}" if figure else ""
     figure = cli.model.summary() if callable(getattr(cli.model, "summary", None)) else None  # LinearEval's
     return line + (f"; {figure}" if figure else "")

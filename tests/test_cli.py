@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,6 @@ import pytest
 import torch
 
 from contrast.cli import main
-from contrast.train import _wandb_offline_unless_reachable
 from tests.conftest import tiny_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,17 +107,6 @@ def test_fit_export_load_backbone_and_knn(tmp_path, monkeypatch, capsys):
         assert torch.equal(value, state[f"backbone.{name}"]), name
     assert main(["knn", "--ckpt", str(ckpt), "--k", "20"]) == 0
     assert "top-1" in capsys.readouterr().out
-
-
-def test_wandb_goes_offline_without_a_key(monkeypatch, tmp_path):
-    monkeypatch.delenv("WANDB_MODE", raising=False)
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    _wandb_offline_unless_reachable(["fit", "--trainer.logger", "WandbLogger"])
-    assert os.environ["WANDB_MODE"] == "offline"
-    monkeypatch.delenv("WANDB_MODE")
-    _wandb_offline_unless_reachable(["fit", "--trainer.logger", "CSVLogger"])
-    assert "WANDB_MODE" not in os.environ
 
 
 def test_console_entry_point_prints_help():

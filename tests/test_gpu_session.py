@@ -51,6 +51,9 @@ def test_the_gpu_session_rehearses_on_a_cpu(tmp_path):
     rows = (out / "rows.md").read_text()
     assert "| speed | SimCLR ResNet-18, eager |" in rows and "| tta |" in rows and rows.count("| moco |") == 2
     assert rows.count("| decode |") == 3 and rows.count("| loader |") == 3
+    entry = (out / "RESULTS.md").read_text()  # through benchmarks/common.py, as every benchmark's
+    assert "## GPU session (benchmarks/gpu_session.py), CPU rehearsal" in entry and "- machine: " in entry
+    assert "| stage | what | figure | notes |" in entry and "| speed | SimCLR ResNet-18, eager |" in entry
 
 
 def test_a_stage_past_its_share_is_stopped_and_said(tmp_path):

@@ -12,7 +12,7 @@
   ``<root>/captions.txt`` / ``results_20130124.token`` lines ``image.jpg#n<TAB>caption``, or Kaggle's
   Flickr8k ``captions.txt``, a CSV file with an ``image,caption`` header (the split:
   the last ``test_fraction`` of the images, in sorted order). The images are decoded lazily, by the
-  image sources' one decoder (:class:`~contrast.data.sources.ImageFiles`).
+  image sources' one decoder (:class:`~contrast.data.files.ImageFiles`).
 * ``cifar10_captions``: CIFAR-10 (``<root>/cifar10-jpeg``) with captions drawn from templates and
   synonyms of the class names: a label-relevance benchmark (any caption of the right class is
   relevant for mAP; R@K still asks for the image's own captions).
@@ -32,8 +32,9 @@ from torch import Tensor
 
 from contrast.data.captions import class_caption, describe, scene_key
 from contrast.data.datasets import Subset, decode_all
+from contrast.data.files import DataNotFoundError, ImageFiles, data_root
 from contrast.data.shapes import generate_scenes
-from contrast.data.sources import DataNotFoundError, ImageFiles, data_root, load_split
+from contrast.data.sources import load_split
 from contrast.eval.features import check_finite
 from contrast.seeds import derive_seed
 

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from contrast.data import ContrastiveData, DataNotFoundError, generate_shapes, load_split
+from contrast.data.files import FolderImages
 from contrast.data.sampler import EpochShuffle
-from contrast.data.sources import FolderImages, TensorImages
+from contrast.data.sources import TensorImages
 
 
 def test_shapes_are_deterministic_balanced_and_labelled():

@@ -262,7 +262,7 @@ def test_every_image_mode_is_packed_by_its_value_range(tmp_path):
     """16-bit grey (PNG, TIFF), float TIFF, RGBA, LA and a palette with a transparent colour: the
     packed pixels are the source's by the rules above, within JPEG q90's error; an image folder
     decodes them the same way, exactly. Pillow's convert("RGB") turned 16-bit white."""
-    from contrast.data.sources import ImageFiles
+    from contrast.data.files import ImageFiles
 
     expected = _modes(tmp_path / "src" / "modes")
     files = sorted(expected)

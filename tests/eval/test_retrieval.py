@@ -1,18 +1,9 @@
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
-from contrast.eval.retrieval import (
-    alignment,
-    cross_view_recall,
-    map_at_r,
-    positive_probability,
-    recall_at_k,
-    uniformity,
-)
+from contrast.eval.retrieval import cross_view_recall, map_at_r, recall_at_k
 from tests.conftest import require
 
 # Four points on a line in 2-D (cosine similarity orders them by angle), labels chosen by hand.
@@ -67,19 +58,6 @@ def test_cross_view_recall():
     # cos(q1, k2) = 0.995 > cos(q1, k1) = 0.447 > 0; cos(q2, k1) = 0.894 > cos(q2, k2) = 0.0995 > 0:
     # q→k: q0 hit, q1 and q2 find their key second, q3 hit.
     assert r["q2k@1"] == 50.0 and r["q2k@2"] == 100.0
-
-
-def test_alignment_uniformity_and_positive_probability_formulas():
-    g = torch.Generator().manual_seed(3)
-    q, k = torch.randn(50, 8, generator=g), torch.randn(50, 8, generator=g)
-    qn, kn = q / q.norm(dim=1, keepdim=True), k / k.norm(dim=1, keepdim=True)
-    assert alignment(q, k) == pytest.approx(sum(((a - b) ** 2).sum().item() for a, b in zip(qn, kn)) / 50, rel=1e-5)
-    pairs = [(i, j) for i in range(50) for j in range(i + 1, 50)]
-    explicit = math.log(sum(math.exp(-2 * ((qn[i] - qn[j]) ** 2).sum().item()) for i, j in pairs) / len(pairs))
-    assert uniformity(q) == pytest.approx(explicit, rel=1e-5)
-    logits = (qn @ kn.T / 0.5).double()
-    expected = sum((logits[i, i].exp() / logits[i].exp().sum()).item() for i in range(50)) / 50
-    assert positive_probability(q, k, 0.5) == pytest.approx(expected, rel=1e-5)
 
 
 # ---------------------------------------------------------------------- chunked ranking vs brute force (float64)

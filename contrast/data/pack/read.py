@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from contrast.data.sources import DamagedImageError, _not_found
+from contrast.data.files import DamagedImageError, _not_found
 
 FORMAT_VERSION = 2  # 2: meta.json holds the index's SHA-256
 META, INDEX = "meta.json", "index.npy"
