@@ -10,6 +10,8 @@ Objectives, weighted and summed (``objectives={"clip": 1.0, "triplet": 0.5}``):
 * ``clip`` (Radford et al. 2021): symmetric InfoNCE with a learnable, clamped temperature
   (open_clip: logit scale initialised to 1/0.07, clamped at 100; here τ = 1/scale, learned as log τ,
   clamped to [``min_temperature``, 1]); under DDP open_clip's local loss with gathered features.
+* ``siglip`` (Zhai et al. 2023): the pairwise sigmoid loss, its scale t = exp(t′) and bias b
+  learned (t′ = log 10, b = −10 at the start; t clamped at 100), across ranks with gathered texts.
 * ``triplet``: cross-modal triplet constraints (VSE++ hardest negatives by default), label-aware when
   the data has labels (an item of the same label is never a negative).
 * ``acmr`` (Wang et al. 2017, "Adversarial Cross-Modal Retrieval"): a label classifier on both
@@ -31,14 +33,14 @@ from torch import Tensor, nn
 from contrast.checkpoint import CheckpointError, read_checkpoint
 from contrast.checks import ConfigError, finite_number, int_at_least, one_of
 from contrast.export import pretrained_backbone
-from contrast.losses import Temperature, clip_loss, cross_modal_triplet, modality_loss
+from contrast.losses import SigLIPScale, Temperature, clip_loss, cross_modal_triplet, modality_loss, siglip_loss
 from contrast.losses.adversarial import ganin_schedule
 from contrast.methods.base import TrainingBase
 from contrast.models import mlp
 from contrast.models.text import build_text_encoder
 from contrast.normalization import Normalization
 
-OBJECTIVES = ("clip", "triplet", "acmr")
+OBJECTIVES = ("clip", "siglip", "triplet", "acmr")
 MINING = ("hardest", "semi-hard", "all")
 
 
@@ -48,7 +50,7 @@ class CrossModal(TrainingBase):
 
     text_encoder: "bag" | "transformer"; text_width: its width; embed_dim: the shared space;
     head_hidden: hidden width of both MLP heads; objectives: {name: weight} over "clip",
-    "triplet", "acmr"; temperature: τ of ``clip`` (its initial value when learned);
+    "siglip", "triplet", "acmr"; temperature: τ of ``clip`` (its initial value when learned);
     learn_temperature; min_temperature: the clamp (0.01 = logit scale 100); margin and mining of
     the triplet terms; label_weight, adversarial_weight: ACMR's label and modality terms;
     image_weights: an exported backbone folder or a checkpoint to start the image tower from;
@@ -117,6 +119,7 @@ class CrossModal(TrainingBase):
             if learn_temperature
             else float(temperature)
         )
+        self.siglip = SigLIPScale() if "siglip" in objectives else None  # SigLIP's learned scale and bias
         self.register_buffer("image_mean", torch.tensor(image_mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(image_std).view(1, -1, 1, 1), persistent=False)
         if freeze_image:
@@ -248,6 +251,11 @@ class CrossModal(TrainingBase):
         terms: dict[str, Tensor] = {}
         if "clip" in self.objectives:
             terms["clip"] = clip_loss(image, text, tau, validate=False, gather=True)
+        if "siglip" in self.objectives:
+            scale, bias = self.siglip()
+            terms["siglip"] = siglip_loss(image, text, scale, bias, gather=True, validate=False)
+            self.log("train/siglip_scale", scale.detach(), batch_size=images.shape[0])
+            self.log("train/siglip_bias", bias.detach(), batch_size=images.shape[0])
         if "triplet" in self.objectives:
             terms["triplet"] = cross_modal_triplet(
                 image,

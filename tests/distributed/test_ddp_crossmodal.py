@@ -1,5 +1,6 @@
 """CrossModal under DDP (2 gloo processes): W ranks × B pairs give the loss and gradients of one
-process with W·B pairs, for the clip local loss, the gathered cross-modal triplet and ACMR."""
+process with W·B pairs, for the clip local loss, SigLIP with gathered texts, the gathered cross-modal
+triplet and ACMR."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ from contrast.methods import CrossModal
 from tests.distributed.gloo import run_on_ranks
 
 WORLD, B = 2, 6
-OBJECTIVES = {"clip": {"clip": 1.0}, "triplet": {"triplet": 1.0}, "all": {"clip": 1.0, "triplet": 0.5, "acmr": 0.3}}
+OBJECTIVES = {
+    "clip": {"clip": 1.0},
+    "siglip": {"siglip": 1.0},
+    "triplet": {"triplet": 1.0},
+    "all": {"clip": 1.0, "siglip": 0.5, "triplet": 0.5, "acmr": 0.3},
+}
 
 
 def _model(objectives) -> CrossModal:
