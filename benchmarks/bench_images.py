@@ -204,7 +204,8 @@ def loader_rates(src: Path, pack_root: Path, workers: int, batch: int, device, m
             batch_size=batch,
             num_workers=workers,
         )
-        data.trainer = SimpleNamespace(training=True)  # the training hooks, as a fit runs them
+        # the training hooks, as a fit runs them on this device
+        data.trainer = SimpleNamespace(training=True, strategy=SimpleNamespace(root_device=torch.device(device)))
 
         def ours(item, data=data):
             data.on_after_batch_transfer(data.transfer_batch_to_device(item, device, 0), 0)

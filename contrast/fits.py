@@ -17,7 +17,7 @@ DATA_FACTS = ("in_channels", "num_classes", "vocabulary", "image_dim", "text_dim
 FACT_WORDS = {
     "in_channels": ("backbone", "{}-channel images"),
     "num_classes": ("label classifier", "{} classes"),
-    "vocabulary": ("text tower", "a vocabulary of {} words"),
+    "vocabulary": ("text tower", "a vocabulary of {} words (or pieces)"),
     "image_dim": ("image tower", "image vectors of width {}"),
     "text_dim": ("text tower", "text vectors of width {}"),
     "normalization": ("backbone", "pixels normalised with {}"),
@@ -116,6 +116,10 @@ def _size(value):
     """A fact's value as said in an error: a word list by its length, a normalisation in words."""
     if _is_normalization(value):
         return Normalization.of(value)
+    if isinstance(value, str) and value.startswith("{"):  # a BPE tokenizer's JSON: its pieces
+        from contrast.models.text import vocabulary_of
+
+        return len(vocabulary_of(value))
     return len(value) if isinstance(value, (list, tuple)) else value
 
 
@@ -123,4 +127,6 @@ def _shown(value) -> str:
     """A setting in a difference line; a long list (a vocabulary) by its length and first items."""
     if isinstance(value, (list, tuple)) and len(value) > 8:
         return f"[{', '.join(repr(v) for v in value[:4])}, ... {len(value)} items]"
+    if isinstance(value, str) and len(value) > 200:  # a tokenizer's JSON
+        return f"<{len(value)} characters of JSON>"
     return repr(value)

@@ -12,11 +12,13 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from contrast.checks import ConfigError, int_at_least
+from contrast.checks import ConfigError, int_at_least, one_of
 from contrast.data.pair_datasets import ImageDataset, PairDataset, TextDataset, collate_pairs, pad
 from contrast.data.pair_sources import PAIR_SOURCES, PairedSplit, first_captions
 from contrast.data.sampler import loop_position, resume_position, training_sampler
-from contrast.models.text import UNKNOWN, Vocabulary
+from contrast.models.text import UNKNOWN, SubwordVocabulary, Vocabulary
+
+TOKENIZERS = ("words", "bpe")
 
 
 class PairedData(L.LightningDataModule):
@@ -30,7 +32,11 @@ class PairedData(L.LightningDataModule):
         train_size, test_size: images of the generated Shapes-10 splits.
         captions_per_image: captions generated per image (Shapes-10, CIFAR-10 templates).
         eval_captions_per_image: of those, how many per test image are queries (all when None).
-        max_length: words kept per caption. min_count: a word enters the vocabulary when seen this often.
+        max_length: tokens kept per caption. min_count: a word (a merge, for "bpe") enters the
+            vocabulary when seen this often.
+        tokenizer: "words" (the words of the training captions; an unseen word is unknown) or
+            "bpe" (byte-level BPE pieces learnt from them with Hugging Face ``tokenizers``: an unseen
+            word is cut into seen pieces); vocab_size: the pieces of "bpe".
         image_size: side of the images (COCO / Flickr are resized and centre-cropped to it).
         train_subset, eval_subset: use only n images (CIFAR-10), for quick runs.
     """
@@ -52,8 +58,11 @@ class PairedData(L.LightningDataModule):
         image_size: int = 32,
         train_subset: int | None = None,
         eval_subset: int | None = None,
+        tokenizer: str = "words",
+        vocab_size: int = 4000,
     ) -> None:
         super().__init__()
+        one_of("tokenizer", tokenizer, TOKENIZERS)
         if dataset not in PAIR_SOURCES:
             raise ConfigError("dataset", f"dataset must be one of {tuple(PAIR_SOURCES)}, got {dataset!r}")
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -92,10 +101,15 @@ class PairedData(L.LightningDataModule):
         return self._splits[train]
 
     @property
-    def vocabulary(self) -> Vocabulary | None:
-        """The words of the training captions (None when the texts are feature vectors)."""
+    def vocabulary(self) -> Vocabulary | SubwordVocabulary | None:
+        """The words (or BPE pieces) of the training captions (None when the texts are feature vectors)."""
         if self._vocabulary is None and self.split(True).captions is not None:
-            self._vocabulary = Vocabulary.build(self.split(True).captions, min_count=self.hparams.min_count)
+            hp, captions = self.hparams, self.split(True).captions
+            self._vocabulary = (
+                SubwordVocabulary.build(captions, hp.vocab_size, min_count=hp.min_count)
+                if hp.tokenizer == "bpe"
+                else Vocabulary.build(captions, min_count=hp.min_count)
+            )
         return self._vocabulary
 
     def tokens(self, train: bool) -> list[list[int]] | None:
@@ -147,7 +161,7 @@ class PairedData(L.LightningDataModule):
         return {
             "in_channels": self.in_channels,
             "num_classes": self.num_classes,
-            "vocabulary": None if vocabulary is None else vocabulary.words,
+            "vocabulary": None if vocabulary is None else vocabulary.record(),
             "image_dim": self.image_dim,
             "text_dim": self.text_dim,
         }

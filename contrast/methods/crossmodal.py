@@ -37,7 +37,7 @@ from contrast.losses import SigLIPScale, Temperature, clip_loss, cross_modal_tri
 from contrast.losses.adversarial import ganin_schedule
 from contrast.methods.base import TrainingBase
 from contrast.models import mlp
-from contrast.models.text import build_text_encoder
+from contrast.models.text import build_text_encoder, vocabulary_of
 from contrast.normalization import Normalization
 
 OBJECTIVES = ("clip", "siglip", "triplet", "acmr")
@@ -58,7 +58,8 @@ class CrossModal(TrainingBase):
     image_std: normalisation of uint8 images (default: a pretrained encoder's own, recorded with its
     weights; else 0.5 / 0.25); max_length: words per caption (the transformer's
     positions); vocabulary, image_dim, text_dim, num_classes: the data's facts (linked from the data:
-    the caption words, or the widths of image / text vectors, and the label classes; 0 when none);
+    the caption words or a BPE tokenizer's JSON, or the widths of image / text vectors, and the label
+    classes; 0 when none);
     optimizer, lr, weight_decay: as the base's, with CLIP-like defaults (AdamW, 1e-3, 1e-4).
     """
 
@@ -81,7 +82,7 @@ class CrossModal(TrainingBase):
         image_mean: tuple[float, ...] | None = None,
         image_std: tuple[float, ...] | None = None,
         max_length: int = 32,
-        vocabulary: list[str] | None = None,
+        vocabulary: list[str] | str | None = None,
         image_dim: int = 0,
         text_dim: int = 0,
         num_classes: int = 0,
@@ -168,7 +169,7 @@ class CrossModal(TrainingBase):
         return backbone
 
     # ------------------------------------------------------------------ the towers, from the data
-    def _build_towers(self, vocabulary: list[str] | None, image_dim: int, text_dim: int, num_classes: int) -> None:
+    def _build_towers(self, vocabulary: list[str] | str | None, image_dim: int, text_dim: int, num_classes: int):
         """The heads and the text encoder for data with this vocabulary (or text vectors of width
         ``text_dim``), images (or vectors of width ``image_dim``) and ``num_classes`` labels."""
         hp = self.hparams
@@ -188,7 +189,8 @@ class CrossModal(TrainingBase):
             raise ValueError("backbone 'none' takes image feature vectors, but the data's images are pictures")
         image_width = image_dim or self.feature_dim
         if vocabulary is not None:
-            self.text_encoder = build_text_encoder(hp.text_encoder, len(vocabulary), hp.text_width, hp.max_length)
+            size = len(vocabulary_of(vocabulary))  # words, or a BPE tokenizer's pieces
+            self.text_encoder = build_text_encoder(hp.text_encoder, size, hp.text_width, hp.max_length)
             text_width = self.text_encoder.feature_dim
         else:
             self.text_encoder, text_width = nn.Identity(), text_dim

@@ -1,8 +1,12 @@
-"""The text tower's pieces: a word vocabulary built from the training captions, and two encoders
-over padded token ids (no downloads, no pretrained tokenizer).
+"""The text tower's pieces: a vocabulary built from the training captions (words, or subword pieces),
+and two encoders over padded token ids (no downloads, no pretrained tokenizer).
 
 * :class:`Vocabulary`: lower-cased words (letters and digits), id 0 = padding, id 1 = unknown;
   built from the training captions, saved in the checkpoint as its word list.
+* :class:`SubwordVocabulary`: byte-level BPE pieces learnt from the training captions with Hugging
+  Face ``tokenizers`` (``pip install tokenizers``), so that a word never seen in training is cut into
+  pieces that were, not one unknown id; saved in the checkpoint as the tokenizer's JSON (never a
+  pickle). Ids 0 and 1 are padding and unknown here too.
 * :class:`BagOfWords`: the mean of the word embeddings (``nn.EmbeddingBag``), order-free and fast.
 * :class:`TextTransformer`: a small pre-norm transformer encoder with learned positions, mean-pooled
   over the non-padding tokens.
@@ -75,6 +79,91 @@ class Vocabulary:
     def encode_batch(self, texts: list[str], max_length: int) -> Tensor:
         """(B, L) ids padded with 0 to the longest caption of the batch (L <= max_length)."""
         return pad_ids([self.encode(text, max_length) for text in texts])
+
+    def record(self) -> list[str]:
+        """What the checkpoint keeps (the data's fact ``vocabulary``): the word list."""
+        return self.words
+
+
+class SubwordVocabulary:
+    """Subword pieces <-> ids: a byte-level BPE (GPT-2's and CLIP's kind of vocabulary) learnt from
+    the training captions with Hugging Face ``tokenizers``. Text is NFKC-normalised and lower-cased,
+    split GPT-2's way, and every byte has a piece, so no caption is ever unknown: a word never seen
+    in training is cut into pieces that were ("scarlets" -> "scarlet" + "s").
+
+    ``SubwordVocabulary.build(captions, vocab_size)``: the same captions give the same vocabulary
+    (BPE's training is deterministic; WordPiece's is not, its ``##`` pieces are numbered in hash
+    order, tokenizers issue #1794, hence not offered). Ids 0 and 1 are padding and unknown, as in
+    :class:`Vocabulary`; the checkpoint keeps the tokenizer's JSON."""
+
+    def __init__(self, tokenizer_json: str) -> None:
+        tokenizers = _tokenizers()
+        try:
+            self.tokenizer = tokenizers.Tokenizer.from_str(tokenizer_json)
+        except Exception as error:  # noqa: BLE001 - the library's own parse errors
+            raise ValueError(f"vocabulary: not a tokenizers JSON ({str(error)[:120]})") from None
+        if self.tokenizer.token_to_id(PAD) != 0 or self.tokenizer.token_to_id(UNK) != UNKNOWN:
+            raise ValueError(f"vocabulary: a subword tokenizer's ids 0 and 1 must be {PAD!r} and {UNK!r}")
+        self.json = tokenizer_json
+
+    @classmethod
+    def build(cls, captions: Iterable[str], vocab_size: int = 4000, min_count: int = 1) -> SubwordVocabulary:
+        tokenizers = _tokenizers()
+        alphabet = tokenizers.pre_tokenizers.ByteLevel.alphabet()
+        int_at_least("vocab_size", vocab_size, len(alphabet) + 3, why="the 256 bytes, padding, unknown and a merge")
+        tokenizer = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token=UNK))
+        tokenizer.normalizer = tokenizers.normalizers.Sequence(
+            [tokenizers.normalizers.NFKC(), tokenizers.normalizers.Lowercase()]
+        )
+        tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=True)
+        tokenizer.decoder = tokenizers.decoders.ByteLevel()
+        trainer = tokenizers.trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_count,
+            special_tokens=[PAD, UNK],
+            initial_alphabet=alphabet,
+            show_progress=False,
+        )
+        captions = [c for c in captions if c.strip()]
+        if not captions:
+            raise ValueError("empty vocabulary: the training captions are all empty")
+        tokenizer.train_from_iterator(captions, trainer=trainer)
+        return cls(tokenizer.to_str())
+
+    def __len__(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SubwordVocabulary) and self.json == other.json
+
+    def pieces(self, text: str) -> list[str]:
+        return self.tokenizer.encode(text, add_special_tokens=False).tokens
+
+    def encode(self, text: str, max_length: int) -> list[int]:
+        """Ids of the first ``max_length`` pieces; at least one id (an empty caption: unknown)."""
+        return self.tokenizer.encode(text, add_special_tokens=False).ids[:max_length] or [UNKNOWN]
+
+    def encode_batch(self, texts: list[str], max_length: int) -> Tensor:
+        return pad_ids([self.encode(text, max_length) for text in texts])
+
+    def record(self) -> str:
+        """What the checkpoint keeps (the data's fact ``vocabulary``): the tokenizer's JSON."""
+        return self.json
+
+
+def vocabulary_of(record: list[str] | str) -> Vocabulary | SubwordVocabulary:
+    """The vocabulary a checkpoint records: a word list, or a subword tokenizer's JSON."""
+    return SubwordVocabulary(record) if isinstance(record, str) else Vocabulary(record)
+
+
+def _tokenizers():
+    try:
+        import tokenizers
+    except ImportError:
+        raise ConfigError(
+            "tokenizer", "subword vocabularies need Hugging Face tokenizers: pip install tokenizers"
+        ) from None
+    return tokenizers
 
 
 def pad_ids(rows: list[list[int]] | list[Tensor]) -> Tensor:
