@@ -112,6 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
     retrieve.add_argument("--batch-size", type=int, default=512)
     retrieve.add_argument("--json", default=None, help="also write the figures to this JSON file")
 
+    zeroshot = commands.add_parser(
+        "zeroshot", help="zero-shot classification of a two-tower checkpoint (class names x prompt templates)"
+    )
+    zeroshot.add_argument("--ckpt", required=True, help="a checkpoint written by contrast fit with CrossModal")
+    zeroshot.add_argument("--dataset", required=True, help="an image source of its test split: cifar10, imagefolder, …")
+    zeroshot.add_argument("--root", default=None, help="data folder (default: $CONTRAST_DATA_DIR)")
+    zeroshot.add_argument("--image_size", type=int, default=None, help="side the image tower sees (the checkpoint's)")
+    zeroshot.add_argument("--templates", default=None, help="a JSON file of templates, CLIP_benchmark's format")
+    zeroshot.add_argument(
+        "--templates_key", default=None, help="its entry (default: cifar10 for CIFAR-10 sources, else imagenet1k)"
+    )
+    zeroshot.add_argument("--classnames", default=None, help="a file of class names, one a line (default: the data's)")
+    zeroshot.add_argument("--batch-size", type=int, default=512)
+
     pack = commands.add_parser(
         "pack", help="pack an image collection into shards of JPEG bytes + an index (--data.dataset packed)"
     )

@@ -144,6 +144,40 @@ def _retrieve(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _zeroshot(args: argparse.Namespace, overrides: list[str]) -> int:
+    import torch
+
+    from contrast.data import load_split
+    from contrast.eval.zeroshot import class_weights, load_templates, zero_shot_scores
+    from contrast.integrations.clip_benchmark import load
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    towers, transform, tokenize = load(args.ckpt, args.image_size, device)
+    split = load_split(args.dataset, args.root, False, image_size=towers.image_size)
+    if split is None:
+        raise ValueError(f"--dataset {args.dataset}: no test split under {args.root or '$CONTRAST_DATA_DIR'}")
+    if args.classnames is not None:
+        classnames = [line.strip() for line in open(args.classnames, encoding="utf-8") if line.strip()]
+    else:
+        classnames = [name.replace("_", " ") for name in getattr(split, "classes", None) or []]
+    if len(classnames) < 2 or int(split.labels.max()) >= len(classnames):
+        raise ValueError(f"--classnames: {len(classnames)} class names for labels up to {int(split.labels.max())}")
+    key = args.templates_key or ("cifar10" if args.dataset.startswith("cifar10") else "imagenet1k")
+    templates = load_templates(key, args.templates)
+    weights = class_weights(lambda prompts: towers.encode_text(tokenize(prompts).to(device)), classnames, templates)
+    loader = torch.utils.data.DataLoader(split, batch_size=args.batch_size)
+    with torch.no_grad():
+        embeddings = torch.cat([towers.encode_image(transform(x).to(device)) for x, _ in loader])
+    scores = zero_shot_scores(embeddings, split.labels, weights)
+    print(
+        f"zero-shot on {args.dataset} test split ({len(split)} images, {len(classnames)} classes; {len(templates)} "
+        f"{key} prompt templates, class embeddings averaged over them and renormalised; cosine): "
+        f"top-1 {scores['top1']:.2f}%  top-5 {scores['top5']:.2f}%  mean per-class recall "
+        f"{scores['mean_per_class_recall']:.2f}%"
+    )
+    return 0
+
+
 def _data_of(checkpoint: dict, data_class: type, args: argparse.Namespace):
     """The checkpoint's data module (``data_class`` with its saved arguments), with ``--dataset`` /
     ``--root`` where given and ``--batch-size`` for evaluation."""
@@ -253,5 +287,6 @@ COMMANDS = {
     "sweep": _sweep,
     "export": _export,
     "retrieve": _retrieve,
+    "zeroshot": _zeroshot,
     "pack": _pack,
 }

@@ -150,3 +150,21 @@ def test_ctrl_c_of_a_command_is_one_line_not_a_traceback(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert "contrast pack: interrupted; the finished shards are kept: the same command finishes the pack" in err
     assert "Traceback" not in err
+
+
+def test_zeroshot_command_on_a_two_tower_checkpoint(tmp_path, capsys):
+    """class names of the data x prompt templates of a CLIP_benchmark-format file; one line of figures."""
+    import json
+
+    from tests.integrations.test_clip_benchmark import _checkpoint
+
+    templates = tmp_path / "templates.json"
+    templates.write_text(json.dumps({"shapes": ["a {c}.", "a small {c}."]}))
+    ckpt = _checkpoint(tmp_path)
+    run = ["zeroshot", "--ckpt", str(ckpt), "--dataset", "shapes10", "--templates", str(templates)]
+    assert main([*run, "--templates_key", "shapes"]) == 0
+    line = capsys.readouterr().out
+    assert "zero-shot on shapes10 test split (1000 images, 10 classes; 2 shapes prompt templates" in line
+    assert "top-1 " in line and "mean per-class recall " in line
+    assert main([*run, "--templates_key", "nope"]) != 0
+    assert "has no templates for 'nope'" in capsys.readouterr().err

@@ -236,6 +236,15 @@ class CrossModal(TrainingBase):
         features = self.encode(images) if images.dim() == 4 else images.to(dtype)
         return self.image_head(features)
 
+    def tokenize(self, captions: list[str]) -> Tensor:
+        """(B, L) token ids of captions with the model's own vocabulary (the one recorded in its
+        checkpoint), padded with 0, as the data module gives them in training."""
+        if self.hparams.vocabulary is None:
+            raise ValueError("this model's texts are vectors (text_dim > 0): it has no vocabulary to tokenize with")
+        if getattr(self, "_vocabulary", None) is None:
+            self._vocabulary = vocabulary_of(self.hparams.vocabulary)
+        return self._vocabulary.encode_batch(list(captions), self.hparams.max_length)
+
     def embed_texts(self, texts: Tensor) -> Tensor:
         """(B, E) text embeddings of (B, L) word ids or (B, Dt) text vectors."""
         return self.text_head(
