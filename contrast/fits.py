@@ -17,14 +17,14 @@ DATA_FACTS = ("in_channels", "num_classes", "vocabulary", "image_dim", "text_dim
 FACT_WORDS = {
     "in_channels": ("backbone", "{}-channel images"),
     "num_classes": ("label classifier", "{} classes"),
-    "vocabulary": ("text tower", "a vocabulary of {} words (or pieces)"),
+    "vocabulary": ("text tower", "a vocabulary of {}"),
     "image_dim": ("image tower", "image vectors of width {}"),
     "text_dim": ("text tower", "text vectors of width {}"),
     "normalization": ("backbone", "pixels normalised with {}"),
 }
 # Settings that change how a run executes, not what it computes: they may differ on resume.
 EXECUTION_ONLY = {
-    "model": {"compile", "channels_last", "image_weights"},
+    "model": {"compile", "channels_last", "image_weights", "grad_checkpointing"},
     "data": {"root", "num_workers", "eval_batch_size", "download", "cache"},
 }
 
@@ -113,14 +113,14 @@ def _is_normalization(value) -> bool:
 
 
 def _size(value):
-    """A fact's value as said in an error: a word list by its length, a normalisation in words."""
+    """A fact's value as said in an error: a vocabulary by its size, a normalisation in words."""
     if _is_normalization(value):
         return Normalization.of(value)
     if isinstance(value, str) and value.startswith("{"):  # a BPE tokenizer's JSON: its pieces
         from contrast.models.text import vocabulary_of
 
-        return len(vocabulary_of(value))
-    return len(value) if isinstance(value, (list, tuple)) else value
+        return f"{len(vocabulary_of(value))} BPE pieces"
+    return f"{len(value)} words" if isinstance(value, (list, tuple)) else value
 
 
 def _shown(value) -> str:

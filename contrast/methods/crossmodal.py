@@ -31,12 +31,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrast.checkpoint import CheckpointError, read_checkpoint
-from contrast.checks import ConfigError, finite_number, int_at_least, one_of
+from contrast.checks import ConfigError, boolean, finite_number, int_at_least, one_of
 from contrast.export import pretrained_backbone
 from contrast.losses import SigLIPScale, Temperature, clip_loss, cross_modal_triplet, modality_loss, siglip_loss
 from contrast.losses.adversarial import ganin_schedule
 from contrast.methods.base import TrainingBase
 from contrast.models import mlp
+from contrast.models.locking import checkpoint_activations, keep_frozen_statistics, lock
 from contrast.models.text import build_text_encoder, vocabulary_of
 from contrast.normalization import Normalization
 
@@ -54,7 +55,11 @@ class CrossModal(TrainingBase):
     learn_temperature; min_temperature: the clamp (0.01 = logit scale 100); margin and mining of
     the triplet terms; label_weight, adversarial_weight: ACMR's label and modality terms;
     image_weights: an exported backbone folder or a checkpoint to start the image tower from;
-    freeze_image: keep the image encoder fixed (its BatchNorm statistics too); image_mean,
+    freeze_image, freeze_text: keep that encoder fixed (its normalisation statistics too; LiT is a
+    frozen pretrained image tower and a trained text tower); image_unlocked_groups,
+    text_unlocked_layers: with a frozen tower, its last N layer groups train all the same
+    (:mod:`contrast.models.locking`); grad_checkpointing: recompute the text transformer's blocks
+    (and a timm image tower's) in the backward pass instead of keeping their activations; image_mean,
     image_std: normalisation of uint8 images (default: a pretrained encoder's own, recorded with its
     weights; else 0.5 / 0.25); max_length: words per caption (the transformer's
     positions); vocabulary, image_dim, text_dim, num_classes: the data's facts (linked from the data:
@@ -79,6 +84,10 @@ class CrossModal(TrainingBase):
         adversarial_weight: float = 0.1,
         image_weights: str | None = None,
         freeze_image: bool = False,
+        freeze_text: bool = False,
+        image_unlocked_groups: int = 0,
+        text_unlocked_layers: int = 0,
+        grad_checkpointing: bool = False,
         image_mean: tuple[float, ...] | None = None,
         image_std: tuple[float, ...] | None = None,
         max_length: int = 32,
@@ -123,9 +132,21 @@ class CrossModal(TrainingBase):
         self.siglip = SigLIPScale() if "siglip" in objectives else None  # SigLIP's learned scale and bias
         self.register_buffer("image_mean", torch.tensor(image_mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(image_std).view(1, -1, 1, 1), persistent=False)
-        if freeze_image:
-            self.backbone.requires_grad_(False)
         self._build_towers(vocabulary, image_dim or 0, text_dim or 0, num_classes or 0)
+        self._frozen: list[nn.Module] = []  # kept in eval mode by train(): frozen towers, frozen normalisation layers
+        for tower, frozen, unlocked, name, freeze in (
+            (self.backbone, freeze_image, image_unlocked_groups, "image_unlocked_groups", "freeze_image"),
+            (self.text_encoder, freeze_text, text_unlocked_layers, "text_unlocked_layers", "freeze_text"),
+        ):
+            if unlocked and not frozen:
+                raise ConfigError(name, f"{name} unlocks the last groups of a frozen tower: set {freeze} too")
+            if frozen and not any(True for _ in tower.parameters()):
+                raise ConfigError(freeze, f"{freeze}: this tower has no weights (its inputs are vectors)")
+            if frozen:
+                norms = lock(tower, unlocked, name)
+                self._frozen += [tower] if not unlocked else norms
+        if boolean("grad_checkpointing", grad_checkpointing):
+            checkpoint_activations(self.backbone, self.text_encoder, freeze_image, self.hparams.backbone)
 
     def _normalization(self, mean, std) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The pixel normalisation: the pretrained encoder's (recorded with its weights), else the
@@ -224,8 +245,7 @@ class CrossModal(TrainingBase):
     # ------------------------------------------------------------------ the towers at work
     def train(self, mode: bool = True) -> CrossModal:
         super().train(mode)
-        if self.hparams.freeze_image:
-            self.backbone.eval()  # a frozen encoder keeps its BatchNorm statistics
+        keep_frozen_statistics(getattr(self, "_frozen", []))  # frozen towers and norms keep their statistics
         return self
 
     def embed_images(self, images: Tensor) -> Tensor:

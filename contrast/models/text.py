@@ -211,13 +211,21 @@ class TextTransformer(nn.Module):
         self.encoder = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.feature_dim = width
+        self.grad_checkpointing = False  # recompute each block in the backward pass (memory for time)
 
     def forward(self, tokens: Tensor) -> Tensor:
         if tokens.shape[1] > self.position.shape[0]:
             raise ValueError(f"tokens: at most max_length={self.position.shape[0]} per caption, got {tokens.shape[1]}")
         pad = tokens == 0  # (B, L)
         x = self.embedding(tokens) + self.position[: tokens.shape[1]]  # (B, L, W)
-        x = self.encoder(x, src_key_padding_mask=pad)  # (B, L, W)
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            mask = torch.zeros(pad.shape, dtype=x.dtype, device=x.device).masked_fill(pad, float("-inf"))
+            for layer in self.encoder.layers:  # what TransformerEncoder does, a block at a time
+                x = checkpoint(layer, x, None, mask, use_reentrant=False)
+        else:
+            x = self.encoder(x, src_key_padding_mask=pad)  # (B, L, W)
         keep = (~pad).unsqueeze(-1).to(x.dtype)  # (B, L, 1)
         return self.norm((x * keep).sum(1) / keep.sum(1).clamp_min(1))  # (B, W)
 
