@@ -91,3 +91,41 @@ def test_the_tokenizer_is_the_checkpoints_vocabulary(tmp_path):
         vocabulary.encode_batch(["a red disc", "a large blue square"], 32),
     )
     assert transform(torch.zeros(3, 40, 50, dtype=torch.uint8)).shape == (3, 32, 32)
+
+
+class Captioned(torch.utils.data.Dataset):
+    """(uint8 picture, [its captions]), CLIP_benchmark's retrieval datasets' items."""
+
+    def __init__(self, n: int = 40) -> None:
+        g = torch.Generator().manual_seed(1)
+        self.images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+        words = ["red", "blue", "disc", "square", "large", "small", "top", "left"]
+        picks = torch.randint(0, len(words), (n, 2, 4), generator=g)
+        self.captions = [[" ".join(words[int(i)] for i in row) for row in pair] for pair in picks]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.images[i], self.captions[i]
+
+
+def test_clip_benchmark_retrieval_through_the_adapter_is_contrasts_recall(tmp_path):
+    retrieval = require("clip_benchmark.metrics.zeroshot_retrieval")
+    from contrast.eval.retrieval import cross_modal_retrieval
+
+    model, _, tokenizer = load(_checkpoint(tmp_path))
+    dataset = Captioned()
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=8, collate_fn=lambda b: (torch.stack([x for x, _ in b]), [t for _, t in b])
+    )
+    theirs = retrieval.evaluate(model, loader, tokenizer, "cpu", amp=False, recall_k_list=[1, 5])
+    captions = [c for pair in dataset.captions for c in pair]
+    with torch.no_grad():
+        images, texts = model.encode_image(dataset.images), model.encode_text(tokenizer(captions))
+    ours = cross_modal_retrieval(
+        images, texts, torch.arange(len(dataset)), torch.arange(len(dataset)).repeat_interleave(2), ks=(1, 5)
+    )
+    for k in (1, 5):  # theirs: fractions, "text retrieval" = image queries; ours: percent
+        assert abs(100 * theirs[f"text_retrieval_recall@{k}"] - ours[f"i2t/R@{k}"]) < 1e-4
+        assert abs(100 * theirs[f"image_retrieval_recall@{k}"] - ours[f"t2i/R@{k}"]) < 1e-4
