@@ -71,6 +71,7 @@ def test_corrupt_images_stop_with_their_name_or_are_skipped_and_counted(tmp_path
     assert "skipping corrupt image" in skipped.stderr and "broken.png (1 skipped so far)" in skipped.stderr
 
 
+@pytest.mark.slow  # three runs of the command line (about 20 s)
 def test_mixed_sizes_and_a_folder_with_one_image_are_clear_errors(tmp_path):
     _images(tmp_path / "mixed", 40)
     _images(tmp_path / "mixed", 1, size=(48, 40), suffix=".jpg")
@@ -97,7 +98,8 @@ def test_knn_with_data_of_the_wrong_channel_count_says_so(tmp_path):
     assert "its backbone takes 1-channel images, but dataset 'shapes10' has 3-channel images" in result.stderr
 
 
-@pytest.mark.parametrize("cifar_stem", [pytest.param(True, marks=pytest.mark.slow), False])  # the CIFAR stem: slow
+@pytest.mark.slow  # a ResNet-18 trained, exported and loaded back (about 16 s each)
+@pytest.mark.parametrize("cifar_stem", [True, False])
 def test_exported_resnet_loads_into_plain_torchvision(tmp_path, cifar_stem):
     import torchvision  # noqa: F401 - used by the exported build lines
 
