@@ -117,33 +117,19 @@ def blur_kernel_for(size: int) -> int:
 
 # SimCLR (Chen et al. 2020), appendix B.9 (CIFAR-10): colour distortion strength s = 0.5, no blur.
 SIMCLR_CIFAR10 = Recipe(size=32, jitter=(0.4, 0.4, 0.4, 0.1), mean=CIFAR10_MEAN, std=CIFAR10_STD, name="simclr_cifar10")
+# ImageNet's geometry, shared by its recipes: 224-px views, a blur kernel of 10% of the side, evaluation
+# on a centre crop of the image resized to 256.
+IMAGENET_224 = dict(size=224, blur_kernel=blur_kernel_for(224), eval_resize=256)
 # SimCLR, appendix A: strength s = 1.0 (0.8s, 0.8s, 0.8s, 0.2s), blur p=0.5, σ ∈ [0.1, 2], kernel 10%.
-SIMCLR_IMAGENET = Recipe(
-    size=224,
-    jitter=(0.8, 0.8, 0.8, 0.2),
-    blur_p=0.5,
-    blur_kernel=blur_kernel_for(224),
-    eval_resize=256,
-    name="simclr_imagenet",
-)
+SIMCLR_IMAGENET = Recipe(**IMAGENET_224, jitter=(0.8, 0.8, 0.8, 0.2), blur_p=0.5, name="simclr_imagenet")
 # MoCo v2 (Chen et al. 2020, "Improved Baselines"): crop scale (0.2, 1), jitter (0.4, 0.4, 0.4, 0.1) p=0.8,
 # grayscale 0.2, blur p=0.5 σ ∈ [0.1, 2].
-MOCO_V2 = Recipe(
-    size=224, crop_scale=(0.2, 1.0), blur_p=0.5, blur_kernel=blur_kernel_for(224), eval_resize=256, name="moco_v2"
-)
+MOCO_V2 = Recipe(**IMAGENET_224, crop_scale=(0.2, 1.0), blur_p=0.5, name="moco_v2")
 # MoCo v2 on CIFAR-10 (the official CIFAR demo): the same chain at 32 px, without blur.
 MOCO_V2_CIFAR10 = Recipe(size=32, crop_scale=(0.2, 1.0), mean=CIFAR10_MEAN, std=CIFAR10_STD, name="moco_v2_cifar10")
 # BYOL (Grill et al. 2020), table 6, used by MoCo v3 (Chen et al. 2021): asymmetric views.
 # Jitter (0.4, 0.4, 0.2, 0.1) p=0.8, grayscale 0.2, blur 1.0 / 0.1, solarize 0.0 / 0.2.
-MOCO_V3_Q = Recipe(
-    size=224,
-    jitter=(0.4, 0.4, 0.2, 0.1),
-    blur_p=1.0,
-    blur_kernel=blur_kernel_for(224),
-    solarize_p=0.0,
-    eval_resize=256,
-    name="moco_v3_q",
-)
+MOCO_V3_Q = Recipe(**IMAGENET_224, jitter=(0.4, 0.4, 0.2, 0.1), blur_p=1.0, solarize_p=0.0, name="moco_v3_q")
 MOCO_V3_K = MOCO_V3_Q.with_(blur_p=0.1, solarize_p=0.2, name="moco_v3_k")
 # MoCo v3 / BYOL on CIFAR-10 (as solo-learn's CIFAR configs): 32 px, no blur, solarize 0.0 / 0.2.
 MOCO_V3_CIFAR10_Q = MOCO_V3_Q.with_(
