@@ -157,7 +157,9 @@ def _zeroshot(args: argparse.Namespace, overrides: list[str]) -> int:
     if split is None:
         raise ValueError(f"--dataset {args.dataset}: no test split under {args.root or '$CONTRAST_DATA_DIR'}")
     if args.classnames is not None:
-        classnames = [line.strip() for line in open(args.classnames, encoding="utf-8") if line.strip()]
+        from pathlib import Path
+
+        classnames = [line.strip() for line in Path(args.classnames).read_text().splitlines() if line.strip()]
     else:
         classnames = [name.replace("_", " ") for name in getattr(split, "classes", None) or []]
     if len(classnames) < 2 or int(split.labels.max()) >= len(classnames):

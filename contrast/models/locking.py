@@ -47,7 +47,7 @@ def lock(module: nn.Module, unlocked: int = 0, argument: str = "unlocked_groups"
     if unlocked > len(groups):
         raise ConfigError(argument, f"{argument} is {unlocked}, but the tower has {len(groups)} layer groups")
     module.requires_grad_(False)
-    for group in groups[len(groups) - unlocked :] if unlocked else []:
+    for group in groups[len(groups) - unlocked :]:
         for part in group:
             part.requires_grad_(True)
     frozen = [part for group in groups[: len(groups) - unlocked] for part in group]
@@ -56,10 +56,10 @@ def lock(module: nn.Module, unlocked: int = 0, argument: str = "unlocked_groups"
     return [m for part in frozen for m in part.modules() if isinstance(m, _NORMS)]
 
 
-def keep_frozen_statistics(norms: list[nn.Module]) -> None:
-    """The frozen part's normalisation layers in eval mode: their running statistics stay fixed."""
-    for norm in norms:
-        norm.eval()
+def keep_frozen_statistics(modules: list[nn.Module]) -> None:
+    """Frozen towers and the frozen part's normalisation layers in eval mode: their statistics stay fixed."""
+    for module in modules:
+        module.eval()
 
 
 def checkpoint_activations(image: nn.Module, text: nn.Module, image_frozen: bool, image_name: str) -> None:

@@ -8,7 +8,6 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import Dataset
 
-from contrast.checks import ConfigError
 from contrast.views.recipes import Views
 
 Move = Callable[[Any], Any]  # moves a batch (or part of one) to the training device
@@ -46,9 +45,7 @@ class ViewPath:
     collate: Callable | None = None  # the DataLoader's collate_fn (None: torch's default)
 
     def __init__(self, views: Views, seed: int, *, decode: str = "cpu", cache: str = "none") -> None:
-        for option, value, offered in (("decode", decode, self.decodes), ("cache", cache, self.caches)):
-            if value not in offered:
-                raise ConfigError(option, f'{option}="{value}" is not an option of views="{self.name}" ({offered})')
+        # the options are checked once, by contrast.data.view_paths.view_path, against every path's offer
         self.views, self.seed, self.decode, self.cache = views, seed, decode, cache
 
     def check(self, images: Dataset) -> None:
