@@ -125,7 +125,7 @@ class EpochTimer(L.Callback):
 
 
 def backbone_for(cfg: dict) -> torch.nn.Module:
-    return build_backbone(cfg["backbone"], cifar_stem=cfg["cifar_stem"], channels_last=cfg["gpu"])
+    return build_backbone(cfg["backbone"], cifar_stem=cfg["cifar_stem"], channels_last=cfg["channels_last"])
 
 
 def trainer_for(cfg: dict, timer: EpochTimer) -> L.Trainer:
@@ -194,7 +194,7 @@ def run_ours(cfg: dict) -> Run:
     model = SimCLR(
         backbone=cfg["backbone"],
         cifar_stem=cfg["cifar_stem"],
-        channels_last=cfg["gpu"],
+        channels_last=cfg["channels_last"],
         projector_hidden=cfg["hidden"],
         projector_dim=128,
         temperature=cfg["tau"],
@@ -223,6 +223,8 @@ class LightlySimCLR(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         (x0, x1), _ = batch
+        if self.cfg["channels_last"]:  # the images in the weights' memory format, as ours
+            x0, x1 = (x.contiguous(memory_format=torch.channels_last) for x in (x0, x1))
         z0 = self.projection_head(self.backbone(x0))
         z1 = self.projection_head(self.backbone(x1))
         loss = self.criterion(z0, z1)
@@ -288,6 +290,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=0.0, help="warmup epochs")
     parser.add_argument("--hidden", type=int, default=2048, help="projector hidden width")
     parser.add_argument("--compile", action="store_true", help="torch.compile our backbone")
+    parser.add_argument(
+        "--no-channels-last",
+        action="store_true",
+        help="keep the weights and images channels-first (both libraries; default: channels-last, as the configs)",
+    )
     parser.add_argument("--no-lightly", action="store_true")
     parser.add_argument("--no-ours", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -304,6 +311,7 @@ def main() -> None:
         hidden=args.hidden,
         seed=args.seed,
         compile=args.compile,
+        channels_last=not args.no_channels_last,
     )
     cfg["lr"] = args.lr or lightly_lr(cfg["batch"])
     cfg["gpu"] = args.scale == "gpu"
@@ -360,6 +368,7 @@ def main() -> None:
         notes = (
             f"{simclr_notes(cfg)}, SGD lr {cfg['lr']:.3g} wd {cfg['wd']:g}, τ {cfg['tau']}, "
             f"projector {cfg['hidden']}-128, precision {cfg['precision']}, seed {cfg['seed']}"
+            f"{', channels-last (both libraries)' if cfg['channels_last'] else ''}"
             f"{', torch.compile' if cfg['compile'] else ''}. kNN: k=200, τ=0.07, train split as the bank, test "
             "split scored. samples/s = training images × epochs / training wall time (all epochs, first included). "
             "Set-up: data decoding and model construction; our set-up decodes both splits once."

@@ -24,7 +24,14 @@ FACT_WORDS = {
 }
 # Settings that change how a run executes, not what it computes: they may differ on resume.
 EXECUTION_ONLY = {
-    "model": {"compile", "channels_last", "image_weights", "grad_checkpointing"},
+    "model": {
+        "compile",
+        "channels_last",
+        "image_weights",
+        "grad_checkpointing",
+        "accumulate_pairs",
+        "open_clip_weights",
+    },
     "data": {"root", "num_workers", "eval_batch_size", "download", "cache"},
 }
 

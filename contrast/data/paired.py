@@ -16,9 +16,11 @@ from contrast.checks import ConfigError, int_at_least, one_of
 from contrast.data.pair_datasets import ImageDataset, PairDataset, TextDataset, collate_pairs, pad
 from contrast.data.pair_sources import PAIR_SOURCES, PairedSplit, first_captions
 from contrast.data.sampler import loop_position, resume_position, training_sampler
+from contrast.models.hf import PretrainedTokenizer, hf_name
+from contrast.models.open_clip_towers import OpenCLIPTokenizer, open_clip_name
 from contrast.models.text import UNKNOWN, SubwordVocabulary, Vocabulary
 
-TOKENIZERS = ("words", "bpe")
+TOKENIZERS = ("words", "bpe", "hf/<name or folder>", "open_clip/<model name>")
 
 
 class PairedData(L.LightningDataModule):
@@ -36,7 +38,10 @@ class PairedData(L.LightningDataModule):
             vocabulary when seen this often.
         tokenizer: "words" (the words of the training captions; an unseen word is unknown) or
             "bpe" (byte-level BPE pieces learnt from them with Hugging Face ``tokenizers``: an unseen
-            word is cut into seen pieces); vocab_size: the pieces of "bpe".
+            word is cut into seen pieces); vocab_size: the pieces of "bpe"; or "hf/<name or folder>":
+            a pretrained model's own tokenizer, for its text tower (:mod:`contrast.models.hf`); or
+            "open_clip/<model name>": open_clip's tokenizer for that model
+            (:mod:`contrast.models.open_clip_towers`).
         image_size: side of the images (COCO / Flickr are resized and centre-cropped to it).
         train_subset, eval_subset: use only n images (CIFAR-10), for quick runs.
     """
@@ -62,7 +67,8 @@ class PairedData(L.LightningDataModule):
         vocab_size: int = 4000,
     ) -> None:
         super().__init__()
-        one_of("tokenizer", tokenizer, TOKENIZERS)
+        if hf_name(tokenizer) is None and open_clip_name(tokenizer) is None:
+            one_of("tokenizer", tokenizer, TOKENIZERS)
         if dataset not in PAIR_SOURCES:
             raise ConfigError("dataset", f"dataset must be one of {tuple(PAIR_SOURCES)}, got {dataset!r}")
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -101,12 +107,16 @@ class PairedData(L.LightningDataModule):
         return self._splits[train]
 
     @property
-    def vocabulary(self) -> Vocabulary | SubwordVocabulary | None:
+    def vocabulary(self) -> Vocabulary | SubwordVocabulary | PretrainedTokenizer | None:
         """The words (or BPE pieces) of the training captions (None when the texts are feature vectors)."""
         if self._vocabulary is None and self.split(True).captions is not None:
             hp, captions = self.hparams, self.split(True).captions
             self._vocabulary = (
-                SubwordVocabulary.build(captions, hp.vocab_size, min_count=hp.min_count)
+                PretrainedTokenizer.load(hf_name(hp.tokenizer))
+                if hf_name(hp.tokenizer) is not None
+                else OpenCLIPTokenizer(open_clip_name(hp.tokenizer))
+                if open_clip_name(hp.tokenizer) is not None
+                else SubwordVocabulary.build(captions, hp.vocab_size, min_count=hp.min_count)
                 if hp.tokenizer == "bpe"
                 else Vocabulary.build(captions, min_count=hp.min_count)
             )

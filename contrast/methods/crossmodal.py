@@ -26,6 +26,8 @@ checkpoint-fits-config check, and enough for :meth:`CrossModal.from_checkpoint` 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -36,8 +38,12 @@ from contrast.export import pretrained_backbone
 from contrast.losses import SigLIPScale, Temperature, clip_loss, cross_modal_triplet, modality_loss, siglip_loss
 from contrast.losses.adversarial import ganin_schedule
 from contrast.methods.base import TrainingBase
+from contrast.methods.grad_cache import grad_cache_loss
 from contrast.models import mlp
-from contrast.models.locking import checkpoint_activations, keep_frozen_statistics, lock
+from contrast.models.hf import HFTextTower, PretrainedTokenizer, check_tokenizer
+from contrast.models.locking import checkpoint_activations, keep_frozen_statistics, lock, refuse_trained_batchnorm
+from contrast.models.open_clip_towers import OpenCLIPTokenizer, open_clip_name, open_clip_text
+from contrast.models.open_clip_towers import towers as open_clip_towers
 from contrast.models.text import build_text_encoder, vocabulary_of
 from contrast.normalization import Normalization
 
@@ -49,7 +55,11 @@ class CrossModal(TrainingBase):
     """Args (besides :class:`~contrast.methods.base.TrainingBase`'s; ``backbone`` is the image encoder,
     "none" when the images are feature vectors):
 
-    text_encoder: "bag" | "transformer"; text_width: its width; embed_dim: the shared space;
+    text_encoder: "bag" | "transformer" (trained from scratch; text_width: its width), or
+    ``hf/<name or folder>``: a pretrained Hugging Face model (:mod:`contrast.models.hf`; the data's
+    tokenizer must be the same ``hf/<name>``), pooled by text_pooler ("cls", "mean", "last");
+    text_config: the pretrained model's configuration (recorded by the model itself, so that a
+    checkpoint rebuilds it without its folder; leave unset); embed_dim: the shared space;
     head_hidden: hidden width of both MLP heads; objectives: {name: weight} over "clip",
     "siglip", "triplet", "acmr"; temperature: τ of ``clip`` (its initial value when learned);
     learn_temperature; min_temperature: the clamp (0.01 = logit scale 100); margin and mining of
@@ -59,7 +69,10 @@ class CrossModal(TrainingBase):
     frozen pretrained image tower and a trained text tower); image_unlocked_groups,
     text_unlocked_layers: with a frozen tower, its last N layer groups train all the same
     (:mod:`contrast.models.locking`); grad_checkpointing: recompute the text transformer's blocks
-    (and a timm image tower's) in the backward pass instead of keeping their activations; image_mean,
+    (and a timm image tower's, a pretrained text model's) in the backward pass instead of keeping their
+    activations; accumulate_pairs: K, encode the batch K micro-batches at a time, its loss still over
+    all the batch's pairs (GradCache, :mod:`contrast.methods.grad_cache`: the data's batch_size is the
+    contrastive batch, the towers' activation memory that of batch_size / K); image_mean,
     image_std: normalisation of uint8 images (default: a pretrained encoder's own, recorded with its
     weights; else 0.5 / 0.25); max_length: words per caption (the transformer's
     positions); vocabulary, image_dim, text_dim, num_classes: the data's facts (linked from the data:
@@ -72,6 +85,8 @@ class CrossModal(TrainingBase):
         self,
         text_encoder: str = "bag",
         text_width: int = 256,
+        text_pooler: str = "mean",
+        text_config: dict | None = None,
         embed_dim: int = 128,
         head_hidden: int = 512,
         objectives: dict[str, float] | None = None,
@@ -83,15 +98,17 @@ class CrossModal(TrainingBase):
         label_weight: float = 1.0,
         adversarial_weight: float = 0.1,
         image_weights: str | None = None,
+        open_clip_weights: str | None = None,
         freeze_image: bool = False,
         freeze_text: bool = False,
         image_unlocked_groups: int = 0,
         text_unlocked_layers: int = 0,
         grad_checkpointing: bool = False,
+        accumulate_pairs: int = 1,
         image_mean: tuple[float, ...] | None = None,
         image_std: tuple[float, ...] | None = None,
         max_length: int = 32,
-        vocabulary: list[str] | str | None = None,
+        vocabulary: list[str] | str | dict | None = None,
         image_dim: int = 0,
         text_dim: int = 0,
         num_classes: int = 0,
@@ -122,6 +139,9 @@ class CrossModal(TrainingBase):
             raise ConfigError(
                 "temperature", f"temperature must lie in [min_temperature={min_temperature}, 1], got {temperature!r}"
             )
+        if self._open_clip is not None and open_clip_weights is not None:  # the trained model's own scale
+            temperature = min(1.0, max(min_temperature, math.exp(-self._open_clip["facts"]["logit_scale"])))
+            self.hparams.temperature = temperature
         image_mean, image_std = self._normalization(image_mean, image_std)
         self.objectives = objectives
         self.temperature = (
@@ -147,6 +167,26 @@ class CrossModal(TrainingBase):
                 self._frozen += [tower] if not unlocked else norms
         if boolean("grad_checkpointing", grad_checkpointing):
             checkpoint_activations(self.backbone, self.text_encoder, freeze_image, self.hparams.backbone)
+        if int_at_least("accumulate_pairs", accumulate_pairs) > 1:
+            refuse_trained_batchnorm(self.backbone, freeze_image, self.hparams.backbone, "accumulate_pairs")
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        data = self.trainer.datamodule if self._trainer is not None else None
+        batch = getattr(data, "batch_size", None)
+        k = self.hparams.accumulate_pairs
+        size = dict(getattr(data, "hparams", {})).get("image_size")
+        if stage == "fit" and self._open_clip is not None and size not in (None, self._open_clip["facts"]["size"]):
+            raise ConfigError(
+                "image_size",
+                f"image_size: {self.hparams.backbone} takes {self._open_clip['facts']['size']}-px images; "
+                f"the data gives {size}",
+            )
+        if stage == "fit" and isinstance(batch, int) and batch % k:
+            raise ConfigError(
+                "accumulate_pairs",
+                f"accumulate_pairs ({k}) must divide the data's batch_size ({batch}) into micro-batches",
+            )
 
     def _normalization(self, mean, std) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The pixel normalisation: the pretrained encoder's (recorded with its weights), else the
@@ -173,7 +213,15 @@ class CrossModal(TrainingBase):
     def build_encoder(self) -> nn.Module:
         """The image encoder: none for image vectors, a pretrained one (``image_weights``), or the base's."""
         self._pretrained_normalization: Normalization | None = None
+        self._open_clip: dict | None = None
         hp = self.hparams
+        if open_clip_name(hp.backbone) is not None:  # open_clip's model: both towers, built here at once
+            image, text, facts = open_clip_towers(open_clip_name(hp.backbone), hp.open_clip_weights)
+            self._open_clip = {"text": text, "facts": facts}  # a plain dict: the text tower is registered later
+            self._pretrained_normalization = Normalization.of({"mean": facts["mean"], "std": facts["std"]})
+            return image
+        if hp.open_clip_weights is not None:
+            raise ConfigError("open_clip_weights", "open_clip_weights are the weights of an open_clip/<name> backbone")
         if hp.backbone == "none":  # the images are feature vectors: the head takes them as they are
             return nn.Identity()
         if hp.image_weights is None:
@@ -190,7 +238,7 @@ class CrossModal(TrainingBase):
         return backbone
 
     # ------------------------------------------------------------------ the towers, from the data
-    def _build_towers(self, vocabulary: list[str] | str | None, image_dim: int, text_dim: int, num_classes: int):
+    def _build_towers(self, vocabulary: list[str] | str | dict | None, image_dim: int, text_dim: int, num_classes: int):
         """The heads and the text encoder for data with this vocabulary (or text vectors of width
         ``text_dim``), images (or vectors of width ``image_dim``) and ``num_classes`` labels."""
         hp = self.hparams
@@ -209,14 +257,37 @@ class CrossModal(TrainingBase):
         if not image_dim and hp.backbone == "none":
             raise ValueError("backbone 'none' takes image feature vectors, but the data's images are pictures")
         image_width = image_dim or self.feature_dim
-        if vocabulary is not None:
-            size = len(vocabulary_of(vocabulary))  # words, or a BPE tokenizer's pieces
-            self.text_encoder = build_text_encoder(hp.text_encoder, size, hp.text_width, hp.max_length)
+        image_head = text_head = True
+        if vocabulary is not None and (self._open_clip is not None or open_clip_name(hp.text_encoder) is not None):
+            tokens = vocabulary_of(vocabulary)
+            self.text_encoder = open_clip_text(hp.backbone, hp.text_encoder, tokens, self._open_clip)
+            hp.embed_dim = self._open_clip["facts"]["embed_dim"]  # both towers project into the model's space
+            image_head = text_head = False
+            text_width = self.text_encoder.feature_dim
+        elif vocabulary is not None:
+            tokens = vocabulary_of(vocabulary)  # words, a BPE tokenizer's pieces, or a pretrained tokenizer
+            size = len(tokens)
+            self.text_encoder = build_text_encoder(
+                hp.text_encoder, size, hp.text_width, hp.max_length, hp.text_pooler, hp.text_config
+            )
+            if isinstance(self.text_encoder, HFTextTower):
+                check_tokenizer(self.text_encoder, tokens)
+                hp.text_config = self.text_encoder.config_record()
+            elif isinstance(tokens, (PretrainedTokenizer, OpenCLIPTokenizer)):
+                raise ConfigError(
+                    "text_encoder",
+                    f"the data's tokenizer is {tokens.spec}, whose ids only its own model reads: "
+                    f"set --model.init_args.text_encoder {tokens.spec}",
+                )
             text_width = self.text_encoder.feature_dim
         else:
             self.text_encoder, text_width = nn.Identity(), text_dim
-        self.image_head = mlp(image_width, hp.head_hidden, hp.embed_dim, batch_norm=False)  # (B, F) -> (B, E)
-        self.text_head = mlp(text_width, hp.head_hidden, hp.embed_dim, batch_norm=False)  # (B, W) -> (B, E)
+        self.image_head = (  # (B, F) -> (B, E)
+            mlp(image_width, hp.head_hidden, hp.embed_dim, batch_norm=False) if image_head else nn.Identity()
+        )
+        self.text_head = (  # (B, W) -> (B, E)
+            mlp(text_width, hp.head_hidden, hp.embed_dim, batch_norm=False) if text_head else nn.Identity()
+        )
         if "acmr" in self.objectives and num_classes:
             self.label_classifier = nn.Linear(hp.embed_dim, num_classes)
             hidden = max(2, hp.embed_dim // 2)
@@ -237,7 +308,10 @@ class CrossModal(TrainingBase):
         hparams = crossmodal_hparams(checkpoint)
         if hparams is None:
             raise CheckpointError(f"{path}: not a CrossModal checkpoint (no objectives or text tower)")
-        hparams.pop("image_weights", None)  # the weights are in the checkpoint
+        # The weights are in the checkpoint (a pretrained text tower is built from the configuration it
+        # records, ``text_config``; an open_clip model from open_clip's own configuration of its name).
+        hparams.pop("image_weights", None)
+        hparams.pop("open_clip_weights", None)
         model = cls(**hparams)
         model.load_state_dict(checkpoint["state_dict"])
         return model.to(map_location).eval()
@@ -276,17 +350,40 @@ class CrossModal(TrainingBase):
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         images, texts, labels = batch  # (B, ...), (B, L) or (B, Dt), (B,)
-        image, text = self.embed_images(images), self.embed_texts(texts)  # (B, E) each
-        labelled = bool(self.hparams.num_classes)
+        terms: dict[str, Tensor] = {}
+
+        def objective(image: Tensor, text: Tensor) -> Tensor:  # (B, E) each -> the weighted loss
+            terms.update(self._objectives(image, text, labels))
+            return sum(self.objectives[name] * value for name, value in terms.items())
+
+        if self.hparams.accumulate_pairs > 1:  # GradCache: the towers run a micro-batch at a time
+            towers = (self.backbone, self.image_head, self.text_encoder, self.text_head)
+            parameters = [p for tower in towers for p in tower.parameters()]
+            loss = grad_cache_loss(self._embed, objective, images, texts, self.hparams.accumulate_pairs, parameters)
+        else:
+            loss = objective(*self._embed(images, texts))
+        batch_size = images.shape[0]
+        self.log("train/loss", self._logged(loss), prog_bar=True, batch_size=batch_size)
+        for name, value in terms.items():
+            self.log(f"train/{name}", self._logged(value), batch_size=batch_size)
         tau = self.tau()
+        self.log("train/temperature", tau.detach() if isinstance(tau, Tensor) else tau, batch_size=batch_size)
+        return loss
+
+    def _embed(self, images: Tensor, texts: Tensor) -> tuple[Tensor, Tensor]:
+        return self.embed_images(images), self.embed_texts(texts)
+
+    def _objectives(self, image: Tensor, text: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        """Each objective's loss on the (B, E) embeddings of a batch of pairs."""
+        labelled = bool(self.hparams.num_classes)
         terms: dict[str, Tensor] = {}
         if "clip" in self.objectives:
-            terms["clip"] = clip_loss(image, text, tau, validate=False, gather=True)
+            terms["clip"] = clip_loss(image, text, self.tau(), validate=False, gather=True)
         if "siglip" in self.objectives:
             scale, bias = self.siglip()
             terms["siglip"] = siglip_loss(image, text, scale, bias, gather=True, validate=False)
-            self.log("train/siglip_scale", scale.detach(), batch_size=images.shape[0])
-            self.log("train/siglip_bias", bias.detach(), batch_size=images.shape[0])
+            self.log("train/siglip_scale", scale.detach(), batch_size=image.shape[0])
+            self.log("train/siglip_bias", bias.detach(), batch_size=image.shape[0])
         if "triplet" in self.objectives:
             terms["triplet"] = cross_modal_triplet(
                 image,
@@ -299,13 +396,7 @@ class CrossModal(TrainingBase):
             )
         if "acmr" in self.objectives:
             terms["acmr"] = self._acmr(image, text, labels)
-        loss = sum(self.objectives[name] * value for name, value in terms.items())
-        batch_size = images.shape[0]
-        self.log("train/loss", self._logged(loss), prog_bar=True, batch_size=batch_size)
-        for name, value in terms.items():
-            self.log(f"train/{name}", self._logged(value), batch_size=batch_size)
-        self.log("train/temperature", tau.detach() if isinstance(tau, Tensor) else tau, batch_size=batch_size)
-        return loss
+        return terms
 
     def _acmr(self, image: Tensor, text: Tensor, labels: Tensor) -> Tensor:
         hp = self.hparams

@@ -3,8 +3,9 @@
 
 A tower's layer groups, in forward order (:func:`layer_groups`): a torchvision ResNet's stem,
 ``layer1`` … ``layer4``; the tiny CNN's conv-BN-ReLU blocks; the text transformer's embeddings, each
-block (the last with its final norm); otherwise the module's top-level children. :func:`lock` freezes all but the
-last ``unlocked`` groups; the normalisation layers of the frozen part keep their statistics
+block (the last with its final norm); a tower that names its own (``layer_groups()``: a Hugging Face
+model's embeddings and blocks, open_clip's groups of its towers); otherwise the module's top-level
+children. :func:`lock` freezes all but the last ``unlocked`` groups; the normalisation layers of the frozen part keep their statistics
 (:func:`keep_frozen_statistics`, called after every ``train()``).
 """
 
@@ -19,6 +20,8 @@ _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.G
 
 def layer_groups(module: nn.Module) -> list[list[nn.Module]]:
     """The layer groups of a tower, in forward order (each a list of modules)."""
+    if hasattr(module, "layer_groups"):  # a tower that names its own (a pretrained Hugging Face model)
+        return module.layer_groups()
     if hasattr(module, "layer4") and hasattr(module, "conv1"):  # a torchvision ResNet
         stem = [module.conv1, module.bn1]
         return [stem, [module.layer1], [module.layer2], [module.layer3], [module.layer4]]
@@ -53,7 +56,7 @@ def lock(module: nn.Module, unlocked: int = 0, argument: str = "unlocked_groups"
     frozen = [part for group in groups[: len(groups) - unlocked] for part in group]
     if isinstance(getattr(module, "position", None), nn.Parameter):  # the text transformer's: in the first group
         module.position.requires_grad_(unlocked == len(groups))
-    return [m for part in frozen for m in part.modules() if isinstance(m, _NORMS)]
+    return [m for part in frozen for m in getattr(part, "modules", tuple)() if isinstance(m, _NORMS)]
 
 
 def keep_frozen_statistics(modules: list[nn.Module]) -> None:
@@ -68,11 +71,21 @@ def checkpoint_activations(image: nn.Module, text: nn.Module, image_frozen: bool
     in the backward pass would update its running statistics a second time."""
     if hasattr(image, "set_grad_checkpointing"):
         image.set_grad_checkpointing(True)
-    elif not image_frozen and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in image.modules()):
+    else:
+        refuse_trained_batchnorm(image, image_frozen, image_name, "grad_checkpointing")
+    if hasattr(text, "set_grad_checkpointing"):  # a pretrained Hugging Face model
+        text.set_grad_checkpointing(True)
+    elif hasattr(text, "grad_checkpointing"):
+        text.grad_checkpointing = True
+
+
+def refuse_trained_batchnorm(image: nn.Module, image_frozen: bool, image_name: str, argument: str) -> None:
+    """A trained BatchNorm image tower cannot be run twice per step (``grad_checkpointing``'s
+    recomputation, ``accumulate_pairs``' second pass): its running statistics would be updated twice
+    (and a micro-batch's statistics are not the batch's)."""
+    if not image_frozen and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in image.modules()):
         raise ConfigError(
-            "grad_checkpointing",
-            f"grad_checkpointing: the {image_name} image tower has BatchNorm, whose statistics the recomputation "
+            argument,
+            f"{argument}: the {image_name} image tower has BatchNorm, whose statistics the recomputation "
             "would update twice; freeze it (freeze_image) or use a timm/ ViT tower",
         )
-    if hasattr(text, "grad_checkpointing"):
-        text.grad_checkpointing = True

@@ -1,5 +1,6 @@
 """The text tower's pieces: a vocabulary built from the training captions (words, or subword pieces),
-and two encoders over padded token ids (no downloads, no pretrained tokenizer).
+and two encoders over padded token ids trained from scratch (pretrained towers and their tokenizers:
+:mod:`contrast.models.hf`).
 
 * :class:`Vocabulary`: lower-cased words (letters and digits), id 0 = padding, id 1 = unknown;
   built from the training captions, saved in the checkpoint as its word list.
@@ -151,8 +152,22 @@ class SubwordVocabulary:
         return self.json
 
 
-def vocabulary_of(record: list[str] | str) -> Vocabulary | SubwordVocabulary:
-    """The vocabulary a checkpoint records: a word list, or a subword tokenizer's JSON."""
+def vocabulary_of(record: list[str] | str | dict):
+    """The vocabulary a checkpoint records: a word list, a subword tokenizer's JSON, or a pretrained
+    model's tokenizer ({"hf": name, "tokenizer": JSON}, :class:`contrast.models.hf.PretrainedTokenizer`;
+    {"open_clip": name}, :class:`contrast.models.open_clip_towers.OpenCLIPTokenizer`)."""
+    if isinstance(record, dict) and set(record) == {"open_clip"}:
+        from contrast.models.open_clip_towers import OpenCLIPTokenizer
+
+        return OpenCLIPTokenizer(record["open_clip"])
+    if isinstance(record, dict):
+        from contrast.models.hf import PretrainedTokenizer
+
+        if set(record) != {"hf", "tokenizer"}:
+            raise ValueError(
+                f"vocabulary: a pretrained tokenizer's record holds 'hf' and 'tokenizer', got {sorted(record)}"
+            )
+        return PretrainedTokenizer(record["hf"], record["tokenizer"])
     return SubwordVocabulary(record) if isinstance(record, str) else Vocabulary(record)
 
 
@@ -237,7 +252,18 @@ TEXT_ENCODERS = {
 }
 
 
-def build_text_encoder(name: str, vocab_size: int, width: int = 256, max_length: int = 32) -> nn.Module:
+def build_text_encoder(
+    name: str, vocab_size: int, width: int = 256, max_length: int = 32, pooler: str = "mean", config: dict | None = None
+) -> nn.Module:
+    """A text encoder of ``TEXT_ENCODERS``, or ``hf/<name or folder>``: a pretrained Hugging Face
+    model pooled by ``pooler`` (built from ``config`` when a checkpoint recorded one)."""
+    from contrast.models.hf import HFTextTower, hf_name
+
+    if hf_name(name) is not None:
+        return HFTextTower(hf_name(name), pooler, config)
     if name not in TEXT_ENCODERS:
-        raise ValueError(f"unknown text_encoder {name!r}; choose one of {tuple(TEXT_ENCODERS)}")
+        raise ConfigError(
+            "text_encoder",
+            f"unknown text_encoder {name!r}; choose one of {tuple(TEXT_ENCODERS)} or hf/<name or folder>",
+        )
     return TEXT_ENCODERS[name](vocab_size, width, max_length)

@@ -1,6 +1,6 @@
 """CrossModal under DDP (2 gloo processes): W ranks × B pairs give the loss and gradients of one
 process with W·B pairs, for the clip local loss, SigLIP with gathered texts, the gathered cross-modal
-triplet and ACMR."""
+triplet and ACMR; and so do W ranks that encode their B pairs in micro-batches (``accumulate_pairs``)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,17 @@ OBJECTIVES = {
 }
 
 
-def _model(objectives) -> CrossModal:
+def _model(objectives, accumulate_pairs=1) -> CrossModal:
     torch.manual_seed(0)
     model = CrossModal(
-        backbone="none", embed_dim=8, head_hidden=16, objectives=objectives, image_dim=6, text_dim=5, num_classes=3
+        backbone="none",
+        embed_dim=8,
+        head_hidden=16,
+        objectives=objectives,
+        image_dim=6,
+        text_dim=5,
+        num_classes=3,
+        accumulate_pairs=accumulate_pairs,
     )
     return model.double()
 
@@ -51,12 +58,13 @@ def _worker(rank: int) -> dict:
     rows = slice(rank * B, (rank + 1) * B)
     results = {}
     for name, objectives in OBJECTIVES.items():
-        loss, grads = _step(_model(objectives), (images[rows], texts[rows], labels[rows]))
-        dist.all_reduce(loss)
-        for grad in grads.values():  # what DDP does to parameter gradients: the mean over ranks
-            dist.all_reduce(grad)
-            grad /= WORLD
-        results[name] = (loss / WORLD, grads)
+        for k in (1, 3):  # the whole local batch at once, and in 3 micro-batches (accumulate_pairs, GradCache)
+            loss, grads = _step(_model(objectives, k), (images[rows], texts[rows], labels[rows]))
+            dist.all_reduce(loss)
+            for grad in grads.values():  # what DDP does to parameter gradients: the mean over ranks
+                dist.all_reduce(grad)
+                grad /= WORLD
+            results[name, k] = (loss / WORLD, grads)
     return results
 
 
@@ -65,11 +73,12 @@ def ranks(tmp_path_factory):
     return run_on_ranks(_worker, WORLD, tmp_path_factory.mktemp("ddp_crossmodal"))
 
 
+@pytest.mark.parametrize("k", [1, 3], ids=["whole", "accumulate_pairs=3"])
 @pytest.mark.parametrize("name", list(OBJECTIVES))
-def test_two_ranks_equal_one_process_with_the_whole_batch(ranks, name):
+def test_two_ranks_equal_one_process_with_the_whole_batch(ranks, name, k):
     loss, grads = _step(_model(OBJECTIVES[name]), _global_batch())
     for rank in ranks:
-        rank_loss, rank_grads = rank[name]
+        rank_loss, rank_grads = rank[name, k]
         if name != "triplet":  # the clip local loss and ACMR's classifiers: the mean of the ranks' losses
             assert rank_loss.item() == pytest.approx(loss.item(), abs=1e-12)
         assert set(rank_grads) == set(grads)
