@@ -133,6 +133,8 @@ def _retrieve(args: argparse.Namespace, overrides: list[str]) -> int:
     checkpoint = read_checkpoint(args.ckpt)
     model = CrossModal.from_checkpoint(checkpoint, map_location="cuda" if torch.cuda.is_available() else "cpu")
     data = _data_of(checkpoint, PairedData, args)
+    if isinstance(model.hparams.vocabulary, dict):  # a pretrained model's tokenizer: the one recorded, no folder
+        data.use_tokenizer(model.hparams.vocabulary)
     _check_fits(args.ckpt, checkpoint, data)
     scores = retrieval_scores(model, data)
     split = data.split(False)

@@ -77,6 +77,26 @@ def test_fit_prints_retrieval_both_ways_then_retrieve_and_resume(tmp_path, monke
     assert after[: len(logged)] == logged and {r["epoch"] for r in after} == {"0", "1", "2"}
 
 
+def test_a_pretrained_hf_text_tower_from_the_command_line_and_retrieve_without_its_folder(
+    tmp_path, monkeypatch, capsys
+):
+    pytest.importorskip("transformers", reason="the hf extra: pip install 'contrast[hf]'")
+    from tests.models.test_hf import _bert
+
+    monkeypatch.chdir(tmp_path)
+    _bert(tmp_path / "bert")
+    tower = ["--data.tokenizer", "hf/bert", "--model.init_args.text_encoder", "hf/bert"]
+    assert (
+        main(["fit", *SHAPES[:-4], "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", *tower]) == 0
+    )
+    trained = next(line for line in capsys.readouterr().out.splitlines() if "test split (trained)" in line)
+    (tmp_path / "bert").rename(tmp_path / "moved")  # the checkpoint holds the tokenizer and the model's configuration
+    assert main(["retrieve", "--ckpt", "runs/lightning_logs/version_0/checkpoints/last.ckpt"]) == 0
+    printed = capsys.readouterr().out
+    i2t = re.search(r"image→text R@1 [\d.]+ R@5 [\d.]+", printed).group(0)
+    assert i2t in trained  # the same figures as the end of the fit
+
+
 def test_acmr_config_on_feature_pairs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     g = torch.Generator().manual_seed(0)

@@ -18,7 +18,7 @@ from contrast.data.pair_sources import PAIR_SOURCES, PairedSplit, first_captions
 from contrast.data.sampler import loop_position, resume_position, training_sampler
 from contrast.models.hf import PretrainedTokenizer, hf_name
 from contrast.models.open_clip_towers import OpenCLIPTokenizer, open_clip_name
-from contrast.models.text import UNKNOWN, SubwordVocabulary, Vocabulary
+from contrast.models.text import UNKNOWN, SubwordVocabulary, Vocabulary, vocabulary_of
 
 TOKENIZERS = ("words", "bpe", "hf/<name or folder>", "open_clip/<model name>")
 
@@ -121,6 +121,13 @@ class PairedData(L.LightningDataModule):
                 else Vocabulary.build(captions, min_count=hp.min_count)
             )
         return self._vocabulary
+
+    def use_tokenizer(self, record: dict) -> None:
+        """Read the captions with a pretrained model's tokenizer as a checkpoint recorded it (``hf/``,
+        ``open_clip/``), not with the folder or hub its name points to."""
+        if hf_name(self.hparams.tokenizer) is None and open_clip_name(self.hparams.tokenizer) is None:
+            raise ConfigError("tokenizer", f"tokenizer {self.hparams.tokenizer!r} is built from the captions")
+        self._vocabulary, self._tokens = vocabulary_of(record), {}
 
     def tokens(self, train: bool) -> list[list[int]] | None:
         if train not in self._tokens:

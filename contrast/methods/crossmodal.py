@@ -34,18 +34,13 @@ from torch import Tensor, nn
 
 from contrast.checkpoint import CheckpointError, read_checkpoint
 from contrast.checks import ConfigError, boolean, finite_number, int_at_least, one_of
-from contrast.export import pretrained_backbone
 from contrast.losses import SigLIPScale, Temperature, clip_loss, cross_modal_triplet, modality_loss, siglip_loss
 from contrast.losses.adversarial import ganin_schedule
 from contrast.methods.base import TrainingBase
 from contrast.methods.grad_cache import grad_cache_loss
-from contrast.models import mlp
-from contrast.models.hf import HFTextTower, PretrainedTokenizer, check_tokenizer
+from contrast.methods.towers import build_towers, image_encoder, pixel_normalization
 from contrast.models.locking import checkpoint_activations, keep_frozen_statistics, lock, refuse_trained_batchnorm
-from contrast.models.open_clip_towers import OpenCLIPTokenizer, open_clip_name, open_clip_text
-from contrast.models.open_clip_towers import towers as open_clip_towers
-from contrast.models.text import build_text_encoder, vocabulary_of
-from contrast.normalization import Normalization
+from contrast.models.text import vocabulary_of
 
 OBJECTIVES = ("clip", "siglip", "triplet", "acmr")
 MINING = ("hardest", "semi-hard", "all")
@@ -189,115 +184,14 @@ class CrossModal(TrainingBase):
             )
 
     def _normalization(self, mean, std) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """The pixel normalisation: the pretrained encoder's (recorded with its weights), else the
-        one given, else 0.5 / 0.25; recorded in the hyper-parameters (``normalization``, the one
-        record :mod:`contrast.normalization` reads), so the checkpoint and an export say it."""
-        recorded = self._pretrained_normalization
-        if recorded is not None:
-            for name, value in (("image_mean", mean), ("image_std", std)):
-                given = {"mean": recorded.mean, "std": recorded.std} | ({name[6:]: value} if value is not None else {})
-                if not Normalization(tuple(map(float, given["mean"])), tuple(map(float, given["std"]))).same(recorded):
-                    raise ConfigError(
-                        name,
-                        f"{name}: the image tower of {self.hparams.image_weights} was pretrained on pixels "
-                        f"normalised with {recorded}; leave {name} unset",
-                    )
-            mean, std = recorded.mean, recorded.std
-        mean = (0.5, 0.5, 0.5) if mean is None else mean
-        std = (0.25, 0.25, 0.25) if std is None else std
-        record = Normalization.of({"mean": mean, "std": std}, "image_std").record()  # one per channel, std > 0
-        self.hparams.image_mean, self.hparams.image_std = tuple(mean), tuple(std)
-        self.hparams.normalization = record
-        return tuple(mean), tuple(std)
+        return pixel_normalization(self, mean, std)
 
     def build_encoder(self) -> nn.Module:
-        """The image encoder: none for image vectors, a pretrained one (``image_weights``), or the base's."""
-        self._pretrained_normalization: Normalization | None = None
-        self._open_clip: dict | None = None
-        hp = self.hparams
-        if open_clip_name(hp.backbone) is not None:  # open_clip's model: both towers, built here at once
-            image, text, facts = open_clip_towers(open_clip_name(hp.backbone), hp.open_clip_weights)
-            self._open_clip = {"text": text, "facts": facts}  # a plain dict: the text tower is registered later
-            self._pretrained_normalization = Normalization.of({"mean": facts["mean"], "std": facts["std"]})
-            return image
-        if hp.open_clip_weights is not None:
-            raise ConfigError("open_clip_weights", "open_clip_weights are the weights of an open_clip/<name> backbone")
-        if hp.backbone == "none":  # the images are feature vectors: the head takes them as they are
-            return nn.Identity()
-        if hp.image_weights is None:
-            return super().build_encoder()
-        backbone, arch = pretrained_backbone(hp.image_weights)
-        if "mean" in arch:
-            self._pretrained_normalization = Normalization.of({k: arch[k] for k in ("mean", "std")})
-        wanted = {"backbone": hp.backbone, "cifar_stem": hp.cifar_stem}
-        if {k: arch[k] for k in wanted} != wanted:
-            raise ValueError(
-                f"image_weights: {hp.image_weights} holds a {arch['backbone']!r} backbone (cifar_stem "
-                f"{arch['cifar_stem']}); set --model.init_args.backbone and cifar_stem to match"
-            )
-        return backbone
+        return image_encoder(self)
 
     # ------------------------------------------------------------------ the towers, from the data
     def _build_towers(self, vocabulary: list[str] | str | dict | None, image_dim: int, text_dim: int, num_classes: int):
-        """The heads and the text encoder for data with this vocabulary (or text vectors of width
-        ``text_dim``), images (or vectors of width ``image_dim``) and ``num_classes`` labels."""
-        hp = self.hparams
-        if (vocabulary is None) == (text_dim == 0):
-            raise ValueError(
-                "the texts are either captions (a vocabulary) or vectors (text_dim > 0), not both or neither: "
-                "give the data's facts, CrossModal(**data.facts(), ...) (the command line links them)"
-            )
-        if "acmr" in self.objectives and not num_classes:
-            raise ValueError("objectives: 'acmr' needs labelled pairs (its label classifier); the data has none")
-        if image_dim and hp.backbone != "none":
-            raise ValueError(
-                f"backbone: the data's images are feature vectors of width {image_dim}; "
-                "set --model.init_args.backbone none"
-            )
-        if not image_dim and hp.backbone == "none":
-            raise ValueError("backbone 'none' takes image feature vectors, but the data's images are pictures")
-        image_width = image_dim or self.feature_dim
-        image_head = text_head = True
-        if vocabulary is not None and (self._open_clip is not None or open_clip_name(hp.text_encoder) is not None):
-            tokens = vocabulary_of(vocabulary)
-            self.text_encoder = open_clip_text(hp.backbone, hp.text_encoder, tokens, self._open_clip)
-            hp.embed_dim = self._open_clip["facts"]["embed_dim"]  # both towers project into the model's space
-            image_head = text_head = False
-            text_width = self.text_encoder.feature_dim
-        elif vocabulary is not None:
-            tokens = vocabulary_of(vocabulary)  # words, a BPE tokenizer's pieces, or a pretrained tokenizer
-            size = len(tokens)
-            self.text_encoder = build_text_encoder(
-                hp.text_encoder, size, hp.text_width, hp.max_length, hp.text_pooler, hp.text_config
-            )
-            if isinstance(self.text_encoder, HFTextTower):
-                check_tokenizer(self.text_encoder, tokens)
-                hp.text_config = self.text_encoder.config_record()
-            elif isinstance(tokens, (PretrainedTokenizer, OpenCLIPTokenizer)):
-                raise ConfigError(
-                    "text_encoder",
-                    f"the data's tokenizer is {tokens.spec}, whose ids only its own model reads: "
-                    f"set --model.init_args.text_encoder {tokens.spec}",
-                )
-            text_width = self.text_encoder.feature_dim
-        else:
-            self.text_encoder, text_width = nn.Identity(), text_dim
-        self.image_head = (  # (B, F) -> (B, E)
-            mlp(image_width, hp.head_hidden, hp.embed_dim, batch_norm=False) if image_head else nn.Identity()
-        )
-        self.text_head = (  # (B, W) -> (B, E)
-            mlp(text_width, hp.head_hidden, hp.embed_dim, batch_norm=False) if text_head else nn.Identity()
-        )
-        if "acmr" in self.objectives and num_classes:
-            self.label_classifier = nn.Linear(hp.embed_dim, num_classes)
-            hidden = max(2, hp.embed_dim // 2)
-            self.modality_classifier = nn.Sequential(  # ACMR's 3-layer discriminator: E -> E/2 -> E/4 -> 2
-                nn.Linear(hp.embed_dim, hidden),
-                nn.ReLU(),
-                nn.Linear(hidden, max(2, hidden // 2)),
-                nn.ReLU(),
-                nn.Linear(max(2, hidden // 2), 2),
-            )
+        build_towers(self, vocabulary, image_dim, text_dim, num_classes)
 
     @classmethod
     def from_checkpoint(cls, path, map_location: str = "cpu") -> CrossModal:

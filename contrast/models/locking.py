@@ -5,8 +5,8 @@ A tower's layer groups, in forward order (:func:`layer_groups`): a torchvision R
 ``layer1`` … ``layer4``; the tiny CNN's conv-BN-ReLU blocks; the text transformer's embeddings, each
 block (the last with its final norm); a tower that names its own (``layer_groups()``: a Hugging Face
 model's embeddings and blocks, open_clip's groups of its towers); otherwise the module's top-level
-children. :func:`lock` freezes all but the last ``unlocked`` groups; the normalisation layers of the frozen part keep their statistics
-(:func:`keep_frozen_statistics`, called after every ``train()``).
+children. :func:`lock` freezes all but the last ``unlocked`` groups; the normalisation layers of the
+frozen part keep their statistics (:func:`keep_frozen_statistics`, called after every ``train()``).
 """
 
 from __future__ import annotations
