@@ -84,7 +84,7 @@ def checkpoint_differences(
             if key.startswith("_") or key in EXECUTION_ONLY[what]:
                 continue
             before, now = old.get(key, "<unset>"), new.get(key, "<unset>")
-            if key not in old and what == "model" and _default(type(model), key, now):
+            if key not in old and _default(type(model) if what == "model" else type(data), key, now):
                 continue  # a setting newer than the checkpoint, left at its default: the run it made
             if key not in old and what == "model" and key in DATA_FACTS and data is not None:
                 continue  # a fact recorded since the checkpoint was written: the data's arguments are compared

@@ -150,6 +150,56 @@ def test_sigkill_at_epoch_end_with_workers_resumes_exactly(tmp_path, views):
     assert_same_weights(tmp_path / "straight.pt", tmp_path / "resumed.pt")
 
 
+@pytest.mark.slow  # three end-to-end runs
+def test_sigkill_on_shards_resumes_exactly_with_another_worker_count(tmp_path):
+    """Two-tower training on img2dataset-layout tar shards (4 shards of 80 pairs, 2 workers) killed
+    mid-epoch at step 14, resumed with 1 worker: the final weights are the uninterrupted run's."""
+    pytest.importorskip("webdataset", reason="webdataset writes the shards (the bench extra)")
+    from tests.data.test_shards import write_shards
+
+    write_shards(tmp_path / "shards/train", 320, per_shard=80, seed=0, fmt="jpg")
+    write_shards(tmp_path / "shards/test", 64, per_shard=80, seed=1, fmt="jpg")
+    shards = [
+        "--config",
+        str(ROOT / "configs/crossmodal_shapes.yaml"),
+        "--data.dataset",
+        "webdataset",
+        "--data.root",
+        "shards",
+        "--data.batch_size",
+        "32",
+        "--trainer.max_epochs",
+        "3",
+        "--trainer.enable_progress_bar",
+        "false",
+        *every(4),
+    ]
+    workers = ["--data.num_workers", "2"]
+    contrast(
+        "fit",
+        *shards,
+        *workers,
+        *callback("SaveWeights", path=tmp_path / "straight.pt"),
+        "--run_dir",
+        "straight",
+        cwd=tmp_path,
+    )
+    killed = contrast("fit", *shards, *workers, *callback("KillAtStep", step=14), cwd=tmp_path, check=None)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = contrast(
+        "fit",
+        *shards,
+        "--data.num_workers",
+        "1",
+        *callback("SaveWeights", path=tmp_path / "resumed.pt"),
+        "--ckpt_path",
+        "last",
+        cwd=tmp_path,
+    )
+    assert "epoch 1, global step 12" in resumed.stderr
+    assert_same_weights(tmp_path / "straight.pt", tmp_path / "resumed.pt")
+
+
 def _shapes_pack(root: Path) -> None:
     """Shapes-10 as JPEG folders, packed: train (400) and val (100)."""
     from torchvision.io import write_jpeg

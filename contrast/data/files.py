@@ -96,6 +96,8 @@ class ImageFiles(Dataset):
         return found
 
     def decode(self, path: Path) -> Tensor:
+        """Image ``path`` as (3, H, W) uint8 at ``image_size``: a file, or anything with a ``suffix``
+        and ``read_bytes()`` (a member of an image–text shard, :mod:`contrast.data.shards`)."""
         from torchvision.transforms.v2 import functional as TF
 
         try:
@@ -104,7 +106,8 @@ class ImageFiles(Dataset):
             else:
                 from torchvision.io import ImageReadMode, decode_image
 
-                image = decode_image(str(path), mode=ImageReadMode.RGB)
+                data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
+                image = decode_image(data, mode=ImageReadMode.RGB)
         except Exception as error:  # torchvision and PIL raise several types for corrupt files
             first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
             raise DamagedImageError(

@@ -8,27 +8,47 @@ draws the pairs the uninterrupted one would have.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from contrast.data.files import DamagedImageError
 from contrast.data.pair_sources import PairedSplit
 from contrast.models.text import pad_ids
 from contrast.seeds import derive_seed
 
 
 class PairDataset(Dataset):
-    """Index ``epoch·N + i`` (from :class:`EpochShuffle`) -> (image i, one of its texts, label)."""
+    """Index ``epoch·N + i`` (from :class:`EpochShuffle`) -> (image i, one of its texts, label).
 
-    def __init__(self, split: PairedSplit, tokens: list[list[int]] | None, seed: int) -> None:
-        self.split, self.tokens, self.seed = split, tokens, seed
+    ``skip_corrupt``: an image that cannot be decoded gives the next pair instead (image and text),
+    counted in a warning; otherwise it stops the run, named."""
+
+    def __init__(self, split: PairedSplit, tokens: list[list[int]] | None, seed: int, skip_corrupt: bool = False):
+        self.split, self.tokens, self.seed, self.skip_corrupt = split, tokens, seed, skip_corrupt
+        self.skipped: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.split)
 
     def __getitem__(self, index: int):
+        n = len(self.split)
+        for step in range(n):
+            i = (index + step) % n
+            try:
+                return self._pair(index + step, i)
+            except DamagedImageError as error:
+                if not self.skip_corrupt:
+                    raise
+                if i not in self.skipped:
+                    self.skipped.add(i)
+                    warnings.warn(f"{error} — skipped ({len(self.skipped)} so far)", stacklevel=2)
+        raise RuntimeError(f"no readable image among the {n} pairs")
+
+    def _pair(self, index: int, i: int):
         split = self.split
-        i = index % len(split)
         choice = derive_seed(self.seed, "pair", index) % int(split.text_count[i])
         m = int(split.text_order[int(split.text_start[i]) + choice])
         text = torch.tensor(self.tokens[m]) if self.tokens is not None else split.text_features[m]

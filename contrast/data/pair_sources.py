@@ -13,6 +13,8 @@
   Flickr8k ``captions.txt``, a CSV file with an ``image,caption`` header (the split:
   the last ``test_fraction`` of the images, in sorted order). The images are decoded lazily, by the
   image sources' one decoder (:class:`~contrast.data.files.ImageFiles`).
+* ``webdataset``, ``csv``: image–text pairs at scale, img2dataset's tar shards or open_clip's CSV
+  files (:mod:`contrast.data.shards`), read by offset, so shuffled and resumed as any other source.
 * ``cifar10_captions``: CIFAR-10 (``<root>/cifar10-jpeg``) with captions drawn from templates and
   synonyms of the class names: a label-relevance benchmark (any caption of the right class is
   relevant for mAP; R@K still asks for the image's own captions).
@@ -30,6 +32,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from contrast.data import shards
 from contrast.data.captions import class_caption, describe, scene_key
 from contrast.data.datasets import Subset, decode_all
 from contrast.data.files import DataNotFoundError, ImageFiles, data_root
@@ -259,6 +262,20 @@ def caption_files(root, train: bool, image_size: int, test_fraction: float = 0.1
     return PairedSplit(images, images.labels, text_image, [caption for _, caption in pairs])
 
 
+def tar_shards(root, train: bool, s) -> PairedSplit:
+    """img2dataset's webdataset shards (:mod:`contrast.data.shards`)."""
+    spec = shards.split_spec(root, s.eval_root, train, "webdataset")
+    return shards.split_of(*shards.shard_pairs(spec, s.image_size, s.caption_key, s.skip_corrupt))
+
+
+def csv_table(root, train: bool, s) -> PairedSplit:
+    """open_clip's CSV / TSV layout (:mod:`contrast.data.shards`)."""
+    spec = shards.split_spec(root, s.eval_root, train, "csv")
+    return shards.split_of(
+        *shards.csv_pairs(spec, s.image_size, s.csv_img_key, s.csv_caption_key, s.csv_separator, s.skip_corrupt)
+    )
+
+
 # name -> (root, train, settings) -> PairedSplit; settings: the data module's arguments
 PAIR_SOURCES = {
     "shapes10_captions": lambda root, train, s: shapes_captions(
@@ -269,4 +286,6 @@ PAIR_SOURCES = {
     "cifar10_captions": lambda root, train, s: cifar10_captions(
         root, train, s.captions_per_image, s.seed, s.train_subset if train else s.eval_subset
     ),
+    "webdataset": tar_shards,
+    "csv": csv_table,
 }

@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from contrast.checks import ConfigError, int_at_least, one_of
+from contrast.checks import ConfigError, boolean, int_at_least, one_of
 from contrast.data.pair_datasets import ImageDataset, PairDataset, TextDataset, collate_pairs, pad
 from contrast.data.pair_sources import PAIR_SOURCES, PairedSplit, first_captions
 from contrast.data.sampler import loop_position, resume_position, training_sampler
@@ -27,7 +27,8 @@ class PairedData(L.LightningDataModule):
     """Image–text (or feature–feature) pairs for :class:`contrast.methods.CrossModal`.
 
     Args:
-        dataset: shapes10_captions (generated, the default), features, coco, cifar10_captions.
+        dataset: shapes10_captions (generated, the default), features, coco, cifar10_captions,
+            webdataset (img2dataset's tar shards), csv (open_clip's CSV / TSV).
         root: data folder; default ``$CONTRAST_DATA_DIR``, else ``./data``.
         batch_size: pairs per device and step; eval_batch_size: for embedding the test split.
         num_workers: DataLoader workers. seed: the pairing of images with captions each epoch.
@@ -44,6 +45,12 @@ class PairedData(L.LightningDataModule):
             (:mod:`contrast.models.open_clip_towers`).
         image_size: side of the images (COCO / Flickr are resized and centre-cropped to it).
         train_subset, eval_subset: use only n images (CIFAR-10), for quick runs.
+        eval_root: the test split of ``webdataset`` / ``csv`` data when ``root`` is the training
+            split itself (:mod:`contrast.data.shards`); caption_key: the ``.json`` key of a shard
+            sample's caption (default: its ``.txt``); csv_img_key, csv_caption_key, csv_separator:
+            open_clip's CSV columns and separator.
+        skip_corrupt: leave out samples without a readable image or a caption, counted in a warning
+            (default: stop, naming them).
     """
 
     def __init__(
@@ -65,6 +72,12 @@ class PairedData(L.LightningDataModule):
         eval_subset: int | None = None,
         tokenizer: str = "words",
         vocab_size: int = 4000,
+        eval_root: str | None = None,
+        caption_key: str | None = None,
+        csv_img_key: str = "filepath",
+        csv_caption_key: str = "title",
+        csv_separator: str = "\t",
+        skip_corrupt: bool = False,
     ) -> None:
         super().__init__()
         if hf_name(tokenizer) is None and open_clip_name(tokenizer) is None:
@@ -88,6 +101,7 @@ class PairedData(L.LightningDataModule):
                 f"eval_captions_per_image must be None or in [1, captions_per_image={captions_per_image}], "
                 f"got {eval_captions_per_image!r}"
             )
+        boolean("skip_corrupt", skip_corrupt)
         self.save_hyperparameters()
         self.dataset, self.root, self.seed = dataset, root, seed
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
@@ -189,7 +203,7 @@ class PairedData(L.LightningDataModule):
         sampler = training_sampler(len(split), self.batch_size, self.seed, self._resume, "pairs")
         self._resume = None
         return DataLoader(
-            PairDataset(split, self.tokens(True), self.seed),
+            PairDataset(split, self.tokens(True), self.seed, self.hparams.skip_corrupt),
             batch_size=self.batch_size,
             sampler=sampler,
             drop_last=True,
