@@ -177,6 +177,17 @@ class CrossModal(TrainingBase):
                 f"image_size: {self.hparams.backbone} takes {self._open_clip['facts']['size']}-px images; "
                 f"the data gives {size}",
             )
+        if stage == "fit" and k > 1 and self._trainer is not None:
+            if self.trainer.accumulate_grad_batches > 1:
+                raise ConfigError(
+                    "accumulate_pairs",
+                    "accumulate_pairs enlarges the contrastive batch itself; "
+                    "leave trainer.accumulate_grad_batches at 1",
+                )
+            if "16" in str(self.trainer.precision) and "bf16" not in str(self.trainer.precision):
+                raise ConfigError(
+                    "accumulate_pairs", "accumulate_pairs: use precision bf16-mixed or 32, not fp16's scaler"
+                )
         if stage == "fit" and isinstance(batch, int) and batch % k:
             raise ConfigError(
                 "accumulate_pairs",
@@ -251,9 +262,7 @@ class CrossModal(TrainingBase):
             return sum(self.objectives[name] * value for name, value in terms.items())
 
         if self.hparams.accumulate_pairs > 1:  # GradCache: the towers run a micro-batch at a time
-            towers = (self.backbone, self.image_head, self.text_encoder, self.text_head)
-            parameters = [p for tower in towers for p in tower.parameters()]
-            loss = grad_cache_loss(self._embed, objective, images, texts, self.hparams.accumulate_pairs, parameters)
+            loss = grad_cache_loss(self._embed, objective, images, texts, self.hparams.accumulate_pairs)
         else:
             loss = objective(*self._embed(images, texts))
         batch_size = images.shape[0]
@@ -263,6 +272,15 @@ class CrossModal(TrainingBase):
         tau = self.tau()
         self.log("train/temperature", tau.detach() if isinstance(tau, Tensor) else tau, batch_size=batch_size)
         return loss
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self.hparams.accumulate_pairs > 1:  # zeroed before the step: its micro-batches accumulate into .grad
+            for optimizer in self.trainer.optimizers:
+                optimizer.zero_grad(set_to_none=True)
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer) -> None:
+        if self.hparams.accumulate_pairs == 1:  # otherwise done before the step (on_train_batch_start)
+            super().optimizer_zero_grad(epoch, batch_idx, optimizer)
 
     def _embed(self, images: Tensor, texts: Tensor) -> tuple[Tensor, Tensor]:
         return self.embed_images(images), self.embed_texts(texts)

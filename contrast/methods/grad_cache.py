@@ -7,21 +7,21 @@ are those of the whole batch, every pair a negative of every other, at the activ
 3. Encode each micro-batch again, with gradients, under the random state of its first pass (the
    same dropout), and carry that gradient back into the towers: d loss / d θ = Σ_k (∂e_k/∂θ)ᵀ g_k.
 
-Lightning zeroes the gradients between a step's forward and its backward, so nothing may be
-accumulated into ``.grad`` inside the step: the towers' gradients of micro-batches 1 … K−1 are
-taken with ``torch.autograd.grad`` (which fires no hook, DDP's included) and handed to the one
-backward Lightning runs as the term Σ_p ⟨p, g_p⟩, whose gradient is g_p; that backward (under
-DDP, the one that synchronises) reaches every trained parameter. The returned tensor's value is
-the loss.
+The micro-batches' gradients accumulate in ``.grad`` inside the training step (their backward
+passes run before the step's forward has returned, so under DDP they are local; the one backward
+Lightning runs, of the last micro-batch and the loss's own parameters, synchronises them all, as
+``no_sync`` accumulation does). So Lightning must zero the gradients before the step, not between
+its forward and backward: :class:`~contrast.methods.crossmodal.CrossModal` moves the zeroing there
+when ``accumulate_pairs`` > 1. The returned tensor's value is the loss.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 
 class _RandomState:
@@ -47,14 +47,13 @@ def grad_cache_loss(
     images: Tensor,
     texts: Tensor,
     chunks: int,
-    parameters: Iterable[nn.Parameter],
 ) -> Tensor:
     """The loss of ``objective(encode(images, texts))`` over the whole batch, its towers run
     ``chunks`` micro-batches at a time; backward gives every parameter its whole-batch gradient.
 
     ``encode(images, texts) -> (image embeddings, text embeddings)``; ``objective(image, text)``
-    is the loss of the (N, E) embeddings (it may have parameters of its own, e.g. a temperature);
-    ``parameters``: the towers' (those that require gradients are trained)."""
+    is the loss of the (N, E) embeddings (it may have parameters of its own, e.g. a temperature).
+    The towers' gradients of all micro-batches but the last are accumulated into ``.grad`` here."""
     pieces = list(zip(images.chunk(chunks), texts.chunk(chunks)))
     states, image_parts, text_parts = [], [], []
     with torch.no_grad():  # 1. the embeddings, micro-batch by micro-batch, without activations kept
@@ -67,8 +66,6 @@ def grad_cache_loss(
     text = torch.cat(text_parts).requires_grad_()  # (K·B, E): the cached text embeddings
     loss = objective(image, text)  # 2. the loss over all K·B pairs
     image_grad, text_grad = torch.autograd.grad(loss, (image, text), retain_graph=True)  # (K·B, E) each
-    trained = [p for p in parameters if p.requires_grad]
-    carried: list[Tensor | None] = [None] * len(trained)
     start, last = 0, None
     for n, ((piece_images, piece_texts), state) in enumerate(zip(pieces, states)):
         with state.replayed():  # 3. again, with gradients, the same dropout
@@ -76,10 +73,8 @@ def grad_cache_loss(
         rows = slice(start, start + image_part.shape[0])
         start = rows.stop
         surrogate = (image_part * image_grad[rows]).sum() + (text_part * text_grad[rows]).sum()
-        if n == len(pieces) - 1:
-            last = surrogate  # its backward is Lightning's
-            break
-        grads = torch.autograd.grad(surrogate, trained, allow_unused=True)
-        carried = [g if c is None else c if g is None else c + g for c, g in zip(carried, grads)]
-    handed = last + sum(((p * c).sum() for p, c in zip(trained, carried) if c is not None), last.new_zeros(()))
-    return loss + (handed - handed.detach())  # the value: the loss; the gradient: the whole batch's
+        if n < len(pieces) - 1:
+            surrogate.backward()  # into .grad: the towers' gradient of this micro-batch
+        else:
+            last = surrogate  # its backward is the caller's (Lightning's)
+    return loss + (last - last.detach())  # the value: the loss; the gradient: the whole batch's

@@ -4,7 +4,11 @@ triplet and ACMR; and so do W ranks that encode their B pairs in micro-batches (
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +17,7 @@ import torch.distributed as dist
 from contrast.methods import CrossModal
 from tests.distributed.gloo import run_on_ranks
 
+ROOT = Path(__file__).resolve().parents[2]
 WORLD, B = 2, 6
 OBJECTIVES = {
     "clip": {"clip": 1.0},
@@ -84,3 +89,61 @@ def test_two_ranks_equal_one_process_with_the_whole_batch(ranks, name, k):
         assert set(rank_grads) == set(grads)
         for key, grad in grads.items():
             assert torch.allclose(rank_grads[key], grad, atol=1e-12), key
+
+
+def _fit(tmp_path: Path, name: str, accumulate: int, ddp: bool) -> dict:
+    """A short two-tower fit from the command line (2 processes under torchrun when ``ddp``); its final weights."""
+    args = [
+        "-m",
+        "contrast.cli",
+        "fit",
+        "--config",
+        str(ROOT / "configs/crossmodal_shapes.yaml"),
+        "--model.init_args.freeze_image",
+        "true",
+        "--model.init_args.text_encoder",
+        "transformer",
+        "--model.init_args.accumulate_pairs",
+        str(accumulate),
+        "--model.init_args.optimizer",
+        "sgd",  # Adam would blow the rounding noise of gradients that are 0 in exact arithmetic (attention's
+        # key bias) up to a whole step: compare where the update follows the gradient
+        "--data.train_size",
+        "256",
+        "--data.test_size",
+        "32",
+        "--data.batch_size",
+        "32" if ddp else "64",  # per process: the global batch is 64 either way
+        "--trainer.max_steps",
+        "3",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.callbacks+",
+        "tests.fit_callbacks.SaveWeights",
+        "--trainer.callbacks.path",
+        str(tmp_path / f"{name}.pt"),
+        "--run_dir",
+        name,
+    ]
+    if ddp:
+        args += ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
+    else:
+        command = [sys.executable, *args]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return torch.load(tmp_path / f"{name}.pt", weights_only=True)["state_dict"]
+
+
+@pytest.mark.slow  # four short fits, two under torchrun
+def test_lightning_fits_with_accumulate_pairs_train_as_the_whole_batch_in_one_process_and_under_ddp(tmp_path):
+    """Lightning zeroes the gradients before the step when accumulate_pairs > 1 (the micro-batches
+    accumulate into .grad inside it); under DDP their backward passes stay local and the step's own
+    backward synchronises them: three steps give the weights of the whole-batch run."""
+    whole = _fit(tmp_path, "whole", 1, ddp=False)
+    for name, accumulate, ddp in (("micro", 4, False), ("ddp_whole", 1, True), ("ddp_micro", 2, True)):
+        weights = _fit(tmp_path, name, accumulate, ddp)
+        assert weights.keys() == whole.keys()
+        for key, value in whole.items():
+            torch.testing.assert_close(weights[key], value, rtol=1e-4, atol=1e-5, msg=f"{name}: {key}")
