@@ -126,6 +126,30 @@ def build_parser() -> argparse.ArgumentParser:
     zeroshot.add_argument("--classnames", default=None, help="a file of class names, one a line (default: the data's)")
     zeroshot.add_argument("--batch-size", type=int, default=512)
 
+    embed = commands.add_parser(
+        "embed", help="embeddings of a whole collection (images and/or captions) in resumable float16 shards"
+    )
+    embed.add_argument("--ckpt", required=True, help="a checkpoint written by contrast fit with CrossModal")
+    embed.add_argument("--images", default=None, help="an image folder, a pack, tar shards or a CSV file")
+    embed.add_argument("--texts", default=None, help="a text file (a caption a line), tar shards or a CSV file")
+    embed.add_argument("--out", required=True, help="the folder (a rerun resumes by shard)")
+    embed.add_argument("--shard_size", type=int, default=10000, help="items a shard")
+    embed.add_argument("--batch-size", type=int, default=256)
+    embed.add_argument("--image_size", type=int, default=None, help="side the image tower sees (the checkpoint's)")
+
+    index = commands.add_parser("index", help="a FAISS index over contrast embed's folder, tuned to a query time")
+    index.add_argument("dir", help="the folder contrast embed wrote")
+    index.add_argument("--max_memory", default="4GB", help="memory budget of the index, e.g. 4GB or 512MB")
+    index.add_argument("--max_query_ms", type=float, default=10.0, help="median query time target (ms)")
+    index.add_argument("--out", default=None, help="where to write the index (default: DIR/index)")
+
+    serve = commands.add_parser("serve", help="a search service and page over an embedded, indexed folder")
+    serve.add_argument("dir", help="the folder contrast embed and contrast index wrote")
+    serve.add_argument("--ckpt", required=True, help="the checkpoint that embedded it")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--index", default=None, help="the index folder (default: DIR/index)")
+
     pack = commands.add_parser(
         "pack", help="pack an image collection into shards of JPEG bytes + an index (--data.dataset packed)"
     )

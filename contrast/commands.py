@@ -127,7 +127,7 @@ def _retrieve(args: argparse.Namespace, overrides: list[str]) -> int:
 
     from contrast.checkpoint import read_checkpoint
     from contrast.data import PairedData
-    from contrast.eval.crossmodal import format_scores, retrieval_scores
+    from contrast.eval.crossmodal import clip_benchmark_keys, format_scores, retrieval_scores
     from contrast.methods import CrossModal
 
     checkpoint = read_checkpoint(args.ckpt)
@@ -141,8 +141,8 @@ def _retrieve(args: argparse.Namespace, overrides: list[str]) -> int:
     print(f"{data.dataset} test split: {len(split)} images, {split.text_image.shape[0]} texts")
     print(format_scores(scores).replace("; ", "\n"))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(scores, f, indent=2)
+        with open(args.json, "w") as f:  # contrast's keys, and CLIP_benchmark's for the same recalls
+            json.dump({**scores, **clip_benchmark_keys(scores)}, f, indent=2)
     return 0
 
 
@@ -284,6 +284,33 @@ def _pack(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 # name -> the command's function (its parsed arguments, the options it passes on to fit)
+def _embed(args: argparse.Namespace, overrides: list[str]) -> int:
+    from contrast.search.embed import embed
+
+    embed(args.ckpt, args.out, args.images, args.texts, args.shard_size, args.batch_size, args.image_size)
+    return 0
+
+
+def _index(args: argparse.Namespace, overrides: list[str]) -> int:
+    from contrast.search.index import index
+
+    for record in index(args.dir, args.max_memory, args.max_query_ms, args.out):
+        tuned = "" if record["parameter"] is None else f", {record['parameter']} {record['value']}"
+        print(
+            f"{record['kind']}: {record['factory']} over {record['count']:,} × {record['dim']}{tuned}: "
+            f"recall@10 {record['recall@10']:.3f} against exact search, median {record['median_ms']:.2f} ms, "
+            f"p99 {record['p99_ms']:.2f} ms; {record['file_bytes'] / 2**20:.1f} MiB"
+        )
+    return 0
+
+
+def _serve(args: argparse.Namespace, overrides: list[str]) -> int:
+    from contrast.search.serve import serve
+
+    serve(args.dir, args.ckpt, args.host, args.port, args.index)
+    return 0
+
+
 COMMANDS = {
     "knn": _knn,
     "probe": _probe,
@@ -292,5 +319,8 @@ COMMANDS = {
     "export": _export,
     "retrieve": _retrieve,
     "zeroshot": _zeroshot,
+    "embed": _embed,
+    "index": _index,
+    "serve": _serve,
     "pack": _pack,
 }

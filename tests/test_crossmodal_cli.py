@@ -51,6 +51,8 @@ def test_fit_prints_retrieval_both_ways_then_retrieve_and_resume(tmp_path, monke
     assert "64 images, 128 texts" in printed and "image→text R@1" in printed and "text→image R@1" in printed
     scores = json.loads((tmp_path / "scores.json").read_text())
     assert {"i2t/R@1", "i2t/R@5", "i2t/R@10", "i2t/MedR", "t2i/R@5", "i2t/mAP", "t2i/mAP@R"} <= set(scores)
+    assert scores["image_retrieval_recall@5"] == scores["t2i/R@5"] / 100  # CLIP_benchmark's name and scale
+    assert scores["text_retrieval_recall@10"] == scores["i2t/R@10"] / 100
     assert f"R@5 {scores['i2t/R@5']:.1f}" in trained  # the same figures as the end of the fit
 
     # resume: one more epoch from the checkpoint, in the same run folder

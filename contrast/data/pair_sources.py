@@ -11,8 +11,10 @@
   named like the json's suffix, e.g. ``train2017``); or the Flickr layout, ``<root>/images/`` with
   ``<root>/captions.txt`` / ``results_20130124.token`` lines ``image.jpg#n<TAB>caption``, or Kaggle's
   Flickr8k ``captions.txt``, a CSV file with an ``image,caption`` header (the split:
-  the last ``test_fraction`` of the images, in sorted order). The images are decoded lazily, by the
-  image sources' one decoder (:class:`~contrast.data.files.ImageFiles`).
+  the last ``test_fraction`` of the images, in sorted order). With ``split_file``, Karpathy's split
+  of either (``dataset_coco.json`` / ``dataset_flickr30k.json``: ``train`` + ``restval``, ``test``),
+  the splits papers report R@K on. The images are decoded lazily, by the image sources' one decoder
+  (:class:`~contrast.data.files.ImageFiles`).
 * ``webdataset``, ``csv``: image–text pairs at scale, img2dataset's tar shards or open_clip's CSV
   files (:mod:`contrast.data.shards`), read by offset, so shuffled and resumed as any other source.
 * ``cifar10_captions``: CIFAR-10 (``<root>/cifar10-jpeg``) with captions drawn from templates and
@@ -211,9 +213,47 @@ def feature_pairs(root, train: bool) -> PairedSplit:
     return PairedSplit(image.float(), labels.long(), torch.arange(n), text_features=text.float())
 
 
-def caption_files(root, train: bool, image_size: int, test_fraction: float = 0.1) -> PairedSplit:
-    """Captions in the COCO or Flickr layout (see the module doc); the images are read lazily, at ``image_size``."""
+def karpathy_split(base: Path, split_file: str, train: bool, image_size: int) -> PairedSplit:
+    """Karpathy's split of COCO or Flickr30k (``dataset_coco.json``, ``dataset_flickr30k.json``): the
+    images of ``train`` + ``restval`` for training, of ``test`` for the test split (COCO 5,000 and
+    Flickr30k 1,000 images, 5 captions each), as the field reports R@K. An image is looked for at
+    ``<root>/<filepath>/<filename>`` (COCO's folders), else ``<root>/images/``, ``<root>/flickr30k-images/``."""
+    file = Path(split_file).expanduser()
+    file = file if file.is_file() or file.is_absolute() else base / file
+    if not file.is_file():
+        raise DataNotFoundError(f"split_file {split_file}: no such file (looked at {file})")
+    try:
+        entries = json.loads(file.read_text())["images"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"split_file {file}: not Karpathy's JSON (a dict with 'images'): {error}") from None
+    wanted = ("train", "restval") if train else ("test",)
+    chosen = [entry for entry in entries if entry.get("split") in wanted]
+    if not chosen:
+        raise ValueError(f"split_file {file}: no images in the split(s) {wanted}")
+    paths, captions, text_image = [], [], []
+    for n, entry in enumerate(chosen):
+        places = (
+            [base / entry["filepath"]] if entry.get("filepath") else [base / "images", base / "flickr30k-images", base]
+        )
+        path = next((p / entry["filename"] for p in places if (p / entry["filename"]).is_file()), None)
+        if path is None:
+            raise DataNotFoundError(f"split_file {file} names {entry['filename']}, not found in {places[0]}")
+        paths.append((path, -1))
+        for sentence in entry["sentences"]:
+            captions.append(sentence["raw"].strip())
+            text_image.append(n)
+    images = ImageFiles(paths, image_size)
+    return PairedSplit(images, images.labels, torch.tensor(text_image), captions)
+
+
+def caption_files(
+    root, train: bool, image_size: int, test_fraction: float = 0.1, split_file: str | None = None
+) -> PairedSplit:
+    """Captions in the COCO or Flickr layout (see the module doc); the images are read lazily, at
+    ``image_size``. With ``split_file``: Karpathy's split (:func:`karpathy_split`)."""
     base = data_root(root)
+    if split_file is not None:
+        return karpathy_split(base, split_file, train, image_size)
     split = "train" if train else "val"
     annotations = sorted((base / "annotations").glob(f"captions_{split}*.json"))
     if annotations:
@@ -282,7 +322,7 @@ PAIR_SOURCES = {
         s.train_size if train else s.test_size, s.captions_per_image, seed=0 if train else 1, size=s.image_size
     ),
     "features": lambda root, train, s: feature_pairs(root, train),
-    "coco": lambda root, train, s: caption_files(root, train, s.image_size),
+    "coco": lambda root, train, s: caption_files(root, train, s.image_size, split_file=s.split_file),
     "cifar10_captions": lambda root, train, s: cifar10_captions(
         root, train, s.captions_per_image, s.seed, s.train_subset if train else s.eval_subset
     ),

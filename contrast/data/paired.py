@@ -45,6 +45,8 @@ class PairedData(L.LightningDataModule):
             (:mod:`contrast.models.open_clip_towers`).
         image_size: side of the images (COCO / Flickr are resized and centre-cropped to it).
         train_subset, eval_subset: use only n images (CIFAR-10), for quick runs.
+        split_file: Karpathy's split JSON for ``coco`` (COCO or Flickr30k layout: ``train`` +
+            ``restval`` trained on, ``test`` scored), a path or a name under ``root``.
         eval_root: the test split of ``webdataset`` / ``csv`` data when ``root`` is the training
             split itself (:mod:`contrast.data.shards`); caption_key: the ``.json`` key of a shard
             sample's caption (default: its ``.txt``); csv_img_key, csv_caption_key, csv_separator:
@@ -73,6 +75,7 @@ class PairedData(L.LightningDataModule):
         tokenizer: str = "words",
         vocab_size: int = 4000,
         eval_root: str | None = None,
+        split_file: str | None = None,
         caption_key: str | None = None,
         csv_img_key: str = "filepath",
         csv_caption_key: str = "title",

@@ -57,3 +57,14 @@ def format_scores(scores: dict[str, float], ks: tuple[int, ...] = (1, 5, 10)) ->
             text += f" mAP {scores[f'{key}/mAP']:.1f}"
         parts.append(text)
     return "; ".join(parts)
+
+
+def clip_benchmark_keys(scores: dict[str, float], ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
+    """The same recalls under CLIP_benchmark's names and scale: ``image_retrieval_recall@k`` is
+    text→image, ``text_retrieval_recall@k`` image→text, fractions in [0, 1] (a hit when any relevant
+    item is in the top k, as ours)."""
+    keys = {}
+    for k in ks:
+        keys[f"image_retrieval_recall@{k}"] = scores[f"t2i/R@{k}"] / 100
+        keys[f"text_retrieval_recall@{k}"] = scores[f"i2t/R@{k}"] / 100
+    return keys

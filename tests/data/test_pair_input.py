@@ -72,3 +72,43 @@ def test_test_captions_without_a_known_word_are_counted(monkeypatch):
     split.captions[0], split.captions[3] = "", "zebra giraffe"  # empty, and words never seen in training
     with pytest.warns(UserWarning, match="2 of 16 test captions are empty or hold only words unseen"):
         data.tokens(False)
+
+
+def _karpathy(root, layout: str) -> dict:
+    """A small Karpathy-style split file and its images: COCO (filepath per image) or Flickr30k (images/)."""
+    splits = ["train"] * 4 + ["restval"] * 2 + ["val"] * 2 + ["test"] * 3
+    entries = []
+    for n, split in enumerate(splits):
+        folder = ("val2014" if split != "train" else "train2014") if layout == "coco" else "images"
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        name = f"{n:06d}.jpg"
+        write_jpeg(torch.full((3, 40, 30), 10 * n, dtype=torch.uint8), str(root / folder / name))
+        entry = {
+            "filename": name,
+            "split": split,
+            "imgid": n,
+            "sentences": [{"raw": f"image {n} caption {c} "} for c in range(5)],
+        }
+        if layout == "coco":
+            entry["filepath"] = folder
+        entries.append(entry)
+    content = {"images": entries, "dataset": layout}
+    (root / f"dataset_{layout}.json").write_text(__import__("json").dumps(content))
+    return content
+
+
+@pytest.mark.parametrize("layout", ["coco", "flickr30k"])
+def test_karpathys_split_file_trains_on_train_and_restval_and_tests_on_test(tmp_path, layout):
+    _karpathy(tmp_path, layout)
+    data = PairedData(dataset="coco", root=str(tmp_path), split_file=f"dataset_{layout}.json", image_size=32)
+    train, test = data.split(True), data.split(False)
+    assert len(train) == 6 and len(test) == 3  # train + restval; test (val left out)
+    assert train.text_image.tolist() == [i for i in range(6) for _ in range(5)]
+    assert test.captions[:2] == ["image 8 caption 0", "image 8 caption 1"]
+    assert int(test.image(0)[0, 0, 0]) == pytest.approx(80, abs=2)  # image 8's grey level, decoded
+    with pytest.raises(FileNotFoundError, match="split_file nowhere.json: no such file"):
+        PairedData(dataset="coco", root=str(tmp_path), split_file="nowhere.json").split(True)
+    (tmp_path / "images").exists() and (tmp_path / "images" / "000009.jpg").unlink()
+    (tmp_path / "val2014").exists() and (tmp_path / "val2014" / "000009.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match="names 000009.jpg, not found"):
+        PairedData(dataset="coco", root=str(tmp_path), split_file=f"dataset_{layout}.json").split(False)

@@ -129,3 +129,9 @@ def test_clip_benchmark_retrieval_through_the_adapter_is_contrasts_recall(tmp_pa
     for k in (1, 5):  # theirs: fractions, "text retrieval" = image queries; ours: percent
         assert abs(100 * theirs[f"text_retrieval_recall@{k}"] - ours[f"i2t/R@{k}"]) < 1e-4
         assert abs(100 * theirs[f"image_retrieval_recall@{k}"] - ours[f"t2i/R@{k}"]) < 1e-4
+    from contrast.eval.crossmodal import clip_benchmark_keys
+
+    named = clip_benchmark_keys(ours, ks=(1, 5))  # what contrast retrieve writes beside its own keys
+    assert named.keys() == {k for k in theirs if "recall" in k}
+    for key, value in named.items():
+        assert abs(value - theirs[key]) < 1e-6, key
