@@ -41,7 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
         commands.add_parser(name, help=help_text, add_help=False)
     commands.add_parser("test", help="not supported: use knn or probe on a checkpoint", add_help=False)
 
-    export = commands.add_parser("export", help="write a checkpoint's backbone as a plain state_dict + how to build it")
+    export = commands.add_parser(
+        "export",
+        help="write a checkpoint's backbone as a plain state_dict + how to build it (a two-tower checkpoint: both "
+        "towers as model.safetensors + config.json)",
+    )
     export.add_argument("--ckpt", required=True, help="a checkpoint written by contrast fit")
     export.add_argument("--out", required=True, help="output folder for backbone.pt and backbone.json")
     export.add_argument(

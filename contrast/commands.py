@@ -113,7 +113,15 @@ def _sweep(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _export(args: argparse.Namespace, overrides: list[str]) -> int:
+    from contrast.checkpoint import read_checkpoint
     from contrast.export import export_backbone
+    from contrast.methods.crossmodal import CrossModal, crossmodal_hparams
+
+    checkpoint = read_checkpoint(args.ckpt)
+    if crossmodal_hparams(checkpoint) is not None:  # both towers, the tokenizer, the normalisation
+        weights, config = CrossModal.from_checkpoint(checkpoint).save_pretrained(args.out)
+        print(f"wrote {weights} and {config}; load with CrossModal.from_pretrained({str(args.out)!r})")
+        return 0
 
     weights, meta = export_backbone(args.ckpt, args.out, recipe=args.recipe)
     print(f"wrote {weights} and {meta}; load with contrast.load_backbone({str(args.out)!r})")

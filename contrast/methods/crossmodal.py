@@ -38,6 +38,7 @@ from contrast.losses import SigLIPScale, Temperature, clip_loss, cross_modal_tri
 from contrast.losses.adversarial import ganin_schedule
 from contrast.methods.base import TrainingBase
 from contrast.methods.grad_cache import grad_cache_loss
+from contrast.methods.pretrained import load_pretrained, save_pretrained
 from contrast.methods.towers import build_towers, image_encoder, pixel_normalization
 from contrast.models.locking import checkpoint_activations, keep_frozen_statistics, lock, refuse_trained_batchnorm
 from contrast.models.text import vocabulary_of
@@ -220,6 +221,15 @@ class CrossModal(TrainingBase):
         model = cls(**hparams)
         model.load_state_dict(checkpoint["state_dict"])
         return model.to(map_location).eval()
+
+    @classmethod
+    def from_pretrained(cls, folder, map_location: str = "cpu") -> CrossModal:
+        """The model ``contrast export`` (:func:`contrast.methods.pretrained.save_pretrained`) wrote."""
+        return load_pretrained(cls, folder, map_location)
+
+    def save_pretrained(self, folder):
+        """``model.safetensors`` and ``config.json`` in ``folder`` (no pickle); see :meth:`from_pretrained`."""
+        return save_pretrained(self, folder)
 
     # ------------------------------------------------------------------ the towers at work
     def train(self, mode: bool = True) -> CrossModal:

@@ -3,6 +3,7 @@ image tower, bad settings; and a short fit that learns to retrieve."""
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import lightning as L
@@ -229,3 +230,30 @@ def test_a_checkpoint_of_the_earlier_layout_still_loads():
     torch.testing.assert_close(loaded.embed_images(images), model.embed_images(images))
     assert checkpoint_differences(old, model=model) == []  # a resumed run of the old layout fits
     assert checkpoint_differences(old, data=data) == []
+
+
+def test_export_writes_safetensors_and_json_and_from_pretrained_embeds_the_same(tmp_path, capsys):
+    from contrast.cli import main
+
+    torch.manual_seed(0)
+    data = PairedData(train_size=32, test_size=8, batch_size=8, tokenizer="bpe", vocab_size=300)
+    model = CrossModal(backbone="tiny_cnn", text_encoder="transformer", text_width=16, embed_dim=8, **data.facts())
+    path = tmp_path / "model.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
+    assert main(["export", "--ckpt", str(path), "--out", str(tmp_path / "towers")]) == 0
+    assert "CrossModal.from_pretrained" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "towers").iterdir()) == ["config.json", "model.safetensors"]
+    config = json.loads((tmp_path / "towers/config.json").read_text())
+    assert config["hyper_parameters"]["vocabulary"] == data.facts()["vocabulary"]  # the tokenizer's JSON
+    assert config["hyper_parameters"]["normalization"] == model.hparams.normalization
+    loaded = CrossModal.from_pretrained(tmp_path / "towers")
+    model.eval()
+    images, texts, _ = next(iter(data.train_dataloader()))
+    with torch.no_grad():
+        assert torch.equal(loaded.embed_images(images), model.embed_images(images))
+        assert torch.equal(
+            loaded.embed_texts(loaded.tokenize(["a red disc"])), model.embed_texts(model.tokenize(["a red disc"]))
+        )
+    (tmp_path / "towers/config.json").write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(ValueError, match="not a contrast.CrossModal export"):
+        CrossModal.from_pretrained(tmp_path / "towers")
