@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--max_memory", default="4GB", help="memory budget of the index, e.g. 4GB or 512MB")
     index.add_argument("--max_query_ms", type=float, default=10.0, help="median query time target (ms)")
     index.add_argument("--out", default=None, help="where to write the index (default: DIR/index)")
+    index.add_argument("--train_only", action="store_true", help="in parts, step 1: the trained, empty IVF index")
+    index.add_argument("--part", default=None, help="in parts, step 2: K/N, add the K-th of N shard groups")
+    index.add_argument("--merge", type=int, default=None, help="in parts, step 3: merge the N parts on disk")
 
     serve = commands.add_parser("serve", help="a search service and page over an embedded, indexed folder")
     serve.add_argument("dir", help="the folder contrast embed and contrast index wrote")

@@ -302,7 +302,11 @@ def _embed(args: argparse.Namespace, overrides: list[str]) -> int:
 def _index(args: argparse.Namespace, overrides: list[str]) -> int:
     from contrast.search.index import index
 
-    for record in index(args.dir, args.max_memory, args.max_query_ms, args.out):
+    records = index(args.dir, args.max_memory, args.max_query_ms, args.out, args.train_only, args.part, args.merge)
+    for record in records:
+        if "factory" not in record:  # a step of an index built in parts
+            print(f"{record['kind']}: wrote {record.get('trained') or record.get('part')}")
+            continue
         tuned = "" if record["parameter"] is None else f", {record['parameter']} {record['value']}"
         print(
             f"{record['kind']}: {record['factory']} over {record['count']:,} × {record['dim']}{tuned}: "

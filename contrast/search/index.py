@@ -16,6 +16,11 @@ median query time on held-out queries (the text embeddings when there are some, 
 the images) is within ``max_query_ms``; recall@10 against exact search on the same queries is
 measured and recorded. Written beside the embeddings: ``DIR/index/<kind>.faiss`` (FAISS's own
 format, no pickle) and ``<kind>.json`` (the settings, the figures, the model's fingerprint).
+
+A collection past one machine is indexed in parts: ``--train_only`` writes the trained, empty IVF
+index; each machine adds its group of shards (``--part K/N``: the shards s with s % N == K, under
+their ids in the collection); ``--merge N`` merges the parts' inverted lists on disk (FAISS's
+``merge_ondisk``) into one index whose lists stay in ``<kind>.ivfdata``, memory-mapped.
 """
 
 from __future__ import annotations
@@ -63,10 +68,15 @@ def load_vectors(folder: Path) -> np.ndarray:
     return np.concatenate([np.load(array).astype(np.float32) for array, _ in embedding_shards(folder)])
 
 
+def _nlist(n: int) -> int:
+    """IVF lists for n vectors: about 4·√n, a power of two, at least 16."""
+    return 2 ** max(4, round(math.log2(max(16, 4 * math.sqrt(n)))))
+
+
 def choose(n: int, d: int, budget: int) -> tuple[str, str | None]:
     """(FAISS factory string, its search parameter) for n vectors of width d within ``budget`` bytes."""
     flat = 4 * n * d
-    nlist = 2 ** max(4, round(math.log2(max(16, 4 * math.sqrt(n)))))
+    nlist = _nlist(n)
     if n < 1000 and flat <= budget:
         return "Flat", None
     if n < 10_000 and 4 * n * (d + 64) <= budget:
@@ -116,34 +126,41 @@ def _tune(index, parameter, queries, truth, max_ms) -> dict:
     return best
 
 
-def build(folder: Path, kind: str, max_memory: int, max_query_ms: float, fingerprint: str, out: Path, seed: int = 0):
-    """The index of ``folder/kind`` (see the module doc); returns its record."""
+def _trained(vectors: np.ndarray, factory: str, seed: int):
     import faiss
 
-    start = time.perf_counter()
-    shards = embedding_shards(folder / kind)
-    vectors = load_vectors(folder / kind)
-    n, d = vectors.shape
-    factory, parameter = choose(n, d, max_memory)
-    index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
-    rng = np.random.default_rng(seed)
+    index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
         nlist = faiss.extract_index_ivf(index).nlist
-        sample = vectors[rng.choice(n, size=min(n, 39 * nlist), replace=False)]
-        index.train(sample)
-    for array, _ in shards:  # shard by shard
-        index.add(np.load(array).astype(np.float32))
+        rng = np.random.default_rng(seed)
+        index.train(vectors[rng.choice(len(vectors), size=min(len(vectors), 39 * nlist), replace=False)])
+    return index
+
+
+def _write(index, path: Path) -> None:
+    import faiss
+
+    partial = path.with_name(path.name + f".{os.getpid()}.partial")
+    faiss.write_index(index, str(partial))
+    os.replace(partial, path)
+
+
+def _finish(index, folder: Path, kind: str, factory: str, parameter, settings: dict, out: Path, seed: int) -> dict:
+    """Tune ``index`` on held-out queries against exact search, write it and its record."""
+    import faiss
+
+    vectors = load_vectors(folder / kind)
+    n, d = vectors.shape
     other = folder / ("texts" if kind == "images" else "images")
     held_out = load_vectors(other) if other.is_dir() and any(other.glob("*.npy")) else vectors
+    rng = np.random.default_rng(seed + 1)
     queries = held_out[rng.choice(len(held_out), size=min(len(held_out), 1000), replace=False)]
     exact = faiss.IndexFlatIP(d)
     exact.add(vectors)
     truth = exact.search(queries, 10)[1]
-    tuned = _tune(index, parameter, queries, truth, max_query_ms)
+    tuned = _tune(index, parameter, queries, truth, settings["max_query_ms"])
     out.mkdir(parents=True, exist_ok=True)
-    partial = out / f"{kind}.faiss.{os.getpid()}.partial"
-    faiss.write_index(index, str(partial))
-    os.replace(partial, out / f"{kind}.faiss")
+    _write(index, out / f"{kind}.faiss")
     record = {
         "kind": kind,
         "factory": factory,
@@ -156,19 +173,89 @@ def build(folder: Path, kind: str, max_memory: int, max_query_ms: float, fingerp
         "median_ms": tuned["median_ms"],
         "p99_ms": tuned["p99_ms"],
         "queries": len(queries),
-        "max_memory": max_memory,
-        "max_query_ms": max_query_ms,
         "file_bytes": (out / f"{kind}.faiss").stat().st_size,
-        "build_s": time.perf_counter() - start,
-        "fingerprint": fingerprint,
+        **settings,
     }
     (out / f"{kind}.json.partial").write_text(json.dumps(record, indent=2))
     os.replace(out / f"{kind}.json.partial", out / f"{kind}.json")
     return record
 
 
-def index(folder: str, max_memory: str = "4GB", max_query_ms: float = 10.0, out: str | None = None) -> list[dict]:
-    """``contrast index DIR``: an index of the images (and one of the texts) ``contrast embed`` wrote."""
+def build(folder: Path, kind: str, max_memory: int, max_query_ms: float, fingerprint: str, out: Path, seed: int = 0):
+    """The index of ``folder/kind`` (see the module doc); returns its record."""
+    start = time.perf_counter()
+    vectors = load_vectors(folder / kind)
+    factory, parameter = choose(*vectors.shape, max_memory)
+    index = _trained(vectors, factory, seed)
+    del vectors
+    for array, _ in embedding_shards(folder / kind):  # shard by shard
+        index.add(np.load(array).astype(np.float32))
+    settings = {"max_memory": max_memory, "max_query_ms": max_query_ms, "fingerprint": fingerprint}
+    record = _finish(index, folder, kind, factory, parameter, settings, out, seed)
+    record["build_s"] = time.perf_counter() - start
+    (out / f"{kind}.json").write_text(json.dumps(record, indent=2))
+    return record
+
+
+# ---------------------------------------------------------------------- collections past one machine
+def train_empty(folder: Path, kind: str, max_memory: int, out: Path, seed: int = 0) -> Path:
+    """Step 1 of an index built in parts: the trained, empty IVF index (``<kind>.trained.faiss``) that
+    every part fills; IVF whatever the count, so that the parts' inverted lists can be merged."""
+    vectors = load_vectors(folder / kind)
+    factory, _ = choose(*vectors.shape, max_memory)
+    if "IVF" not in factory:  # Flat or HNSW for a small collection: its IVF counterpart, whose lists merge
+        factory = f"IVF{_nlist(len(vectors))},Flat"
+    out.mkdir(parents=True, exist_ok=True)
+    _write(_trained(vectors, factory, seed), out / f"{kind}.trained.faiss")
+    (out / f"{kind}.trained.json").write_text(json.dumps({"factory": factory, "max_memory": max_memory}))
+    return out / f"{kind}.trained.faiss"
+
+
+def build_part(folder: Path, kind: str, part: int, parts: int, out: Path) -> Path:
+    """Step 2, on any machine: the shards ``s`` with ``s % parts == part`` added to the trained index
+    under their ids in the collection (``<kind>.part<part>.faiss``)."""
+    import faiss
+
+    index = faiss.read_index(str(out / f"{kind}.trained.faiss"))
+    offset = 0
+    for s, (array, _) in enumerate(embedding_shards(folder / kind)):
+        rows = np.load(array, mmap_mode="r").shape[0]
+        if s % parts == part:
+            index.add_with_ids(np.load(array).astype(np.float32), np.arange(offset, offset + rows, dtype=np.int64))
+        offset += rows
+    _write(index, out / f"{kind}.part{part}.faiss")
+    return out / f"{kind}.part{part}.faiss"
+
+
+def merge_parts(folder: Path, kind: str, parts: int, max_query_ms: float, fingerprint: str, out: Path) -> dict:
+    """Step 3: the parts' inverted lists merged on disk (FAISS's ``merge_ondisk``) into
+    ``<kind>.ivfdata``, read through ``<kind>.faiss``; tuned and recorded as a one-machine index."""
+    import faiss
+    from faiss.contrib.ondisk import merge_ondisk
+
+    files = [out / f"{kind}.part{p}.faiss" for p in range(parts)]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{out}: parts {missing} are not built yet (contrast index --part K/{parts})")
+    index = faiss.read_index(str(out / f"{kind}.trained.faiss"))
+    merge_ondisk(index, [str(f) for f in files], str(out / f"{kind}.ivfdata"))
+    factory = json.loads((out / f"{kind}.trained.json").read_text())["factory"]
+    settings = {"max_query_ms": max_query_ms, "fingerprint": fingerprint, "parts": parts, "ivfdata": f"{kind}.ivfdata"}
+    return _finish(index, folder, kind, factory, "nprobe", settings, out, 0)
+
+
+def index(
+    folder: str,
+    max_memory: str = "4GB",
+    max_query_ms: float = 10.0,
+    out: str | None = None,
+    train_only: bool = False,
+    part: str | None = None,
+    merge: int | None = None,
+) -> list[dict]:
+    """``contrast index DIR``: an index of the images (and one of the texts) ``contrast embed`` wrote;
+    in parts: ``train_only`` (step 1), ``part="K/N"`` (step 2, the K-th of N shard groups), ``merge=N``
+    (step 3; see :func:`train_empty`, :func:`build_part`, :func:`merge_parts`)."""
     base = Path(folder)
     manifest = base / "embed.json"
     if not manifest.is_file():
@@ -176,6 +263,15 @@ def index(folder: str, max_memory: str = "4GB", max_query_ms: float = 10.0, out:
     fingerprint = json.loads(manifest.read_text())["fingerprint"]
     budget = parse_bytes(max_memory)
     kinds = [kind for kind in ("images", "texts") if (base / kind).is_dir()]
-    return [
-        build(base, kind, budget, max_query_ms, fingerprint, Path(out) if out else base / "index") for kind in kinds
-    ]
+    where = Path(out) if out else base / "index"
+    if train_only:
+        return [{"kind": kind, "trained": str(train_empty(base, kind, budget, where))} for kind in kinds]
+    if part is not None:
+        match = re.fullmatch(r"(\d+)/(\d+)", part)
+        if not match or not int(match.group(1)) < int(match.group(2)):
+            raise ValueError(f"--part: K/N with 0 <= K < N, got {part!r}")
+        k, n = int(match.group(1)), int(match.group(2))
+        return [{"kind": kind, "part": str(build_part(base, kind, k, n, where))} for kind in kinds]
+    if merge is not None:
+        return [merge_parts(base, kind, merge, max_query_ms, fingerprint, where) for kind in kinds]
+    return [build(base, kind, budget, max_query_ms, fingerprint, where) for kind in kinds]

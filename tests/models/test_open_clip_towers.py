@@ -111,3 +111,20 @@ def test_bad_weights_and_settings_are_refused_by_name(tmp_path):
         CrossModal(backbone="open_clip/RN50", text_encoder="open_clip/RN50", vocabulary=["<pad>", "<unk>", "cat"])
     with pytest.raises(ConfigError, match="open_clip_weights are the weights of an open_clip/<name> backbone"):
         CrossModal(backbone="tiny_cnn", open_clip_weights=str(path), vocabulary=["<pad>", "<unk>", "cat"])
+
+
+def test_zero_shot_class_weights_of_an_open_clip_tower_are_open_clips(tmp_path):
+    """contrast's class embeddings (templates averaged, renormalised) through the open_clip towers equal
+    open_clip's ``build_zero_shot_classifier`` on open_clip's own model with its own tokenizer."""
+    from contrast.eval.zeroshot import class_weights
+
+    reference, path = _saved("RN50", tmp_path)
+    model = _ours("RN50", path).eval()
+    reference.eval()
+    classes, templates = ["cat", "dog", "airplane"], ["a photo of a {c}.", "a blurry photo of the {c}."]
+    theirs = open_clip.build_zero_shot_classifier(
+        reference, open_clip.get_tokenizer("RN50"), classes, [lambda c, t=t: t.format(c=c) for t in templates]
+    )
+    with torch.no_grad():
+        ours = class_weights(lambda prompts: model.embed_texts(model.tokenize(prompts)), classes, templates)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)

@@ -16,6 +16,7 @@ import torch
 
 pytest.importorskip("webdataset", reason="webdataset writes the shards (the bench extra)")
 
+from contrast.cli import main  # noqa: E402
 from contrast.methods import CrossModal  # noqa: E402
 from contrast.search.collection import fingerprint, images_of  # noqa: E402
 from contrast.search.embed import embed, embed_shards  # noqa: E402
@@ -174,3 +175,39 @@ def test_contrast_embed_under_torchrun_on_two_ranks_writes_one_processs_output(c
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("00000.npy", "00001.npy", "00002.npy", "00000.jsonl", "00002.jsonl"):
         assert (tmp_path / "two/images" / name).read_bytes() == (root / "out/images" / name).read_bytes(), name
+
+
+def test_an_index_built_in_two_parts_and_merged_on_disk_equals_one_built_whole(tmp_path):
+    """Two shard groups added on "two machines" to one trained IVF index, merged with FAISS's merge_ondisk:
+    the same neighbours, under the collection's ids, as the same trained index filled in one go."""
+    import faiss
+
+    from contrast.search.index import index
+
+    g = np.random.default_rng(1)
+    vectors = g.normal(size=(3000, 16)).astype(np.float32)
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float16)
+    (tmp_path / "images").mkdir()
+    for i in range(4):
+        np.save(tmp_path / f"images/{i:05d}.npy", vectors[i * 750 : (i + 1) * 750])
+        (tmp_path / f"images/{i:05d}.jsonl").write_text(
+            "".join(json.dumps({"id": i * 750 + j}) + "\n" for j in range(750))
+        )
+    (tmp_path / "embed.json").write_text(json.dumps({"fingerprint": "f", "dim": 16}))
+    assert main(["index", str(tmp_path), "--train_only"]) == 0
+    for part in ("0/2", "1/2"):  # each on its machine, the same trained index
+        assert main(["index", str(tmp_path), "--part", part]) == 0
+    assert main(["index", str(tmp_path), "--merge", "2", "--max_query_ms", "100"]) == 0
+    record = json.loads((tmp_path / "index/images.json").read_text())
+    assert record["factory"].startswith("IVF") and record["parts"] == 2 and record["count"] == 3000
+    assert (tmp_path / "index/images.ivfdata").is_file()
+    merged = faiss.read_index(str(tmp_path / "index/images.faiss"))
+    whole = faiss.read_index(str(tmp_path / "index/images.trained.faiss"))
+    whole.add_with_ids(vectors.astype(np.float32), np.arange(3000, dtype=np.int64))
+    for each in (merged, whole):
+        faiss.ParameterSpace().set_index_parameter(each, "nprobe", 8)
+    queries = vectors[:50].astype(np.float32)
+    assert merged.ntotal == 3000
+    assert np.array_equal(merged.search(queries, 10)[1], whole.search(queries, 10)[1])
+    with pytest.raises(ValueError, match="--part: K/N with 0 <= K < N"):
+        index(str(tmp_path), part="2/2")
