@@ -128,3 +128,30 @@ def test_zero_shot_class_weights_of_an_open_clip_tower_are_open_clips(tmp_path):
     with torch.no_grad():
         ours = class_weights(lambda prompts: model.embed_texts(model.tokenize(prompts)), classes, templates)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+
+
+def test_a_trained_open_clip_pair_exports_in_open_clips_layout_and_open_clip_reads_it(tmp_path):
+    """``contrast export`` of open_clip towers also writes open_clip_config.json + open_clip_model.safetensors:
+    open_clip's ``local-dir:`` loader gives the same embeddings, and the learned temperature as its scale."""
+    reference, path = _saved("RN50", tmp_path)
+    model = _ours("RN50", path)
+    model.train()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log without a trainer
+        model.training_step((torch.randn(4, 3, 224, 224), model.tokenize(CAPTIONS), torch.zeros(4)), 0).backward()
+    torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05).step()  # no longer the start
+    model.eval()
+    model.save_pretrained(tmp_path / "export")
+    theirs, _, _ = open_clip.create_model_and_transforms(f"local-dir:{tmp_path / 'export'}")
+    theirs.eval()
+    images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(theirs.encode_image(images), model.embed_images(images), rtol=0, atol=1e-5)
+        text = open_clip.get_tokenizer("RN50")(CAPTIONS)
+        torch.testing.assert_close(
+            theirs.encode_text(text), model.embed_texts(model.tokenize(CAPTIONS)), rtol=0, atol=1e-5
+        )
+        assert float(theirs.logit_scale.exp()) == pytest.approx(1 / float(model.tau()), rel=1e-5)
+    again = CrossModal.from_pretrained(tmp_path / "export")
+    with torch.no_grad():
+        torch.testing.assert_close(again.embed_images(images), model.embed_images(images), rtol=0, atol=0)
