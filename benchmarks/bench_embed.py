@@ -27,20 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import append_results, markdown_table  # noqa: E402
-
-
-def _checkpoint(folder: Path, image_size: int) -> tuple[Path, object]:
-    from contrast.data import PairedData
-    from contrast.methods import CrossModal
-
-    torch.manual_seed(0)
-    data = PairedData(train_size=64, test_size=16, batch_size=8, image_size=image_size)
-    model = CrossModal(backbone="resnet18", embed_dim=128, **data.facts())
-    path = folder / "two_towers.ckpt"
-    payload = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
-    torch.save({**payload, "datamodule_hyper_parameters": dict(data.hparams)}, path)
-    return path, CrossModal.from_checkpoint(path)
+from common import append_results, markdown_table, two_tower_checkpoint  # noqa: E402
 
 
 @torch.no_grad()
@@ -76,7 +63,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        ckpt, model = _checkpoint(root, args.image_size)
+        from contrast.methods import CrossModal
+
+        small = dict(train_size=64, test_size=16, batch_size=8, image_size=args.image_size)
+        ckpt = two_tower_checkpoint(root, "resnet18", **small)
+        model = CrossModal.from_checkpoint(ckpt)
         count = sum(1 for _ in folder.rglob("*.jpg"))
         theirs = plain(folder, model, args.image_size, args.batch, root)
         start = time.perf_counter()

@@ -25,27 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import append_results, markdown_table  # noqa: E402
+from common import append_results, markdown_table, two_tower_checkpoint  # noqa: E402
 
 
 def _rss(pid: int) -> int:
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _checkpoint(folder: Path) -> Path:
-    import torch
-
-    from contrast.data import PairedData
-    from contrast.methods import CrossModal
-
-    torch.manual_seed(0)
-    data = PairedData(dataset="cifar10_captions", train_subset=2000, eval_subset=200, batch_size=64)
-    model = CrossModal(backbone="tiny_cnn", embed_dim=128, **data.facts())
-    path = folder / "two_towers.ckpt"
-    payload = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
-    torch.save({**payload, "datamodule_hyper_parameters": dict(data.hparams)}, path)
-    return path
 
 
 def main() -> None:
@@ -77,7 +62,8 @@ def main() -> None:
                 "2500",
             ]
         )
-        ckpt = Path(args.ckpt) if args.ckpt else _checkpoint(root)
+        tiny = dict(dataset="cifar10_captions", train_subset=2000, eval_subset=200, batch_size=64)
+        ckpt = Path(args.ckpt) if args.ckpt else two_tower_checkpoint(root, "tiny_cnn", **tiny)
         shards = str(root / "shards")
         contrast(["embed", "--ckpt", str(ckpt), "--images", shards, "--texts", shards, "--out", str(root / "out")])
         contrast(["index", str(root / "out"), "--max_memory", "1GB"])

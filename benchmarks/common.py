@@ -159,3 +159,20 @@ def quiet_trainer(gpu: bool, precision: str, **kwargs):
         num_sanity_val_steps=0,
     )
     return L.Trainer(**(options | kwargs))
+
+
+def two_tower_checkpoint(folder: Path, backbone: str, **data_args) -> Path:
+    """A CrossModal checkpoint with random weights (what load benchmarks need: the towers' cost, not
+    their quality), its data's arguments recorded as ``contrast fit`` records them."""
+    import torch
+
+    from contrast.data import PairedData
+    from contrast.methods import CrossModal
+
+    torch.manual_seed(0)
+    data = PairedData(**data_args)
+    model = CrossModal(backbone=backbone, embed_dim=128, **data.facts())
+    path = folder / "two_towers.ckpt"
+    payload = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+    torch.save({**payload, "datamodule_hyper_parameters": dict(data.hparams)}, path)
+    return path
