@@ -94,6 +94,9 @@ def images_of(spec: str, image_size: int) -> Collection:
         records = [{"path": str(path)} for path, _ in images.samples]
     for i, record in enumerate(records):
         record["id"] = i
+        for key in ("path", "shard", "pack"):  # absolute: the service may run from another folder
+            if key in record:
+                record[key] = str(Path(record[key]).resolve())
     return Collection(images, records, "images")
 
 

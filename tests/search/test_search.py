@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,6 +34,7 @@ def test_embed_writes_normalised_float16_shards_with_their_records(collection):
     np.testing.assert_allclose(np.linalg.norm(vectors.astype(np.float32), axis=1), 1, atol=2e-3)
     records = [json.loads(line) for p in shards for line in p.with_suffix(".jsonl").open()]
     assert [r["id"] for r in records] == list(range(60)) and [r["caption"] for r in records] == captions
+    assert all(Path(r["shard"]).is_absolute() for r in records)  # the service may run from another folder
     model = CrossModal.from_checkpoint(ckpt)
     with torch.no_grad():
         expected = torch.nn.functional.normalize(model.embed_images(images[:5]), dim=1)
