@@ -126,9 +126,7 @@ def member_index(shard: Path) -> list[tuple[str, int, int]]:
     return members
 
 
-def _samples(
-    shard: Path, caption_key: str | None
-) -> list[tuple[str, TarMember | None, TarMember | None, TarMember | None]]:
+def _samples(shard: Path) -> list[tuple[str, TarMember | None, TarMember | None, TarMember | None]]:
     """(key, image member, .txt member, .json member) of each key of a shard, in shard order."""
     grouped: dict[str, dict[str, TarMember]] = {}
     for name, offset, size in member_index(shard):
@@ -159,7 +157,7 @@ def shard_pairs(spec: str, image_size: int, caption_key: str | None = None, skip
         raise DataNotFoundError(f"shards {spec}: no .tar files found")
     images, captions, skipped = [], [], []
     for shard in shards:
-        samples = _samples(shard, caption_key)
+        samples = _samples(shard)
         if not samples:
             raise ValueError(f"shard {shard}: holds no samples (members named <key>.<extension>)")
         for key, image, txt, meta in samples:
@@ -217,12 +215,10 @@ def split_spec(root: str | None, eval_root: str | None, train: bool, dataset: st
     if root is None:
         raise DataNotFoundError(f"dataset {dataset}: give the data with --data.root (see contrast.data.shards)")
     base = Path(root).expanduser()
-    names = ("train", "test") if dataset == "webdataset" else ("train.csv", "test.csv", "train.tsv", "test.tsv")
+    suffix = "" if dataset == "webdataset" else ".csv" if (base / "train.csv").is_file() else ".tsv"
+    names = (f"train{suffix}", f"test{suffix}")  # train/ and test/ of shards, or train.csv / .tsv and test's
     if base.is_dir() and (base / names[0]).exists():
-        if dataset == "webdataset":
-            return str(base / names[0 if train else 1])
-        suffix = ".csv" if (base / "train.csv").exists() else ".tsv"
-        return str(base / (("train" if train else "test") + suffix))
+        return str(base / names[0 if train else 1])
     if train:
         return root
     if eval_root is None:
