@@ -3,6 +3,10 @@
 * ``shapes10_captions`` (the default, generated, no files): coloured Shapes-10 scenes with several
   captions per image naming shape, colour, size and position in different words and word orders.
   A caption is a hit for every image it describes (same four attributes), not only its own.
+* ``shapes10_relations`` (generated, no files): scenes of one or two Shapes-10 objects with captions
+  of their attributes, their relation and their count ("a small red disc left of a large blue ring",
+  "two green wedges one above the other"): a caption of a two-object scene fits few images, and
+  the words of "A left of B" and "B left of A" are the same, so it is far from saturated.
 * ``features``: pre-extracted feature pairs, the form ACMR-style benchmarks ship:
   ``<root>/train.pt`` and ``<root>/test.pt`` (dicts with ``image``, ``text`` and optional ``labels``),
   or folders ``<root>/train/`` and ``<root>/test/`` holding ``image.npy``, ``text.npy``, ``labels.npy``.
@@ -35,10 +39,10 @@ import torch
 from torch import Tensor
 
 from contrast.data import shards
-from contrast.data.captions import class_caption, describe, scene_key
+from contrast.data.captions import class_caption, describe, describe_relation, relation_key, scene_key
 from contrast.data.datasets import Subset, decode_all
 from contrast.data.files import DataNotFoundError, ImageFiles, data_root
-from contrast.data.shapes import generate_scenes
+from contrast.data.shapes import generate_relation_scenes, generate_scenes
 from contrast.data.sources import load_split
 from contrast.eval.features import check_finite
 from contrast.seeds import derive_seed
@@ -127,14 +131,18 @@ def first_captions(split: PairedSplit, k: int) -> PairedSplit:
 
 
 # ---------------------------------------------------------------------- the sources
-def shapes_captions(n: int, captions_per_image: int, seed: int, size: int = 32) -> PairedSplit:
-    """n generated scenes with ``captions_per_image`` captions each; images with the same attributes share a key."""
-    images, attributes = generate_scenes(n, size=size, seed=seed)
+def shapes_captions(n: int, captions_per_image: int, seed: int, size: int = 32, relations: bool = False) -> PairedSplit:
+    """n generated scenes with ``captions_per_image`` captions each; images with the same attributes share
+    a key. ``relations``: the scenes of one or two objects and their relation captions."""
+    generate, caption, key = (
+        (generate_relation_scenes, describe_relation, relation_key) if relations else (generate_scenes, describe, scene_key)
+    )
+    images, attributes = generate(n, size=size, seed=seed)
     g = torch.Generator().manual_seed(derive_seed(seed, "captions"))
-    captions = [describe(attributes[i], g) for i in range(n) for _ in range(captions_per_image)]
+    captions = [caption(attributes[i], g) for i in range(n) for _ in range(captions_per_image)]
     text_image = torch.arange(n).repeat_interleave(captions_per_image)
     return PairedSplit(
-        images, attributes[:, 0].clone(), text_image, captions, image_keys=scene_key(attributes), attributes=attributes
+        images, attributes[:, 0].clone(), text_image, captions, image_keys=key(attributes), attributes=attributes
     )
 
 
@@ -320,6 +328,9 @@ def csv_table(root, train: bool, s) -> PairedSplit:
 PAIR_SOURCES = {
     "shapes10_captions": lambda root, train, s: shapes_captions(
         s.train_size if train else s.test_size, s.captions_per_image, seed=0 if train else 1, size=s.image_size
+    ),
+    "shapes10_relations": lambda root, train, s: shapes_captions(
+        s.train_size if train else s.test_size, s.captions_per_image, 0 if train else 1, s.image_size, relations=True
     ),
     "features": lambda root, train, s: feature_pairs(root, train),
     "coco": lambda root, train, s: caption_files(root, train, s.image_size, split_file=s.split_file),

@@ -8,10 +8,14 @@ The choice starts from autofaiss's rules (``autofaiss/external/optimize.py``), o
 * fewer than 10,000: ``HNSW32`` over the vectors (where it fits);
 * fewer than 1,000,000 whose float32 vectors fit the budget: ``IVF<nlist>,Flat`` (nlist ≈ 4·√n, a
   power of two);
-* otherwise ``OPQ<m>_<d'>,IVF<nlist>_HNSW32,PQ<m>x8``, with the most bytes a vector (m) the budget allows.
+* where a byte a dimension fits: ``IVF<nlist>,SQ8`` — a departure from autofaiss, which goes to
+  product quantisation as soon as float32 does not fit (for 1M × 512 in 1 GB its first choice is
+  ``OPQ256_768,IVF16384_HNSW32,PQ256x8``); an 8-bit scalar code keeps the cosine of normalised
+  embeddings almost exactly, needs no OPQ rotation to train, and is faster to train and to add;
+* otherwise ``OPQ<m>_<d>,IVF<nlist>_HNSW32,PQ<m>x8``, with the most bytes a vector (m) the budget allows.
 
-It is trained on a sample (``39 · nlist`` vectors, FAISS's advice, at most all), filled shard by
-shard, then its search parameter (``nprobe``, ``efSearch``) is set to the most accurate value whose
+It is trained on a sample (``39 · nlist`` vectors, FAISS's advice, at most all, read from the
+memory-mapped shards), filled shard by shard, then its search parameter (``nprobe``, ``efSearch``) is set to the most accurate value whose
 median query time on held-out queries (the text embeddings when there are some, else a sample of
 the images) is within ``max_query_ms``; recall@10 against exact search on the same queries is
 measured and recorded. Written beside the embeddings: ``DIR/index/<kind>.faiss`` (FAISS's own
@@ -68,6 +72,44 @@ def load_vectors(folder: Path) -> np.ndarray:
     return np.concatenate([np.load(array).astype(np.float32) for array, _ in embedding_shards(folder)])
 
 
+def shape_of(folder: Path) -> tuple[int, int]:
+    """(count, width) of a folder's embeddings, from the shards' headers."""
+    shapes = [np.load(array, mmap_mode="r").shape for array, _ in embedding_shards(folder)]
+    return sum(rows for rows, _ in shapes), shapes[0][1]
+
+
+def sample(folder: Path, size: int, seed: int) -> np.ndarray:
+    """``size`` embeddings of a folder drawn without replacement (all where it holds fewer), float32;
+    only the drawn rows are read, so a collection larger than memory is sampled in the memory of the sample."""
+    arrays = [np.load(array, mmap_mode="r") for array, _ in embedding_shards(folder)]
+    ends = np.cumsum([len(a) for a in arrays])
+    rows = np.sort(np.random.default_rng(seed).choice(ends[-1], size=min(size, ends[-1]), replace=False))
+    shard = np.searchsorted(ends, rows, side="right")
+    starts = ends - np.array([len(a) for a in arrays])
+    return np.concatenate(
+        [arrays[s][rows[shard == s] - starts[s]].astype(np.float32) for s in np.unique(shard)]
+    )
+
+
+def exact_search(folder: Path, queries: np.ndarray, k: int) -> np.ndarray:
+    """Ids (n_queries, k) of the exact top-k by inner product over a folder's embeddings, shard by shard
+    (one shard in memory at a time); the ground truth of recall@k."""
+    import faiss
+
+    best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    best_ids = np.full((len(queries), k), -1, dtype=np.int64)
+    offset = 0
+    for array, _ in embedding_shards(folder):
+        vectors = np.load(array).astype(np.float32)
+        scores, ids = faiss.knn(queries, vectors, min(k, len(vectors)), metric=faiss.METRIC_INNER_PRODUCT)
+        scores = np.concatenate([best_scores, scores], axis=1)
+        ids = np.concatenate([best_ids, ids + offset], axis=1)
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # ties: the lower id first, as Flat
+        best_scores, best_ids = np.take_along_axis(scores, top, 1), np.take_along_axis(ids, top, 1)
+        offset += len(vectors)
+    return best_ids
+
+
 def _nlist(n: int) -> int:
     """IVF lists for n vectors: about 4·√n, a power of two, at least 16."""
     return 2 ** max(4, round(math.log2(max(16, 4 * math.sqrt(n)))))
@@ -83,6 +125,8 @@ def choose(n: int, d: int, budget: int) -> tuple[str, str | None]:
         return "HNSW32", "efSearch"
     if n < 1_000_000 and flat * 1.1 + 4 * nlist * d <= budget:
         return f"IVF{nlist},Flat", "nprobe"
+    if n * (d + 8) * 1.1 + 4 * nlist * d <= budget:  # a byte a dimension, ids 8 bytes, 10% for the lists
+        return f"IVF{nlist},SQ8", "nprobe"
     for m in (128, 64, 32, 16, 8):  # bytes a vector, the most that fit (ids: 8 bytes a vector more)
         if m <= d and d % m == 0 and n * (m + 8) + 4 * nlist * d * 2 <= budget:
             return f"OPQ{m}_{d},IVF{nlist}_HNSW32,PQ{m}x8", "nprobe"
@@ -126,14 +170,13 @@ def _tune(index, parameter, queries, truth, max_ms) -> dict:
     return best
 
 
-def _trained(vectors: np.ndarray, factory: str, seed: int):
+def _trained(folder: Path, factory: str, seed: int):
+    """The index of ``factory`` trained on a sample of ``folder``'s embeddings (39 · nlist of them)."""
     import faiss
 
-    index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.index_factory(shape_of(folder)[1], factory, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
-        nlist = faiss.extract_index_ivf(index).nlist
-        rng = np.random.default_rng(seed)
-        index.train(vectors[rng.choice(len(vectors), size=min(len(vectors), 39 * nlist), replace=False)])
+        index.train(sample(folder, 39 * faiss.extract_index_ivf(index).nlist, seed))
     return index
 
 
@@ -149,15 +192,10 @@ def _finish(index, folder: Path, kind: str, factory: str, parameter, settings: d
     """Tune ``index`` on held-out queries against exact search, write it and its record."""
     import faiss
 
-    vectors = load_vectors(folder / kind)
-    n, d = vectors.shape
+    n, d = shape_of(folder / kind)
     other = folder / ("texts" if kind == "images" else "images")
-    held_out = load_vectors(other) if other.is_dir() and any(other.glob("*.npy")) else vectors
-    rng = np.random.default_rng(seed + 1)
-    queries = held_out[rng.choice(len(held_out), size=min(len(held_out), 1000), replace=False)]
-    exact = faiss.IndexFlatIP(d)
-    exact.add(vectors)
-    truth = exact.search(queries, 10)[1]
+    queries = sample(other if other.is_dir() and any(other.glob("*.npy")) else folder / kind, 1000, seed + 1)
+    truth = exact_search(folder / kind, queries, 10)
     tuned = _tune(index, parameter, queries, truth, settings["max_query_ms"])
     out.mkdir(parents=True, exist_ok=True)
     _write(index, out / f"{kind}.faiss")
@@ -184,10 +222,8 @@ def _finish(index, folder: Path, kind: str, factory: str, parameter, settings: d
 def build(folder: Path, kind: str, max_memory: int, max_query_ms: float, fingerprint: str, out: Path, seed: int = 0):
     """The index of ``folder/kind`` (see the module doc); returns its record."""
     start = time.perf_counter()
-    vectors = load_vectors(folder / kind)
-    factory, parameter = choose(*vectors.shape, max_memory)
-    index = _trained(vectors, factory, seed)
-    del vectors
+    factory, parameter = choose(*shape_of(folder / kind), max_memory)
+    index = _trained(folder / kind, factory, seed)
     for array, _ in embedding_shards(folder / kind):  # shard by shard
         index.add(np.load(array).astype(np.float32))
     settings = {"max_memory": max_memory, "max_query_ms": max_query_ms, "fingerprint": fingerprint}
@@ -201,12 +237,12 @@ def build(folder: Path, kind: str, max_memory: int, max_query_ms: float, fingerp
 def train_empty(folder: Path, kind: str, max_memory: int, out: Path, seed: int = 0) -> Path:
     """Step 1 of an index built in parts: the trained, empty IVF index (``<kind>.trained.faiss``) that
     every part fills; IVF whatever the count, so that the parts' inverted lists can be merged."""
-    vectors = load_vectors(folder / kind)
-    factory, _ = choose(*vectors.shape, max_memory)
+    n, d = shape_of(folder / kind)
+    factory, _ = choose(n, d, max_memory)
     if "IVF" not in factory:  # Flat or HNSW for a small collection: its IVF counterpart, whose lists merge
-        factory = f"IVF{_nlist(len(vectors))},Flat"
+        factory = f"IVF{_nlist(n)},Flat"
     out.mkdir(parents=True, exist_ok=True)
-    _write(_trained(vectors, factory, seed), out / f"{kind}.trained.faiss")
+    _write(_trained(folder / kind, factory, seed), out / f"{kind}.trained.faiss")
     (out / f"{kind}.trained.json").write_text(json.dumps({"factory": factory, "max_memory": max_memory}))
     return out / f"{kind}.trained.faiss"
 

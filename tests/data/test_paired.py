@@ -62,6 +62,72 @@ def test_scene_key_is_one_code_per_combination():
     assert scene_key(codes).unique().numel() == 480
 
 
+def test_relation_scenes_draw_each_object_where_and_as_the_codes_say():
+    from contrast.data.shapes import LAYOUTS, generate_relation_scenes
+
+    images, codes = generate_relation_scenes(300, seed=5)
+    assert images.shape == (300, 3, 32, 32) and codes.shape == (300, 7)
+    palette = torch.tensor(list(COLOURS.values()))
+    assert set(codes[:, 6].tolist()) == {0, 1, 2} and bool((codes[codes[:, 6] == 0, 3:6] == 0).all())
+    twins = (codes[:, 6] > 0) & (codes[:, :3] == codes[:, 3:6]).all(1)
+    assert 10 <= int(twins.sum()) <= 60  # about a tenth of the two-object scenes repeat one object
+    first, mirror = codes[0::2], codes[1::2]  # mirrored pairs: the same objects in the other order
+    two = first[:, 6] > 0
+    assert torch.equal(mirror[two][:, :3], first[two][:, 3:6]) and torch.equal(mirror[two][:, 3:6], first[two][:, :3])
+    assert torch.equal(mirror[~two], first[~two]) and torch.equal(mirror[:, 6], first[:, 6])
+    for image, row in zip(images.float() / 255, codes.tolist()):
+        layout = LAYOUTS[row[6]]
+        background = image.flatten(1).median(dim=1).values[:, None, None]
+        mask = (image - background).abs().sum(0) > 0.45  # the objects' pixels
+        halves = {"single": [mask], "side by side": [mask[:, :16], mask[:, 16:]], "stacked": [mask[:16], mask[16:]]}
+        regions = {"single": [image], "side by side": [image[:, :, :16], image[:, :, 16:]]}
+        regions["stacked"] = [image[:, :16], image[:, 16:]]
+        for part, region, colour in zip(halves[layout], regions[layout], (row[1], row[4])):
+            assert part.sum() > 4, (row, "an object is drawn in its half")
+            mean_colour = region[:, part].mean(1)
+            assert int((palette - mean_colour).norm(dim=1).argmin()) == colour, row
+
+
+def test_relation_captions_name_both_objects_their_relation_and_count():
+    from contrast.data.captions import describe_relation, relation_key
+    from contrast.data.shapes import generate_relation_scenes
+
+    split = shapes_captions(200, captions_per_image=3, seed=0, relations=True)
+    _, codes = generate_relation_scenes(200, seed=0)
+    assert torch.equal(split.attributes, codes) and torch.equal(split.image_keys, relation_key(codes))
+    relation_words = {
+        1: (" left ", " right ", " side by side ", " next to "),
+        2: (" above ", " below ", " top ", " under ", " bottom ", " stacked "),
+    }
+    for m, caption in enumerate(split.captions):
+        row = codes[int(split.text_image[m])].tolist()
+        padded = f" {caption.replace(',', ' ')} "
+        for shape, colour, size in ([row[:3]] if row[6] == 0 else [row[:3], row[3:6]]):
+            assert any(w in caption for w in COLOUR_WORDS[list(COLOURS)[colour]]), caption
+            assert any(w in caption for w in SIZE_WORDS[SIZES[size]]), caption
+            assert any(w.split()[0] in caption for w in SHAPE_WORDS[CLASSES[shape]]), caption
+        if row[6] == 0:
+            assert caption.startswith(("a single", "one ", "just one")), caption
+        else:
+            assert any(w in padded for w in relation_words[row[6]]), caption
+            assert caption.startswith(("two ", "a pair")) == (row[:3] == row[3:6]), caption
+    g = torch.Generator().manual_seed(0)
+    # "A left of B" or "B right of A": the object named after "left of" is B, never A
+    left = (0, 0, 0, 6, 2, 1, 1)  # a small red disc, a large blue ring to its right
+    said = set()
+    for _ in range(60):
+        caption = describe_relation(left, g)
+        red = min(caption.index(w) for w in COLOUR_WORDS["red"] if w in caption)
+        blue = min(caption.index(w) for w in COLOUR_WORDS["blue"] if w in caption)
+        for relation, first, second in ((" left of ", red, blue), (" right of ", blue, red)):
+            if relation in caption:
+                assert first < caption.index(relation) < second, caption
+                said.add(relation)
+    assert said == {" left of ", " right of "}  # both orders are said
+    codes = torch.tensor([[1, 2, 0, 4, 5, 1, 1], [4, 5, 1, 1, 2, 0, 1], [1, 2, 0, 4, 5, 1, 2]])
+    assert relation_key(codes).unique().numel() == 3  # the order and the layout tell scenes apart
+
+
 def test_feature_pairs_in_both_layouts(tmp_path):
     g = torch.Generator().manual_seed(0)
     image, text, labels = torch.randn(20, 6, generator=g), torch.randn(20, 4, generator=g), torch.arange(20) % 3

@@ -72,9 +72,33 @@ def test_the_index_recalls_exact_search_and_its_choice_follows_the_rules(collect
     assert choose(500, 512, 2**30) == ("Flat", None)
     assert choose(5000, 512, 2**30) == ("HNSW32", "efSearch")
     assert choose(200_000, 512, 2**30)[0].startswith("IVF") and choose(200_000, 512, 2**30)[0].endswith(",Flat")
-    assert choose(1_000_000, 512, 2**30)[0].startswith("OPQ")  # 2 GB of float32 in 1 GB: compressed
+    assert choose(1_000_000, 512, 2**30) == ("IVF4096,SQ8", "nprobe")  # 2 GB of float32 in 1 GB: a byte a dim
+    assert choose(1_000_000, 512, 3 * 10**8)[0] == "OPQ128_512,IVF4096_HNSW32,PQ128x8"  # less: product codes
     with pytest.raises(ValueError, match="hold no index of 1,000,000 vectors"):
         choose(1_000_000, 512, 10**6)
+
+
+def test_sampling_and_exact_search_read_the_shards_as_one_array(tmp_path):
+    import faiss
+
+    from contrast.search.index import exact_search, sample, shape_of
+
+    g = np.random.default_rng(1)
+    vectors = g.normal(size=(70, 8)).astype(np.float16)
+    (tmp_path / "e").mkdir()
+    for i, (a, b) in enumerate([(0, 30), (30, 31), (31, 70)]):  # shards of 30, 1 and 39 rows
+        np.save(tmp_path / f"e/{i:05d}.npy", vectors[a:b])
+        (tmp_path / f"e/{i:05d}.jsonl").write_text("")
+    assert shape_of(tmp_path / "e") == (70, 8)
+    drawn = sample(tmp_path / "e", 50, seed=3)
+    rows = {tuple(r) for r in vectors.astype(np.float32)}
+    assert drawn.shape == (50, 8) and drawn.dtype == np.float32
+    assert len({tuple(r) for r in drawn}) == 50 and {tuple(r) for r in drawn} <= rows  # distinct rows of the set
+    assert sorted(map(tuple, sample(tmp_path / "e", 500, seed=3))) == sorted(rows)  # at most all
+    queries = g.normal(size=(9, 8)).astype(np.float32)
+    exact = faiss.IndexFlatIP(8)
+    exact.add(vectors.astype(np.float32))
+    np.testing.assert_array_equal(exact_search(tmp_path / "e", queries, 10), exact.search(queries, 10)[1])
 
 
 def test_an_ivf_index_is_tuned_to_its_recall(tmp_path):
@@ -91,6 +115,9 @@ def test_an_ivf_index_is_tuned_to_its_recall(tmp_path):
     record = build(tmp_path, "images", 4 * 12_000 * 32 * 2, 50.0, "x", tmp_path / "index")  # HNSW does not fit
     assert record["factory"].startswith("IVF") and record["parameter"] == "nprobe"
     assert record["recall@10"] >= 0.9 and record["count"] == 12_000
+    record = build(tmp_path, "images", 10**6, 50.0, "x", tmp_path / "sq8")  # float32 does not fit: 8-bit codes
+    assert record["factory"] == "IVF512,SQ8" and record["recall@10"] >= 0.9
+    assert record["file_bytes"] < 12_000 * 32 * 2  # smaller than the float16 vectors
 
 
 def test_the_service_answers_text_image_and_bad_requests(collection):
