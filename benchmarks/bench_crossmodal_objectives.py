@@ -87,7 +87,10 @@ def main() -> None:
         for name in names:
             results[name].append(run(SETTINGS[name], seed, args.epochs))
             r = results[name][-1]
-            print(f"{name} seed {seed}: t2i R@1 {r['t2i/R@1']:.1f} i2t R@1 {r['i2t/R@1']:.1f} ({r['seconds']:.0f} s)", flush=True)
+            print(
+                f"{name} seed {seed}: t2i R@1 {r['t2i/R@1']:.1f} i2t R@1 {r['i2t/R@1']:.1f} ({r['seconds']:.0f} s)",
+                flush=True,
+            )
     rows = [
         [
             LABELS[name],

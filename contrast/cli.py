@@ -168,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes that encode")
     pack.add_argument("--skip_corrupt", action="store_true", help="skip (and count) unreadable images")
     pack.add_argument("--classes", default=None, help="a file of class names, one a line: pack only those classes")
+    pack.add_argument(
+        "--captions",
+        default=None,
+        help="image–caption pairs: 'txt' (a .txt beside each image) or a CSV / TSV file of image paths and captions",
+    )
+    pack.add_argument("--csv_img_key", default="filepath", help="--captions CSV: the column of image paths")
+    pack.add_argument("--csv_caption_key", default="title", help="--captions CSV: the column of captions")
+    pack.add_argument("--csv_separator", default="\t", help="--captions CSV: the separator (a tab, as open_clip)")
 
     sweep = commands.add_parser("sweep", help="temperature ablation: one pretraining per τ, then a report")
     sweep.add_argument("--config", required=True, help="a fit config, e.g. configs/quickstart.yaml")

@@ -282,11 +282,14 @@ def _pack(args: argparse.Namespace, overrides: list[str]) -> int:
         raise ConfigError("quality", f"quality must be an int in [1, 100], got {args.quality}")
     settings = Settings(max_side=args.max_side, quality=args.quality, shard_bytes=args.shard_bytes)
     meta = pack(args.src, args.dest, settings=settings, workers=args.workers, skip_corrupt=args.skip_corrupt,
-                classes_file=args.classes)  # fmt: skip
+                classes_file=args.classes, captions=args.captions, csv_img_key=args.csv_img_key,
+                csv_caption_key=args.csv_caption_key, csv_separator=args.csv_separator)  # fmt: skip
     size = sum(shard["bytes"] for shard in meta["shards"])
     print(
         f"{args.dest}: {meta['images']} images in {len(meta['shards'])} shard(s), {size / 2**20:.1f} MiB, "
-        f"{len(meta['classes'])} classes" + (f", {meta['skipped']} unreadable skipped" if meta["skipped"] else "")
+        f"{len(meta['classes'])} classes"
+        + (f", {meta['skipped']} unreadable skipped" if meta["skipped"] else "")
+        + (f", a caption each ({meta['empty_captions_skipped']} empty skipped)" if "captions_sha256" in meta else "")
     )
     return 0
 

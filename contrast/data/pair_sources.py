@@ -21,6 +21,8 @@
   (:class:`~contrast.data.files.ImageFiles`).
 * ``webdataset``, ``csv``: image–text pairs at scale, img2dataset's tar shards or open_clip's CSV
   files (:mod:`contrast.data.shards`), read by offset, so shuffled and resumed as any other source.
+* ``packed``: packs of image–caption pairs written by ``contrast pack --captions``: ``<root>/train``
+  and ``<root>/test`` (or ``val``), read image by image as image packs are.
 * ``cifar10_captions``: CIFAR-10 (``<root>/cifar10-jpeg``) with captions drawn from templates and
   synonyms of the class names: a label-relevance benchmark (any caption of the right class is
   relevant for mAP; R@K still asks for the image's own captions).
@@ -135,7 +137,9 @@ def shapes_captions(n: int, captions_per_image: int, seed: int, size: int = 32, 
     """n generated scenes with ``captions_per_image`` captions each; images with the same attributes share
     a key. ``relations``: the scenes of one or two objects and their relation captions."""
     generate, caption, key = (
-        (generate_relation_scenes, describe_relation, relation_key) if relations else (generate_scenes, describe, scene_key)
+        (generate_relation_scenes, describe_relation, relation_key)
+        if relations
+        else (generate_scenes, describe, scene_key)
     )
     images, attributes = generate(n, size=size, seed=seed)
     g = torch.Generator().manual_seed(derive_seed(seed, "captions"))
@@ -324,6 +328,16 @@ def csv_table(root, train: bool, s) -> PairedSplit:
     )
 
 
+def packed_pairs(root, train: bool, s) -> PairedSplit:
+    """Packs of image–caption pairs (``contrast pack --captions``): ``<root>/train``, ``<root>/test`` or ``val``."""
+    images = load_split("packed", root, train, image_size=s.image_size)
+    if images is None:
+        raise DataNotFoundError(f"--data.root {root}: no test pack (<root>/test or <root>/val) to score on")
+    if images.captions is None:
+        raise ValueError(f"{images.root}: a pack of images without captions; pack it with --captions txt or a CSV")
+    return PairedSplit(images, images.labels, torch.arange(len(images)), images.captions)
+
+
 # name -> (root, train, settings) -> PairedSplit; settings: the data module's arguments
 PAIR_SOURCES = {
     "shapes10_captions": lambda root, train, s: shapes_captions(
@@ -339,4 +353,5 @@ PAIR_SOURCES = {
     ),
     "webdataset": tar_shards,
     "csv": csv_table,
+    "packed": packed_pairs,
 }

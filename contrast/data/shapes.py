@@ -125,6 +125,8 @@ def generate_scenes(n: int, size: int = 32, seed: int = 0) -> tuple[Tensor, Tens
     background = (0.12 + 0.15 * torch.rand(n, 1, 1, 1, generator=g)).expand(n, 3, 1, 1)
     images = _render(shape, centre, half, angle, foreground, background, size, g)
     return images, torch.stack([shape, colour, large, position], dim=1)
+
+
 LAYOUTS = ("single", "side by side", "stacked")
 
 
@@ -178,4 +180,3 @@ def generate_relation_scenes(n: int, size: int = 32, seed: int = 0) -> tuple[Ten
         images = torch.where(mask, colour, images)
     images = images + 0.03 * torch.randn(images.shape, generator=g)
     return (images.clamp(0, 1) * 255).round().to(torch.uint8), torch.cat([a, b, layout[:, None]], 1)
-

@@ -4,10 +4,11 @@ model that made them.
 
 Images (``--images``): an image folder (flat, or one folder per class), a pack (``contrast pack``),
 img2dataset's tar shards (a folder of ``.tar``, a brace pattern, or a folder with ``train/``), or an
-open_clip CSV / TSV file. Texts (``--texts``): a text file with one caption per line, or the captions
-of shards or of a CSV file. Each item's record (what the metadata file keeps): its ``id`` (its number
-in the collection), and ``path``, or ``shard`` and ``key`` (with the member's name, offset and size), or
-``pack`` and ``index`` (and its ``caption`` where it has one).
+open_clip CSV / TSV file. Texts (``--texts``): a text file with one caption per line, or the captions of
+shards, of a CSV file or of a pack of pairs (``contrast pack --captions``). Each item's record (what the
+metadata file keeps): its ``id`` (its number in the collection), and ``path``, or ``shard`` and ``key``
+(with the member's name, offset and size), or ``pack`` and ``index`` (and its ``caption`` where it has
+one).
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def images_of(spec: str, image_size: int) -> Collection:
 
         images = PackedImages(source, image_size)
         records = [{"pack": str(source), "index": i} for i in range(len(images))]
+        for record, caption in zip(records, images.captions or []):  # a pack of image–caption pairs
+            record["caption"] = caption
     elif kind == "shards":
         images, records = _shards(source, image_size)
     elif kind == "lines":
@@ -109,10 +112,12 @@ def texts_of(spec: str) -> Collection:
         if not captions:
             raise ValueError(f"--texts {spec}: no captions (one a line)")
         records = [{"caption": c} for c in captions]
-    elif kind in ("csv", "shards"):
+    elif kind in ("csv", "shards", "pack"):
         records = [{k: v for k, v in r.items() if k != "id"} for r in images_of(spec, 8).records]
+        if records and "caption" not in records[0]:
+            raise ValueError(f"--texts {spec}: a pack of images without captions (contrast pack --captions)")
     else:
-        raise ValueError(f"--texts {spec}: expected a .txt file (a caption a line), shards or a CSV file")
+        raise ValueError(f"--texts {spec}: expected a .txt file (a caption a line), shards, a CSV file or a pair pack")
     for i, record in enumerate(records):
         record["id"] = i
     return Collection(None, records, "texts")

@@ -15,11 +15,12 @@ The choice starts from autofaiss's rules (``autofaiss/external/optimize.py``), o
 * otherwise ``OPQ<m>_<d>,IVF<nlist>_HNSW32,PQ<m>x8``, with the most bytes a vector (m) the budget allows.
 
 It is trained on a sample (``39 · nlist`` vectors, FAISS's advice, at most all, read from the
-memory-mapped shards), filled shard by shard, then its search parameter (``nprobe``, ``efSearch``) is set to the most accurate value whose
-median query time on held-out queries (the text embeddings when there are some, else a sample of
-the images) is within ``max_query_ms``; recall@10 against exact search on the same queries is
-measured and recorded. Written beside the embeddings: ``DIR/index/<kind>.faiss`` (FAISS's own
-format, no pickle) and ``<kind>.json`` (the settings, the figures, the model's fingerprint).
+memory-mapped shards), filled shard by shard, then its search parameter (``nprobe``, ``efSearch``) is
+set to the most accurate value whose median query time on held-out queries (the text embeddings when
+there are some, else a sample of the images) is within ``max_query_ms``; recall@10 against exact search
+on the same queries is measured and recorded. Written beside the embeddings: ``DIR/index/<kind>.faiss``
+(FAISS's own format, no pickle) and ``<kind>.json`` (the settings, the figures, the model's
+fingerprint).
 
 A collection past one machine is indexed in parts: ``--train_only`` writes the trained, empty IVF
 index; each machine adds its group of shards (``--part K/N``: the shards s with s % N == K, under
@@ -86,9 +87,7 @@ def sample(folder: Path, size: int, seed: int) -> np.ndarray:
     rows = np.sort(np.random.default_rng(seed).choice(ends[-1], size=min(size, ends[-1]), replace=False))
     shard = np.searchsorted(ends, rows, side="right")
     starts = ends - np.array([len(a) for a in arrays])
-    return np.concatenate(
-        [arrays[s][rows[shard == s] - starts[s]].astype(np.float32) for s in np.unique(shard)]
-    )
+    return np.concatenate([arrays[s][rows[shard == s] - starts[s]].astype(np.float32) for s in np.unique(shard)])
 
 
 def exact_search(folder: Path, queries: np.ndarray, k: int) -> np.ndarray:
@@ -190,7 +189,6 @@ def _write(index, path: Path) -> None:
 
 def _finish(index, folder: Path, kind: str, factory: str, parameter, settings: dict, out: Path, seed: int) -> dict:
     """Tune ``index`` on held-out queries against exact search, write it and its record."""
-    import faiss
 
     n, d = shape_of(folder / kind)
     other = folder / ("texts" if kind == "images" else "images")

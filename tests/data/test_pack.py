@@ -444,3 +444,109 @@ def test_a_full_disk_during_pack_names_the_file(collection, tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert f"No space left on device while writing {tmp_path / 'p' / 'shard_00000.bin'}" in err, err
     assert not list((tmp_path / "p").glob("shard_*.bin"))  # no half-written shard left as a finished one
+
+
+# ---------------------------------------------------------------------- packs of image–caption pairs
+def _captioned(folder: Path, n: int = 6) -> list[str]:
+    """n JPEGs with a caption .txt beside each (img2dataset's layout); their captions."""
+    captions = [f"picture number {i}, a “smooth” pattern" for i in range(n)]
+    for i, caption in enumerate(captions):
+        _save(folder / f"{i:03d}.jpg", _photo(40 + i, 50, i), quality=90)
+        (folder / f"{i:03d}.txt").write_text(caption + "\n", encoding="utf-8")
+    return captions
+
+
+def test_a_pair_pack_keeps_each_image_s_caption_through_a_resume(tmp_path, monkeypatch):
+    import contrast.data.pack.write as packing
+
+    captions = _captioned(tmp_path / "src")
+    settings = Settings(shard_bytes=1)  # one image per shard
+    pack(tmp_path / "src", tmp_path / "whole", settings=settings, progress=False, captions="txt")
+    packed = PackedImages(tmp_path / "whole")
+    assert packed.captions == captions
+    for i in range(6):  # each image the file its caption sits beside
+        assert packed.read(i) == (tmp_path / f"src/{i:03d}.jpg").read_bytes()
+    real = packing._write_shard
+
+    def interrupted(dest, shard, buffer, entries):
+        if shard == 4:
+            raise KeyboardInterrupt
+        real(dest, shard, buffer, entries)
+
+    monkeypatch.setattr(packing, "_write_shard", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pack(tmp_path / "src", tmp_path / "p", settings=settings, progress=False, captions="txt")
+    monkeypatch.setattr(packing, "_write_shard", real)
+    pack(tmp_path / "src", tmp_path / "p", settings=settings, progress=False, captions="txt")
+    for name in ("captions.jsonl", "index.npy", "meta.json"):
+        assert (tmp_path / "p" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    (tmp_path / "src/002.txt").write_text("another caption")  # other captions: another pack
+    with pytest.raises(PackError, match="differs in captions_hash"):
+        pack(tmp_path / "src", tmp_path / "p", settings=settings, progress=False, captions="txt")
+    (tmp_path / "whole/captions.jsonl").write_text("".join(f'"x{i}"\n' for i in range(6)))
+    with pytest.raises(ValueError, match="captions.jsonl is missing or not the one written"):
+        PackedImages(tmp_path / "whole")
+
+
+def test_pair_pack_captions_from_a_csv_and_bad_captions_named(tmp_path):
+    captions = _captioned(tmp_path / "src", 4)
+    rows = "".join(f"src/{i:03d}.jpg\t{c}\n" for i, c in reversed(list(enumerate(captions))))  # any order
+    (tmp_path / "pairs.tsv").write_text("filepath\ttitle\n" + rows, encoding="utf-8")
+    for i in range(4):
+        (tmp_path / f"src/{i:03d}.txt").unlink()
+    pack(tmp_path / "src", tmp_path / "p", progress=False, captions=str(tmp_path / "pairs.tsv"))
+    assert PackedImages(tmp_path / "p").captions == captions
+    with pytest.raises(PackError, match=r"image .*000\.jpg has no caption file 000\.txt"):
+        pack(tmp_path / "src", tmp_path / "q", progress=False, captions="txt")
+    with pytest.raises(PackError, match=r"no column\(s\) \['caption'\]"):
+        pack(
+            tmp_path / "src",
+            tmp_path / "q",
+            progress=False,
+            captions=str(tmp_path / "pairs.tsv"),
+            csv_caption_key="caption",
+        )
+    (tmp_path / "pairs.tsv").write_text("filepath\ttitle\n" + rows.replace(captions[1], " "), encoding="utf-8")
+    with pytest.raises(PackError, match=r"1 empty caption\(s\), e.g. of image .*001\.jpg"):
+        pack(tmp_path / "src", tmp_path / "q", progress=False, captions=str(tmp_path / "pairs.tsv"))
+    meta = pack(
+        tmp_path / "src", tmp_path / "q", progress=False, captions=str(tmp_path / "pairs.tsv"), skip_corrupt=True
+    )
+    assert meta["images"] == 3 and meta["empty_captions_skipped"] == 1
+    assert PackedImages(tmp_path / "q").captions == [captions[0], captions[2], captions[3]]
+    (tmp_path / "pairs.tsv").write_text("filepath\ttitle\n" + rows.splitlines(True)[0], encoding="utf-8")
+    with pytest.raises(PackError, match=r"image .*000\.jpg has no row"):
+        pack(tmp_path / "src", tmp_path / "r", progress=False, captions=str(tmp_path / "pairs.tsv"))
+
+
+def test_paired_data_trains_on_pair_packs_and_embed_reads_their_captions(tmp_path):
+    from contrast.data import PairedData
+    from contrast.data.pair_sources import PAIR_SOURCES
+
+    captions = _captioned(tmp_path / "src/train", 6)
+    test_captions = _captioned(tmp_path / "src/test", 3)
+    for split in ("train", "test"):
+        pack(tmp_path / f"src/{split}", tmp_path / f"packs/{split}", progress=False, captions="txt")
+    data = PairedData(dataset="packed", root=str(tmp_path / "packs"), image_size=32, batch_size=2)
+    train, test = data.split(True), data.split(False)
+    assert train.captions == captions and test.captions == test_captions
+    from torchvision.io import decode_image
+    from torchvision.transforms.v2 import functional as TF
+
+    for i in range(6):  # torchvision's decoder and resize on the source file
+        image = TF.center_crop(
+            TF.resize(decode_image(str(tmp_path / f"src/train/{i:03d}.jpg")), 32, antialias=True), 32
+        )
+        assert torch.equal(train.image(i), image)
+    images, texts, labels = next(iter(data.train_dataloader()))
+    assert images.shape == (2, 3, 32, 32) and texts.shape[0] == 2
+    pack(tmp_path / "src/train", tmp_path / "plain", progress=False)
+    with pytest.raises(ValueError, match="a pack of images without captions"):
+        PAIR_SOURCES["packed"](str(tmp_path / "plain"), True, data.hparams)
+
+    from contrast.search.collection import images_of, texts_of
+
+    assert [r["caption"] for r in images_of(str(tmp_path / "packs/train"), 32).records] == captions
+    assert [r["caption"] for r in texts_of(str(tmp_path / "packs/train")).records] == captions
+    with pytest.raises(ValueError, match="a pack of images without captions"):
+        texts_of(str(tmp_path / "plain"))

@@ -102,7 +102,7 @@ def test_relation_captions_name_both_objects_their_relation_and_count():
     for m, caption in enumerate(split.captions):
         row = codes[int(split.text_image[m])].tolist()
         padded = f" {caption.replace(',', ' ')} "
-        for shape, colour, size in ([row[:3]] if row[6] == 0 else [row[:3], row[3:6]]):
+        for shape, colour, size in [row[:3]] if row[6] == 0 else [row[:3], row[3:6]]:
             assert any(w in caption for w in COLOUR_WORDS[list(COLOURS)[colour]]), caption
             assert any(w in caption for w in SIZE_WORDS[SIZES[size]]), caption
             assert any(w.split()[0] in caption for w in SHAPE_WORDS[CLASSES[shape]]), caption

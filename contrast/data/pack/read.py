@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from contrast.data.files import DamagedImageError, _not_found
 
 FORMAT_VERSION = 2  # 2: meta.json holds the index's SHA-256
-META, INDEX = "meta.json", "index.npy"
+META, INDEX, CAPTIONS = "meta.json", "index.npy", "captions.jsonl"
 
 
 # The columns of a pack's index.npy, named once: the writer and this reader use them.
@@ -89,6 +89,7 @@ class PackedImages(Dataset):
             rows = self.index[self.index[:, _SHARD] == number]
             if len(rows) and int((rows[:, _OFFSET] + rows[:, _SIZE]).max()) > shard["bytes"]:
                 raise ValueError(f"{index_path} does not match {path}: it points past the shard's end")
+        self.captions = self._captions() if "captions_sha256" in self.meta else None
         self.classes = list(self.meta["classes"])
         self.labels = torch.from_numpy(np.ascontiguousarray(self.index[:, _LABEL]))
         if classes is not None and self.classes and list(classes) != self.classes:
@@ -103,6 +104,21 @@ class PackedImages(Dataset):
         self.image_size = image_size
         self._files: dict[int, int] = {}
         self._pid = -1
+
+    def _captions(self) -> list[str]:
+        """A pair pack's captions (``captions.jsonl``: a JSON string a line, one per image in index order),
+        checked against the SHA-256 that ``meta.json`` records."""
+        import json
+
+        from contrast.checkpoint import sha256
+
+        path = self.root / CAPTIONS
+        if not path.is_file() or sha256(path) != self.meta["captions_sha256"]:
+            raise ValueError(f"{path} is missing or not the one written with this pack (SHA-256 differs); pack again")
+        captions = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        if len(captions) != self.meta["images"] or not all(isinstance(c, str) for c in captions):
+            raise ValueError(f"{path}: expected {self.meta['images']} captions (a JSON string a line); pack again")
+        return captions
 
     @property
     def labelled(self) -> bool:
@@ -140,6 +156,10 @@ class PackedImages(Dataset):
     def largest_side(self) -> int:
         """The longest side of any image of the pack."""
         return int(np.asarray(self.index[:, _HEIGHT : _WIDTH + 1]).max())
+
+    def image(self, i: int) -> Tensor:
+        """Image i alone (the pair sources read pictures so)."""
+        return self[i][0]
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         from torchvision.io import ImageReadMode, decode_jpeg

@@ -1,5 +1,6 @@
 """What a pack is made of: the images of an ImageFolder tree, a flat folder or a list file of
-``path[,label]`` lines, in pack order, and the fingerprint that binds a pack to its source."""
+``path[,label]`` lines, in pack order, their captions where the pack holds image–caption pairs, and the
+fingerprint that binds a pack to its source."""
 
 from __future__ import annotations
 
@@ -113,4 +114,56 @@ def source_hash(samples: list, classes: list[str]) -> str:
         stat = path.stat() if path.is_file() else None
         size, mtime = (stat.st_size, stat.st_mtime_ns) if stat is not None else (-1, -1)
         digest.update(f"{path.parent.name}/{path.name} {size} {mtime} {label}\n".encode())
+    return digest.hexdigest()
+
+
+def captions_of(
+    samples: list, spec: str, img_key: str = "filepath", caption_key: str = "title", separator: str = "\t"
+) -> list[str]:
+    """The caption of each sample, in order: ``spec`` "txt" reads the ``.txt`` of the same name beside
+    each image (img2dataset's layout); otherwise ``spec`` is a CSV / TSV file (open_clip's layout) whose
+    ``img_key`` column names the images (paths relative to the file) and ``caption_key`` their captions.
+    An image without a caption is refused, naming it; an empty caption is returned empty (refused or
+    skipped by the caller)."""
+    if spec == "txt":
+        captions = []
+        for path, _ in samples:
+            beside = path.with_suffix(".txt")
+            if not beside.is_file():
+                raise PackError(f"--captions txt: image {path} has no caption file {beside.name} beside it")
+            captions.append(beside.read_text(encoding="utf-8").strip())
+        return captions
+    import csv
+
+    table = Path(spec)
+    if not table.is_file():
+        raise PackError(f"--captions {spec}: expected 'txt' or a CSV / TSV file of image paths and captions")
+    with table.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter=separator)
+        missing = [key for key in (img_key, caption_key) if key not in (reader.fieldnames or [])]
+        if missing:
+            raise PackError(
+                f"--captions {spec}: no column(s) {missing} (columns: {reader.fieldnames}); "
+                "set --csv_img_key / --csv_caption_key / --csv_separator"
+            )
+        by_path = {}
+        for row in reader:
+            image = Path(row[img_key])
+            by_path[os.path.realpath(image if image.is_absolute() else table.parent / image)] = (
+                row[caption_key] or ""
+            ).strip()
+    captions = []
+    for path, _ in samples:
+        caption = by_path.get(os.path.realpath(path))
+        if caption is None:
+            raise PackError(f"--captions {spec}: image {path} has no row (column {img_key!r})")
+        captions.append(caption)
+    return captions
+
+
+def captions_hash(captions: list[str]) -> str:
+    """What identifies a pack's captions: their text, in order."""
+    digest = hashlib.sha256()
+    for caption in captions:
+        digest.update(caption.encode() + b"\n")
     return digest.hexdigest()

@@ -4,12 +4,17 @@ Layout of a pack (``DEST``)::
 
     shard_00000.bin ...   JPEG files one after another (about ``shard_bytes`` each)
     index.npy             (N, 6) int64: shard, offset, size, height, width, label (-1: none)
+    captions.jsonl        (pairs only) a caption a line, a JSON string, in index order
     meta.json             format version, classes, settings, source hash, counts: written last
 
-The source is an ImageFolder tree (``SRC/<class>/<image>``), a flat folder of images (unlabelled),
-or a list file of ``path[,label]`` lines (paths relative to the file; a label is a class id or a
-class name). Images are taken in a fixed order (classes by name, files by name; a list file's own
-order), so the same source gives the same pack, whatever the number of workers.
+The source is an ImageFolder tree (``SRC/<class>/<image>``), a flat folder of images (unlabelled), or a
+list file of ``path[,label]`` lines (paths relative to the file; a label is a class id or a class name).
+With ``captions``, a pack of image–caption pairs (``--data.dataset packed`` of
+:class:`~contrast.data.PairedData` reads it): a caption per image from the ``.txt`` beside it ("txt",
+img2dataset's layout) or from a CSV / TSV file (open_clip's columns); an image without one is refused,
+an empty caption refused (or, with ``skip_corrupt``, the pair skipped and counted). Images are taken in
+a fixed order (classes by name, files by name; a list file's own order), so the same source gives the
+same pack, whatever the number of workers.
 
 An image passes through byte for byte when it is a baseline RGB JPEG whose longest side is at most
 ``max_side``; otherwise (too large, progressive, CMYK, grey, PNG / BMP / TIFF / WebP) it is decoded,
@@ -36,8 +41,8 @@ from pathlib import Path
 import numpy as np
 
 from contrast.checkpoint import atomic_write, sha256
-from contrast.data.pack.read import FORMAT_VERSION, INDEX, INDEX_COLUMNS, META
-from contrast.data.pack.source import PackError, list_source, source_hash
+from contrast.data.pack.read import CAPTIONS, FORMAT_VERSION, INDEX, INDEX_COLUMNS, META
+from contrast.data.pack.source import PackError, captions_hash, captions_of, list_source, source_hash
 from contrast.data.pixels import decode_rgb
 
 CHUNK = 64  # images per task of a worker
@@ -135,11 +140,28 @@ def pack(
     skip_corrupt: bool = False,
     classes_file: str | os.PathLike | None = None,
     progress: bool = True,
+    captions: str | None = None,
+    csv_img_key: str = "filepath",
+    csv_caption_key: str = "title",
+    csv_separator: str = "\t",
 ) -> dict:
-    """Pack ``src`` into ``dest`` (see the module doc); returns the metadata written."""
+    """Pack ``src`` into ``dest`` (see the module doc); returns the metadata written. ``captions``:
+    "txt" or a CSV / TSV file (its ``csv_*`` columns): a pack of image–caption pairs."""
     from tqdm.auto import tqdm
 
     samples, classes = list_source(src, classes_file)
+    texts, empty = None, 0
+    if captions is not None:
+        texts = captions_of(samples, captions, csv_img_key, csv_caption_key, csv_separator)
+        blank = [path for (path, _), text in zip(samples, texts) if not text]
+        if blank and not skip_corrupt:
+            raise PackError(
+                f"--captions {captions}: {len(blank)} empty caption(s), e.g. of image {blank[0]}; "
+                "fill them, or skip those pairs with --skip_corrupt"
+            )
+        empty = len(blank)
+        kept = [i for i, text in enumerate(texts) if text]
+        samples, texts = [samples[i] for i in kept], [texts[i] for i in kept]
     dest = Path(dest)
     identity = {
         "format_version": FORMAT_VERSION,
@@ -150,6 +172,8 @@ def pack(
         "shard_bytes": settings.shard_bytes,
         "skip_corrupt": skip_corrupt,
     }
+    if texts is not None:  # a pair pack: its captions are part of what it is
+        identity["captions_hash"] = captions_hash(texts)
     done, rows = _resume(dest, identity)
     if done is None:  # a finished pack of this source and settings
         return json.loads((dest / META).read_text())
@@ -191,15 +215,28 @@ def pack(
     if len(index) == 0:
         raise PackError(f"SRC {src}: every image was unreadable ({skipped} skipped)")
     atomic_write(dest / INDEX, lambda f: np.save(f, index.astype(np.int64)))
-    meta = identity | {
-        "index_sha256": sha256(dest / INDEX),  # binds the index to these shards: checked at every open
-        "images": int(len(index)),
-        "skipped": skipped + start - len(rows),  # the source images before `start` not in the finished shards
-        "shards": [
-            {"name": f"shard_{s:05d}.bin", "bytes": (dest / f"shard_{s:05d}.bin").stat().st_size} for s in range(shard)
-        ],
-        "columns": list(INDEX_COLUMNS),
-    }
+    bound = {}
+    if texts is not None:  # each packed image's caption, by its source position
+        positions = np.concatenate(
+            [rows[:, 6]] + [np.load(dest / f"shard_{s:05d}.idx.npy")[:, 6] for s in range(done, shard)]
+        )
+        lines = "".join(json.dumps(texts[int(p)], ensure_ascii=False) + "\n" for p in positions)
+        atomic_write(dest / CAPTIONS, lambda f: f.write(lines.encode("utf-8")))
+        bound = {"captions_sha256": sha256(dest / CAPTIONS), "empty_captions_skipped": empty}
+    meta = (
+        identity
+        | bound
+        | {
+            "index_sha256": sha256(dest / INDEX),  # binds the index to these shards: checked at every open
+            "images": int(len(index)),
+            "skipped": skipped + start - len(rows),  # the source images before `start` not in the finished shards
+            "shards": [
+                {"name": f"shard_{s:05d}.bin", "bytes": (dest / f"shard_{s:05d}.bin").stat().st_size}
+                for s in range(shard)
+            ],
+            "columns": list(INDEX_COLUMNS),
+        }
+    )
     atomic_write(dest / META, lambda f: f.write(json.dumps(meta, indent=2).encode()))  # last: the pack is done
     (dest / "progress.json").unlink(missing_ok=True)
     return meta
