@@ -8,7 +8,7 @@ captions: R@1 / R@5 both ways (a caption is a hit for every scene it describes) 
 six R@K, as mean ± standard deviation over the seeds (the seed sets the towers' initialisation and
 the pairing order; the scenes are the same).
 
-    python benchmarks/bench_crossmodal_objectives.py                 # 6 settings × 3 seeds, about 35 min on 2 cores
+    python benchmarks/bench_crossmodal_objectives.py                 # 8 settings × 3 seeds, about 30 min on 2 cores
     python benchmarks/bench_crossmodal_objectives.py --seeds 0 --only clip,siglip --no-append
 """
 
@@ -34,7 +34,9 @@ SETTINGS = {  # name -> the change to the config's model arguments
     "clip-fixed-0.2": {"learn_temperature": False, "temperature": 0.2},
     "siglip": {"objectives": {"siglip": 1.0}},
     "triplet": {"objectives": {"triplet": 1.0}},
+    "triplet-all": {"objectives": {"triplet": 1.0}, "mining": "all"},
     "acmr": {"objectives": {"acmr": 1.0}},
+    "acmr-all": {"objectives": {"acmr": 1.0}, "mining": "all"},
 }
 LABELS = {
     "clip": "clip, τ learned from 0.07",
@@ -42,7 +44,9 @@ LABELS = {
     "clip-fixed-0.2": "clip, τ fixed 0.2",
     "siglip": "siglip (t′, b learned)",
     "triplet": "triplet, hardest negative, margin 0.2",
-    "acmr": "acmr (triplets + labels + adversary)",
+    "triplet-all": "triplet, every negative (VSE0), margin 0.2",
+    "acmr": "acmr (triplets + labels + adversary), hardest negative",
+    "acmr-all": "acmr, every negative",
 }
 
 
