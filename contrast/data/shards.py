@@ -182,20 +182,24 @@ def shard_pairs(spec: str, image_size: int, caption_key: str | None = None, skip
     return ImageFiles(images, image_size), captions  # an undecodable image: the pair dataset's to skip
 
 
+def csv_rows(file: Path, img_key: str, caption_key: str, separator: str, options: str) -> list[tuple[str, str]]:
+    """(image path as written, caption stripped) of each row of an open_clip CSV / TSV file; a missing
+    column is named with the columns found and ``options``, the options that choose them."""
+    with open(file, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter=separator)
+        missing = [key for key in (img_key, caption_key) if key not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"CSV {file}: no column {missing[0]!r} (columns: {reader.fieldnames}); set {options}")
+        return [(row[img_key], (row[caption_key] or "").strip()) for row in reader]
+
+
 def csv_pairs(path: str, image_size: int, img_key: str, caption_key: str, separator: str, skip_corrupt: bool = False):
     """(images, captions) of an open_clip CSV / TSV file; image paths relative to the file."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise DataNotFoundError(f"CSV {file}: no such file")
-    with open(file, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f, delimiter=separator)
-        missing = [key for key in (img_key, caption_key) if key not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(
-                f"CSV {file}: no column {missing[0]!r} (columns: {reader.fieldnames}); set --data.csv_img_key / "
-                "--data.csv_caption_key, and --data.csv_separator (a tab by default, as open_clip)"
-            )
-        rows = [(row[img_key], (row[caption_key] or "").strip()) for row in reader]
+    options = "--data.csv_img_key / --data.csv_caption_key, and --data.csv_separator (a tab by default, as open_clip)"
+    rows = csv_rows(file, img_key, caption_key, separator, options)
     empty = [n + 2 for n, (_, caption) in enumerate(rows) if not caption]
     if empty and not skip_corrupt:
         raise ValueError(

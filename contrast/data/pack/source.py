@@ -133,25 +133,16 @@ def captions_of(
                 raise PackError(f"--captions txt: image {path} has no caption file {beside.name} beside it")
             captions.append(beside.read_text(encoding="utf-8").strip())
         return captions
-    import csv
+    from contrast.data.shards import csv_rows
 
     table = Path(spec)
     if not table.is_file():
         raise PackError(f"--captions {spec}: expected 'txt' or a CSV / TSV file of image paths and captions")
-    with table.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f, delimiter=separator)
-        missing = [key for key in (img_key, caption_key) if key not in (reader.fieldnames or [])]
-        if missing:
-            raise PackError(
-                f"--captions {spec}: no column(s) {missing} (columns: {reader.fieldnames}); "
-                "set --csv_img_key / --csv_caption_key / --csv_separator"
-            )
-        by_path = {}
-        for row in reader:
-            image = Path(row[img_key])
-            by_path[os.path.realpath(image if image.is_absolute() else table.parent / image)] = (
-                row[caption_key] or ""
-            ).strip()
+    try:
+        rows = csv_rows(table, img_key, caption_key, separator, "--csv_img_key / --csv_caption_key / --csv_separator")
+    except ValueError as error:
+        raise PackError(f"--captions: {error}") from None
+    by_path = {os.path.realpath(Path(name) if Path(name).is_absolute() else table.parent / name): c for name, c in rows}
     captions = []
     for path, _ in samples:
         caption = by_path.get(os.path.realpath(path))
