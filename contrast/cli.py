@@ -22,10 +22,11 @@ EPILOG = """examples:
   contrast knn --ckpt runs/lightning_logs/version_0/checkpoints/last.ckpt
   contrast export --ckpt last.ckpt --out exported/
   contrast sweep --config configs/quickstart.yaml --tau 0.1,0.2,0.5 --out sweep/
-  contrast fit --config configs/crossmodal_shapes.yaml --run_dir runs/crossmodal   # images <-> captions
+  contrast fit --config configs/crossmodal_relations.yaml --run_dir runs/crossmodal   # images <-> captions
   contrast retrieve --ckpt runs/crossmodal/checkpoints/last.ckpt
   contrast pictures --ckpt last.ckpt --out pictures/      # nearest neighbours, 2-D map
   contrast pack photos/ packed/photos --max_side 512        # then --data.dataset packed --data.root packed
+  contrast pack pairs/train packed/train --captions txt     # image-caption pairs: PairedData(dataset="packed")
 each command has its own --help (contrast fit --help)"""
 
 

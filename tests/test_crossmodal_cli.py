@@ -194,21 +194,18 @@ def test_retrieve_refuses_an_image_checkpoint(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_the_embedded_default_meets_its_target(tmp_path, monkeypatch, capsys):
-    """configs/crossmodal_shapes.yaml as the README runs it: R@5 >= 50% both ways (printed beside the
-    untrained model's); its wall time on 2 CPU cores is recorded in benchmarks/RESULTS.md."""
+    """configs/crossmodal_relations.yaml as the README runs it: far from saturated, R@1 between 30% and
+    80% both ways, R@5 far above the untrained model's (printed beside it)."""
     monkeypatch.chdir(tmp_path)
-    assert (
-        main(
-            ["fit", "--config", str(ROOT / "configs/crossmodal_shapes.yaml"), "--trainer.enable_progress_bar", "false"]
-        )
-        == 0
-    )
+    config = str(ROOT / "configs/crossmodal_relations.yaml")
+    assert main(["fit", "--config", config, "--trainer.enable_progress_bar", "false"]) == 0
     out = capsys.readouterr().out
     trained = out.split("(trained):")[1].splitlines()[0]
     untrained = out.split("(untrained):")[1].splitlines()[0]
+    r1 = [float(x) for x in re.findall(r"R@1 ([\d.]+)", trained)]
     r5 = [float(x) for x in re.findall(r"R@5 ([\d.]+)", trained)]
     r5_untrained = [float(x) for x in re.findall(r"R@5 ([\d.]+)", untrained)]
-    assert len(r5) == 2 and min(r5) >= 50.0, trained
+    assert len(r1) == 2 and all(30.0 <= r <= 80.0 for r in r1), trained
     assert all(t > u + 40 for t, u in zip(r5, r5_untrained)), (trained, untrained)
 
 
