@@ -60,6 +60,7 @@ def test_an_unlabelled_folder_with_a_labelled_eval_root_scores_knn(tmp_path):
     assert "kNN (weighted, k=200, τ=0.1, backbone features) top-1" in run.stdout.splitlines()[-1]
 
 
+@pytest.mark.slow  # command-line runs of 17-21 s: kept out of the 10-minute default run
 def test_corrupt_images_stop_with_their_name_or_are_skipped_and_counted(tmp_path):
     _images(tmp_path / "photos", 64)
     (tmp_path / "photos" / "broken.png").write_bytes(b"\x89PNG not really")
@@ -86,6 +87,7 @@ def test_mixed_sizes_and_a_folder_with_one_image_are_clear_errors(tmp_path):
     assert "the training set has 1 images, fewer than batch_size=32" in result.stderr
 
 
+@pytest.mark.slow  # command-line runs of 17-21 s: kept out of the 10-minute default run
 def test_knn_with_data_of_the_wrong_channel_count_says_so(tmp_path):
     contrast("fit", *QUICK, "--trainer.max_steps", "1", "--run_dir", "r", cwd=tmp_path)
     _images(tmp_path / "gray" / "train" / "a", 4)  # decoded as 3 channels; build a 1-channel checkpoint instead
