@@ -27,8 +27,9 @@ class PairedData(L.LightningDataModule):
     """Image–text (or feature–feature) pairs for :class:`contrast.methods.CrossModal`.
 
     Args:
-        dataset: shapes10_captions (generated, the default), features, coco, cifar10_captions,
-            webdataset (img2dataset's tar shards), csv (open_clip's CSV / TSV).
+        dataset: shapes10_captions (generated, the default), shapes10_relations (generated: one or two
+            objects, captions of relations), features, coco, cifar10_captions, webdataset
+            (img2dataset's tar shards), csv (open_clip's CSV / TSV), packed (``contrast pack --captions``).
         root: data folder; default ``$CONTRAST_DATA_DIR``, else ``./data``.
         batch_size: pairs per device and step; eval_batch_size: for embedding the test split.
         num_workers: DataLoader workers. seed: the pairing of images with captions each epoch.
