@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -85,7 +84,6 @@ def main() -> None:
     unknown = sorted(set(names) - set(SETTINGS))
     if unknown:
         raise SystemExit(f"--only: unknown settings {unknown}; choose from {tuple(SETTINGS)}")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     results = {name: [] for name in names}
     for seed in seeds:  # seeds outermost: a stopped run still has every setting's first seeds
         for name in names:

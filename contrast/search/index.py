@@ -68,11 +68,6 @@ def embedding_shards(folder: Path) -> list[tuple[Path, Path]]:
     return [(array, array.with_suffix(".jsonl")) for array in arrays]
 
 
-def load_vectors(folder: Path) -> np.ndarray:
-    """All the embeddings of a folder, float32 (n, d)."""
-    return np.concatenate([np.load(array).astype(np.float32) for array, _ in embedding_shards(folder)])
-
-
 def shape_of(folder: Path) -> tuple[int, int]:
     """(count, width) of a folder's embeddings, from the shards' headers."""
     shapes = [np.load(array, mmap_mode="r").shape for array, _ in embedding_shards(folder)]

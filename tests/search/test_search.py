@@ -21,7 +21,7 @@ from contrast.cli import main  # noqa: E402
 from contrast.methods import CrossModal  # noqa: E402
 from contrast.search.collection import fingerprint, images_of  # noqa: E402
 from contrast.search.embed import embed, embed_shards  # noqa: E402
-from contrast.search.index import choose, load_vectors  # noqa: E402
+from contrast.search.index import choose  # noqa: E402
 from tests.search.conftest import checkpoint  # noqa: E402
 
 
@@ -65,7 +65,7 @@ def test_the_index_recalls_exact_search_and_its_choice_follows_the_rules(collect
     settings = json.loads((root / "out/index/images.json").read_text())
     assert settings["factory"] == "Flat" and settings["recall@10"] == 1.0  # 60 vectors: exact
     index = faiss.read_index(str(root / "out/index/images.faiss"))
-    vectors = load_vectors(root / "out/images")
+    vectors = np.concatenate([np.load(p) for p in sorted((root / "out/images").glob("*.npy"))]).astype(np.float32)
     exact = faiss.IndexFlatIP(128)
     exact.add(vectors)
     assert np.array_equal(index.search(vectors[:5], 10)[1], exact.search(vectors[:5], 10)[1])
