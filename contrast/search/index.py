@@ -76,13 +76,20 @@ def shape_of(folder: Path) -> tuple[int, int]:
 
 def sample(folder: Path, size: int, seed: int) -> np.ndarray:
     """``size`` embeddings of a folder drawn without replacement (all where it holds fewer), float32;
-    only the drawn rows are read, so a collection larger than memory is sampled in the memory of the sample."""
-    arrays = [np.load(array, mmap_mode="r") for array, _ in embedding_shards(folder)]
-    ends = np.cumsum([len(a) for a in arrays])
+    only the drawn rows are read, one shard's mapping open at a time (a mapped page a process touched
+    counts in its resident memory), so a collection larger than memory is sampled in about the memory
+    of the sample."""
+    shards = embedding_shards(folder)
+    counts = np.array([np.load(array, mmap_mode="r").shape[0] for array, _ in shards])
+    ends = np.cumsum(counts)
     rows = np.sort(np.random.default_rng(seed).choice(ends[-1], size=min(size, ends[-1]), replace=False))
     shard = np.searchsorted(ends, rows, side="right")
-    starts = ends - np.array([len(a) for a in arrays])
-    return np.concatenate([arrays[s][rows[shard == s] - starts[s]].astype(np.float32) for s in np.unique(shard)])
+    drawn = np.empty((len(rows), np.load(shards[0][0], mmap_mode="r").shape[1]), dtype=np.float32)
+    for s in np.unique(shard):
+        mapped = np.load(shards[s][0], mmap_mode="r")
+        drawn[shard == s] = mapped[rows[shard == s] - (ends[s] - counts[s])]
+        del mapped  # unmapped: its pages leave this process's resident memory
+    return drawn
 
 
 def exact_search(folder: Path, queries: np.ndarray, k: int) -> np.ndarray:
@@ -182,13 +189,19 @@ def _write(index, path: Path) -> None:
     os.replace(partial, path)
 
 
-def _finish(index, folder: Path, kind: str, factory: str, parameter, settings: dict, out: Path, seed: int) -> dict:
-    """Tune ``index`` on held-out queries against exact search, write it and its record."""
-
-    n, d = shape_of(folder / kind)
+def held_out(folder: Path, kind: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(queries, their exact top 10): 1,000 of the other kind's embeddings (the texts of an image index)
+    where there are some, else of its own; taken before the index is built, so that the exact search's
+    shard and the index are never in memory together."""
     other = folder / ("texts" if kind == "images" else "images")
     queries = sample(other if other.is_dir() and any(other.glob("*.npy")) else folder / kind, 1000, seed + 1)
-    truth = exact_search(folder / kind, queries, 10)
+    return queries, exact_search(folder / kind, queries, 10)
+
+
+def _finish(index, folder: Path, kind: str, factory: str, parameter, settings: dict, out: Path, held) -> dict:
+    """Tune ``index`` on the ``held`` out queries against exact search, write it and its record."""
+    n, d = shape_of(folder / kind)
+    queries, truth = held
     tuned = _tune(index, parameter, queries, truth, settings["max_query_ms"])
     out.mkdir(parents=True, exist_ok=True)
     _write(index, out / f"{kind}.faiss")
@@ -216,11 +229,15 @@ def build(folder: Path, kind: str, max_memory: int, max_query_ms: float, fingerp
     """The index of ``folder/kind`` (see the module doc); returns its record."""
     start = time.perf_counter()
     factory, parameter = choose(*shape_of(folder / kind), max_memory)
+    held = held_out(folder, kind, seed)
     index = _trained(folder / kind, factory, seed)
-    for array, _ in embedding_shards(folder / kind):  # shard by shard
-        index.add(np.load(array).astype(np.float32))
+    for array, _ in embedding_shards(folder / kind):  # shard by shard, in blocks of 10,000
+        mapped = np.load(array, mmap_mode="r")
+        for block in range(0, len(mapped), 10_000):
+            index.add(np.asarray(mapped[block : block + 10_000], dtype=np.float32))
+        del mapped
     settings = {"max_memory": max_memory, "max_query_ms": max_query_ms, "fingerprint": fingerprint}
-    record = _finish(index, folder, kind, factory, parameter, settings, out, seed)
+    record = _finish(index, folder, kind, factory, parameter, settings, out, held)
     record["build_s"] = time.perf_counter() - start
     (out / f"{kind}.json").write_text(json.dumps(record, indent=2))
     return record
@@ -266,11 +283,12 @@ def merge_parts(folder: Path, kind: str, parts: int, max_query_ms: float, finger
     missing = [f.name for f in files if not f.is_file()]
     if missing:
         raise FileNotFoundError(f"{out}: parts {missing} are not built yet (contrast index --part K/{parts})")
+    held = held_out(folder, kind, 0)
     index = faiss.read_index(str(out / f"{kind}.trained.faiss"))
     merge_ondisk(index, [str(f) for f in files], str(out / f"{kind}.ivfdata"))
     factory = json.loads((out / f"{kind}.trained.json").read_text())["factory"]
     settings = {"max_query_ms": max_query_ms, "fingerprint": fingerprint, "parts": parts, "ivfdata": f"{kind}.ivfdata"}
-    return _finish(index, folder, kind, factory, "nprobe", settings, out, 0)
+    return _finish(index, folder, kind, factory, "nprobe", settings, out, held)
 
 
 def index(

@@ -240,3 +240,24 @@ def test_an_index_built_in_two_parts_and_merged_on_disk_equals_one_built_whole(t
     assert np.array_equal(merged.search(queries, 10)[1], whole.search(queries, 10)[1])
     with pytest.raises(ValueError, match="--part: K/N with 0 <= K < N"):
         index(str(tmp_path), part="2/2")
+
+
+def test_contrast_index_runs_without_importing_torch(tmp_path):
+    """``contrast index`` needs numpy and FAISS only: a fresh process that builds an index has not loaded
+    torch (0.9 GB resident), so the build's memory is the index's."""
+    import subprocess
+    import sys
+
+    vectors = np.random.default_rng(0).normal(size=(500, 16)).astype(np.float16)
+    (tmp_path / "images").mkdir()
+    np.save(tmp_path / "images/00000.npy", vectors)
+    (tmp_path / "images/00000.jsonl").write_text("".join(json.dumps({"id": i}) + "\n" for i in range(500)))
+    (tmp_path / "embed.json").write_text(json.dumps({"fingerprint": "f", "dim": 16}))
+    script = (
+        "import sys; from contrast.cli import main; "
+        f"assert main(['index', {str(tmp_path)!r}]) == 0; "
+        "print('torch' in sys.modules, 'lightning' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "False False", done.stdout + done.stderr
+    assert json.loads((tmp_path / "index/images.json").read_text())["factory"] == "Flat"
