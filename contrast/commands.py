@@ -113,14 +113,23 @@ def _sweep(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _export(args: argparse.Namespace, overrides: list[str]) -> int:
+    from pathlib import Path
+
     from contrast.checkpoint import read_checkpoint
     from contrast.export import export_backbone
     from contrast.methods.crossmodal import CrossModal, crossmodal_hparams
 
     checkpoint = read_checkpoint(args.ckpt)
     if crossmodal_hparams(checkpoint) is not None:  # both towers, the tokenizer, the normalisation
-        weights, config = CrossModal.from_checkpoint(checkpoint).save_pretrained(args.out)
+        model = CrossModal.from_checkpoint(checkpoint)
+        weights, config = model.save_pretrained(args.out)
         print(f"wrote {weights} and {config}; load with CrossModal.from_pretrained({str(args.out)!r})")
+        for folder, how in (
+            ("open_clip_config.json", 'open_clip.create_model_and_transforms("local-dir:{out}")'),
+            ("hf", 'transformers.VisionTextDualEncoderModel.from_pretrained("{out}/hf")'),
+        ):
+            if (Path(args.out) / folder).exists():
+                print("also in its library's own layout: " + how.format(out=args.out))
         return 0
 
     weights, meta = export_backbone(args.ckpt, args.out, recipe=args.recipe)

@@ -53,10 +53,13 @@ class CrossModal(TrainingBase):
 
     text_encoder: "bag" | "transformer" (trained from scratch; text_width: its width), or
     ``hf/<name or folder>``: a pretrained Hugging Face model (:mod:`contrast.models.hf`; the data's
-    tokenizer must be the same ``hf/<name>``), pooled by text_pooler ("cls", "mean", "last");
-    text_config: the pretrained model's configuration (recorded by the model itself, so that a
-    checkpoint rebuilds it without its folder; leave unset); embed_dim: the shared space;
-    head_hidden: hidden width of both MLP heads; objectives: {name: weight} over "clip",
+    tokenizer must be the same ``hf/<name>``), pooled by text_pooler ("cls", "mean", "last",
+    "pooler": the model's pooler_output); text_config: the pretrained model's configuration (recorded
+    by the model itself, so that a checkpoint rebuilds it without its folder; leave unset);
+    ``backbone: hf/<name or folder>``: a Hugging Face vision model as the image tower, pooled by
+    image_pooler ("pooler", "cls", "mean"), image_config its recorded configuration; embed_dim: the
+    shared space; projection: both heads into it, "mlp" (Linear-ReLU-Linear, head_hidden wide) or
+    "linear" (one Linear without bias, CLIP's); objectives: {name: weight} over "clip",
     "siglip", "triplet", "acmr"; temperature: τ of ``clip`` (its initial value when learned);
     learn_temperature; min_temperature: the clamp (0.01 = logit scale 100); margin and mining of
     the triplet terms; label_weight, adversarial_weight: ACMR's label and modality terms;
@@ -83,8 +86,11 @@ class CrossModal(TrainingBase):
         text_width: int = 256,
         text_pooler: str = "mean",
         text_config: dict | None = None,
+        image_pooler: str = "pooler",
+        image_config: dict | None = None,
         embed_dim: int = 128,
         head_hidden: int = 512,
+        projection: str = "mlp",
         objectives: dict[str, float] | None = None,
         temperature: float = 0.07,
         learn_temperature: bool = True,
@@ -172,11 +178,10 @@ class CrossModal(TrainingBase):
         batch = getattr(data, "batch_size", None)
         k = self.hparams.accumulate_pairs
         size = dict(getattr(data, "hparams", {})).get("image_size")
-        if stage == "fit" and self._open_clip is not None and size not in (None, self._open_clip["facts"]["size"]):
+        side = self._open_clip["facts"]["size"] if self._open_clip is not None else getattr(self.backbone, "size", None)
+        if stage == "fit" and side is not None and size not in (None, side):  # open_clip's and HF's fixed sides
             raise ConfigError(
-                "image_size",
-                f"image_size: {self.hparams.backbone} takes {self._open_clip['facts']['size']}-px images; "
-                f"the data gives {size}",
+                "image_size", f"image_size: {self.hparams.backbone} takes {side}-px images; the data gives {size}"
             )
         if stage == "fit" and k > 1 and self._trainer is not None:
             if self.trainer.accumulate_grad_batches > 1:

@@ -6,12 +6,21 @@ text model's configuration), nothing pickled; :meth:`CrossModal.from_pretrained`
 Where the towers are open_clip's (``open_clip/<model>``), the folder also holds open_clip's own layout,
 ``open_clip_config.json`` + ``open_clip_model.safetensors`` (its state dict, the learned temperature
 as its ``logit_scale``), so that open_clip reads the trained model back:
-``open_clip.create_model_and_transforms("local-dir:FOLDER")``."""
+``open_clip.create_model_and_transforms("local-dir:FOLDER")``.
+
+Where both towers are Hugging Face models pooled by their ``pooler_output`` and projected by one
+Linear without bias (``backbone: hf/…``, ``text_encoder: hf/…``, ``image_pooler``/``text_pooler:
+pooler``, ``projection: linear``), ``FOLDER/hf`` holds the model as HF's
+``VisionTextDualEncoderModel`` (its config and safetensors, the learned temperature as its
+``logit_scale``), the tokenizer's ``tokenizer.json`` and the pixel normalisation as an image processor's
+``preprocessor_config.json``: ``VisionTextDualEncoderModel.from_pretrained(FOLDER / "hf")``. Its
+``get_text_features`` take the tokenizer's own ids (contrast's shifted back by one)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 FORMAT = "contrast.CrossModal"
@@ -53,7 +62,59 @@ def save_pretrained(model, folder: str | os.PathLike) -> tuple[Path, Path]:
     os.replace(str(config) + ".partial", config)
     if getattr(model, "_open_clip", None):
         save_open_clip(model, out)
+    if hf_dual_encoder_ready(model) is None:
+        save_hf_dual_encoder(model, out / "hf")
     return weights, config
+
+
+def hf_dual_encoder_ready(model) -> str | None:
+    """None where ``model`` is an HF ``VisionTextDualEncoderModel`` in all but name, else why not."""
+    from contrast.models.hf import HFTextTower, HFVisionTower
+
+    hp = model.hparams
+    if not (isinstance(model.backbone, HFVisionTower) and isinstance(model.text_encoder, HFTextTower)):
+        return "its towers are not both Hugging Face models (backbone and text_encoder hf/…)"
+    if hp.image_pooler != "pooler" or hp.text_pooler != "pooler":
+        return "the dual encoder pools by pooler_output: image_pooler and text_pooler pooler"
+    if hp.projection != "linear":
+        return "the dual encoder projects by one Linear without bias: projection linear"
+    return None
+
+
+def save_hf_dual_encoder(model, out: Path) -> None:
+    """HF's ``VisionTextDualEncoderModel`` layout of a model whose towers are HF's (see the module doc)."""
+    import math
+
+    import torch
+    import transformers
+    from tokenizers import Tokenizer
+
+    vision, text = model.backbone.transformer, model.text_encoder.transformer
+    config = transformers.VisionTextDualEncoderConfig.from_vision_text_configs(
+        vision.config, text.config, projection_dim=model.hparams.embed_dim, logit_scale_init_value=2.6592
+    )
+    dual = transformers.VisionTextDualEncoderModel(config=config)  # its own copy of each tower
+    dual.vision_model.load_state_dict(vision.state_dict())
+    dual.text_model.load_state_dict(text.state_dict())
+    with torch.no_grad():
+        dual.visual_projection.weight.copy_(model.image_head.weight)
+        dual.text_projection.weight.copy_(model.text_head.weight)
+        dual.logit_scale.fill_(math.log(1 / float(model.tau())))
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    dual.save_pretrained(partial, safe_serialization=True)
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(model.hparams.vocabulary["tokenizer"])
+    )
+    tokenizer.save_pretrained(partial)
+    normalization = model.hparams.normalization
+    size = {"size": {"height": model.backbone.size, "width": model.backbone.size}} if model.backbone.size else {}
+    processor = transformers.ViTImageProcessor(
+        image_mean=list(normalization["mean"]), image_std=list(normalization["std"]), **size
+    )
+    processor.save_pretrained(partial)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(partial, out)
 
 
 def save_open_clip(model, out: Path) -> None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from contrast.checks import ConfigError
+from contrast.checks import ConfigError, one_of
 from contrast.export import pretrained_backbone
 from contrast.methods.base import TrainingBase
 from contrast.models import mlp
-from contrast.models.hf import HFTextTower, PretrainedTokenizer, check_tokenizer
+from contrast.models.hf import HFTextTower, HFVisionTower, PretrainedTokenizer, check_tokenizer, hf_name
 from contrast.models.open_clip_towers import OpenCLIPTokenizer, open_clip_name, open_clip_text
 from contrast.models.open_clip_towers import towers as open_clip_towers
 from contrast.models.text import build_text_encoder, vocabulary_of
@@ -63,7 +63,8 @@ def pixel_normalization(model, mean, std) -> tuple[tuple[float, ...], tuple[floa
             if not Normalization(tuple(map(float, given["mean"])), tuple(map(float, given["std"]))).same(recorded):
                 raise ConfigError(
                     name,
-                    f"{name}: the image tower of {model.hparams.image_weights} was pretrained on pixels "
+                    f"{name}: the image tower of {model.hparams.image_weights or model.hparams.backbone} was "
+                    f"pretrained on pixels "
                     f"normalised with {recorded}; leave {name} unset",
                 )
         mean, std = recorded.mean, recorded.std
@@ -83,6 +84,13 @@ def image_encoder(model) -> nn.Module:
     if open_clip_name(hp.backbone) is not None:  # open_clip's model: both towers, built here at once
         image, model._open_clip, model._pretrained_normalization = open_clip_image_tower(hp)
         return image
+    if hf_name(hp.backbone) is not None:  # a Hugging Face vision model; its configuration recorded
+        tower = HFVisionTower(hf_name(hp.backbone), hp.image_pooler, hp.image_config)
+        hp.image_config = tower.config_record()
+        recorded = tower.normalization()
+        if recorded is not None:
+            model._pretrained_normalization = Normalization.of(recorded)
+        return tower
     if hp.open_clip_weights is not None:
         raise ConfigError("open_clip_weights", "open_clip_weights are the weights of an open_clip/<name> backbone")
     if hp.backbone == "none":  # the images are feature vectors: the head takes them as they are
@@ -99,6 +107,17 @@ def image_encoder(model) -> nn.Module:
             f"{arch['cifar_stem']}); set --model.init_args.backbone and cifar_stem to match"
         )
     return backbone
+
+
+PROJECTIONS = ("mlp", "linear")
+
+
+def projection(hp, width: int) -> nn.Module:
+    """A tower's head into the shared space: ``mlp`` (Linear-ReLU-Linear, ``head_hidden`` wide) or
+    ``linear`` (one Linear without bias: CLIP's projection, HF's dual encoder's)."""
+    if hp.projection == "linear":
+        return nn.Linear(width, hp.embed_dim, bias=False)
+    return mlp(width, hp.head_hidden, hp.embed_dim, batch_norm=False)
 
 
 def build_towers(model, vocabulary, image_dim: int, text_dim: int, num_classes: int) -> None:
@@ -123,13 +142,12 @@ def build_towers(model, vocabulary, image_dim: int, text_dim: int, num_classes: 
         model.text_encoder, text_width = text_tower(hp, vocabulary, model._open_clip)
     else:
         model.text_encoder, text_width = nn.Identity(), text_dim
-    image_head = text_head = model._open_clip is None  # open_clip's towers project themselves
-    model.image_head = (  # (B, F) -> (B, E)
-        mlp(image_width, hp.head_hidden, hp.embed_dim, batch_norm=False) if image_head else nn.Identity()
-    )
-    model.text_head = (  # (B, W) -> (B, E)
-        mlp(text_width, hp.head_hidden, hp.embed_dim, batch_norm=False) if text_head else nn.Identity()
-    )
+    one_of("projection", hp.projection, PROJECTIONS)
+    if model._open_clip is not None:  # open_clip's towers project themselves
+        model.image_head, model.text_head = nn.Identity(), nn.Identity()
+    else:
+        model.image_head = projection(hp, image_width)  # (B, F) -> (B, E)
+        model.text_head = projection(hp, text_width)  # (B, W) -> (B, E)
     if "acmr" in model.objectives and num_classes:
         model.label_classifier = nn.Linear(hp.embed_dim, num_classes)
         hidden = max(2, hp.embed_dim // 2)

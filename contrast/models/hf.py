@@ -1,4 +1,5 @@
-"""Pretrained text towers from Hugging Face ``transformers`` (``text_encoder: hf/<name or folder>``).
+"""Pretrained towers from Hugging Face ``transformers``: text (``text_encoder: hf/<name or folder>``) and
+images (``backbone: hf/<name or folder>`` of a CrossModal).
 
 * :class:`PretrainedTokenizer`: the model's own fast tokenizer (``AutoTokenizer``), as a vocabulary
   of the data (``--data.tokenizer hf/<name>``). Its ids are shifted by one, so that id 0 is padding
@@ -7,7 +8,13 @@
 * :class:`HFTextTower`: ``AutoModel`` with one of open_clip's poolers (``cls``: the first token's
   last hidden state; ``mean``: the mean over the caption's tokens; ``last``: the last token's, the
   end-of-text token of GPT-style models) giving ``feature_dim`` = the model's hidden size; the
-  cross-modal text head projects it into the shared space.
+  cross-modal text head projects it into the shared space. ``pooler``: the model's own
+  ``pooler_output`` (BERT's dense + tanh over the first token, CLIP's final-norm end token), what
+  open_clip's ``cls_pooler`` and HF's ``VisionTextDualEncoderModel`` take.
+* :class:`HFVisionTower`: ``AutoModel`` of a vision configuration (ViT, CLIP's vision model, DINOv2,
+  …) over normalised pixels, pooled by ``pooler`` (``pooler_output``, as the dual encoder), ``cls``
+  or ``mean`` over the patch tokens; the pixel normalisation comes from the folder's
+  ``preprocessor_config.json`` where it has one.
 
 Loading reads a local ``save_pretrained`` folder, or a hub name where a network or a filled cache is
 at hand; with ``HF_HUB_OFFLINE=1`` only local files are tried. Weights are read from safetensors only
@@ -18,6 +25,8 @@ without the folder (its weights are in the checkpoint).
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
 from pathlib import Path
 
@@ -27,7 +36,8 @@ from torch import Tensor, nn
 from contrast.checks import ConfigError, one_of
 
 PREFIX = "hf/"
-POOLERS = ("cls", "mean", "last")
+POOLERS = ("cls", "mean", "last", "pooler")
+IMAGE_POOLERS = ("pooler", "cls", "mean")
 
 
 def hf_name(spec: str) -> str | None:
@@ -35,12 +45,12 @@ def hf_name(spec: str) -> str | None:
     return spec[len(PREFIX) :] if isinstance(spec, str) and spec.startswith(PREFIX) else None
 
 
-def _transformers():
+def _transformers(argument: str = "text_encoder"):
     try:
         import transformers
     except ImportError:
         raise ConfigError(
-            "text_encoder", "pretrained text towers (hf/<name>) need transformers: pip install 'contrast[hf]'"
+            argument, f"pretrained towers ({argument}: hf/<name>) need transformers: pip install 'contrast[hf]'"
         ) from None
     return transformers
 
@@ -118,16 +128,13 @@ class PretrainedTokenizer:
         return {"hf": self.name, "tokenizer": self.json}
 
 
-class HFTextTower(nn.Module):
-    """(B, L) ids shifted by one (0 = padding) -> (B, hidden size), pooled by ``pooler``.
+class _HFTower(nn.Module):
+    """A ``transformers`` model as a tower: built from a recorded configuration (a checkpoint's; weights
+    to come from a state dict) or loaded from ``name`` (safetensors only, no remote code)."""
 
-    ``config``: a recorded configuration (a checkpoint's): the model is built from it, weights to
-    come from a state dict; otherwise the pretrained model of ``name`` is loaded."""
-
-    def __init__(self, name: str, pooler: str = "mean", config: dict | None = None) -> None:
+    def __init__(self, name: str, argument: str, config: dict | None) -> None:
         super().__init__()
-        one_of("text_pooler", pooler, POOLERS)
-        transformers = _transformers()
+        transformers = _transformers(argument)
         if config is not None:
             settings = transformers.AutoConfig.for_model(**config)
             self.transformer = transformers.AutoModel.from_config(settings)
@@ -136,17 +143,8 @@ class HFTextTower(nn.Module):
             def load(n, **options):
                 return transformers.AutoModel.from_pretrained(n, use_safetensors=True, **options)
 
-            self.transformer = _load("model", "text_encoder", name, load)
-        settings = self.transformer.config
-        if getattr(settings, "is_encoder_decoder", False):
-            raise ConfigError(
-                "text_encoder",
-                f"text_encoder hf/{name}: an encoder-decoder model; give an encoder (BERT-like) or GPT-like one",
-            )
-        self.name, self.pooler = name, pooler
-        self.feature_dim = int(settings.hidden_size)
-        self.max_positions = getattr(settings, "max_position_embeddings", None)
-        self.vocab_size = int(settings.vocab_size)
+            self.transformer = _load("model", argument, name, load)
+        self.name = name
 
     def config_record(self) -> dict:
         """The model's configuration, as the checkpoint keeps it (JSON values only)."""
@@ -187,6 +185,36 @@ class HFTextTower(nn.Module):
         else:
             (getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable)()
 
+    def _pooled_output(self, output) -> Tensor:
+        pooled = getattr(output, "pooler_output", None)
+        if pooled is None:
+            argument = "image_pooler" if isinstance(self, HFVisionTower) else "text_pooler"
+            model = type(self.transformer).__name__
+            message = f"{argument}: hf/{self.name} ({model}) has no pooler_output; pool by cls or mean"
+            raise ConfigError(argument, message)
+        return pooled.flatten(1)  # (B, H): a convolutional model's (B, C, 1, 1) too
+
+
+class HFTextTower(_HFTower):
+    """(B, L) ids shifted by one (0 = padding) -> (B, hidden size), pooled by ``pooler``.
+
+    ``config``: a recorded configuration (a checkpoint's): the model is built from it, weights to
+    come from a state dict; otherwise the pretrained model of ``name`` is loaded."""
+
+    def __init__(self, name: str, pooler: str = "mean", config: dict | None = None) -> None:
+        one_of("text_pooler", pooler, POOLERS)
+        super().__init__(name, "text_encoder", config)
+        settings = self.transformer.config
+        if getattr(settings, "is_encoder_decoder", False):
+            raise ConfigError(
+                "text_encoder",
+                f"text_encoder hf/{name}: an encoder-decoder model; give an encoder (BERT-like) or GPT-like one",
+            )
+        self.pooler = pooler
+        self.feature_dim = int(settings.hidden_size)
+        self.max_positions = getattr(settings, "max_position_embeddings", None)
+        self.vocab_size = int(settings.vocab_size)
+
     def forward(self, tokens: Tensor) -> Tensor:
         if self.max_positions is not None and tokens.shape[1] > self.max_positions:
             raise ValueError(
@@ -195,7 +223,10 @@ class HFTextTower(nn.Module):
             )
         mask = tokens != 0  # (B, L)
         ids = (tokens - 1).clamp_min(0)  # (B, L): the model's own ids
-        hidden = self.transformer(input_ids=ids, attention_mask=mask.long()).last_hidden_state  # (B, L, H)
+        output = self.transformer(input_ids=ids, attention_mask=mask.long())
+        if self.pooler == "pooler":
+            return self._pooled_output(output)  # (B, H)
+        hidden = output.last_hidden_state  # (B, L, H)
         if self.pooler == "cls":
             return hidden[:, 0]  # (B, H)
         if self.pooler == "last":
@@ -203,6 +234,46 @@ class HFTextTower(nn.Module):
             return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, H)
         keep = mask.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
         return (hidden * keep).sum(1) / keep.sum(1).clamp_min(1)  # (B, H)
+
+
+class HFVisionTower(_HFTower):
+    """(B, C, H, W) normalised pixels -> (B, width), pooled by ``pooler`` (see the module); ``size``: the
+    side the model takes (its configuration's ``image_size``; None where any size goes)."""
+
+    def __init__(self, name: str, pooler: str = "pooler", config: dict | None = None) -> None:
+        one_of("image_pooler", pooler, IMAGE_POOLERS)
+        super().__init__(name, "backbone", config)
+        settings = self.transformer.config
+        if "pixel_values" not in inspect.signature(self.transformer.forward).parameters:
+            raise ConfigError("backbone", f"backbone hf/{name}: {type(self.transformer).__name__} takes no images")
+        width = getattr(settings, "hidden_size", None) or (getattr(settings, "hidden_sizes", None) or [None])[-1]
+        if width is None:
+            raise ConfigError("backbone", f"backbone hf/{name}: its configuration names no hidden size")
+        self.pooler, self.feature_dim = pooler, int(width)
+        size = getattr(settings, "image_size", None)
+        self.size = int(size) if isinstance(size, int) else None
+
+    def normalization(self) -> dict | None:
+        """{"mean", "std"} of the folder's image processor (``preprocessor_config.json``), else None."""
+        local = Path(self.name).expanduser() / "preprocessor_config.json"
+        if not local.is_file():
+            return None
+        settings = json.loads(local.read_text())
+        if "image_mean" not in settings or "image_std" not in settings:
+            return None
+        return {"mean": tuple(map(float, settings["image_mean"])), "std": tuple(map(float, settings["image_std"]))}
+
+    def forward(self, images: Tensor) -> Tensor:
+        if self.size is not None and tuple(images.shape[-2:]) != (self.size, self.size):
+            raise ValueError(
+                f"images: hf/{self.name} takes {self.size}-px images, got {tuple(images.shape[-2:])}; "
+                f"set the data's image_size to {self.size}"
+            )
+        output = self.transformer(pixel_values=images)
+        if self.pooler == "pooler":
+            return self._pooled_output(output)  # (B, W)
+        hidden = output.last_hidden_state  # (B, T, W)
+        return hidden[:, 0] if self.pooler == "cls" else hidden[:, 1:].mean(1)  # (B, W)
 
 
 def check_tokenizer(tower: HFTextTower, tokenizer) -> None:

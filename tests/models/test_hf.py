@@ -63,7 +63,7 @@ def bert(tmp_path_factory):
     return _bert(tmp_path_factory.mktemp("bert"))
 
 
-@pytest.mark.parametrize("pooler", ["cls", "mean", "last"])
+@pytest.mark.parametrize("pooler", ["cls", "mean", "last", "pooler"])
 def test_the_tower_is_the_model_on_its_own_tokenizers_ids_values_and_gradients(bert, pooler):
     reference = transformers.BertModel.from_pretrained(bert).double()
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(bert)
@@ -79,8 +79,11 @@ def test_the_tower_is_the_model_on_its_own_tokenizers_ids_values_and_gradients(b
         CAPTIONS, padding=True, truncation=True, max_length=6, return_tensors="pt", return_token_type_ids=False
     )
     mask = hf_tokens["attention_mask"]  # (B, L), 1 on the tokens
-    hidden = reference(**hf_tokens).last_hidden_state  # (B, L, H)
-    if pooler == "cls":
+    output = reference(**hf_tokens)
+    hidden = output.last_hidden_state  # (B, L, H)
+    if pooler == "pooler":  # BERT's dense + tanh over [CLS], open_clip's cls_pooler
+        expected = output.pooler_output
+    elif pooler == "cls":
         expected = hidden[:, 0]
     elif pooler == "last":  # the [SEP] of each caption
         expected = torch.stack([hidden[i, int(mask[i].sum()) - 1] for i in range(len(CAPTIONS))])
