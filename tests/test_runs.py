@@ -152,8 +152,9 @@ def test_sigkill_at_epoch_end_with_workers_resumes_exactly(tmp_path, views):
 
 @pytest.mark.slow  # three end-to-end runs
 def test_sigkill_on_shards_resumes_exactly_with_another_worker_count(tmp_path):
-    """Two-tower training on img2dataset-layout tar shards (4 shards of 80 pairs, 2 workers) killed
-    mid-epoch at step 14, resumed with 1 worker: the final weights are the uninterrupted run's."""
+    """Two-tower training on img2dataset-layout tar shards (4 shards of 80 pairs, 2 workers, open_clip's
+    random crop drawn per sample before the decode) killed mid-epoch at step 14, resumed with 1 worker:
+    the final weights are the uninterrupted run's."""
     pytest.importorskip("webdataset", reason="webdataset writes the shards (the bench extra)")
     from tests.data.test_shards import write_shards
 
@@ -168,6 +169,8 @@ def test_sigkill_on_shards_resumes_exactly_with_another_worker_count(tmp_path):
         "shards",
         "--data.batch_size",
         "32",
+        "--data.recipe",
+        "clip",
         "--trainer.max_epochs",
         "3",
         "--trainer.enable_progress_bar",

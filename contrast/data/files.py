@@ -82,6 +82,30 @@ class ImageFiles(Dataset):
         """The image alone (for datasets whose labels live elsewhere)."""
         return self[index][0]
 
+    def jpeg(self, index: int) -> tuple[bytes, int, int] | None:
+        """(bytes, height, width) of image ``index`` read whole when it is a JPEG, its size from the
+        header alone, so that crop boxes are drawn before it is decoded (at a reduced DCT size where they
+        allow); None for other formats or when every image is resized to ``image_size``."""
+        path = self.samples[index][0]
+        if self.image_size is not None or path.suffix.lower() not in (".jpg", ".jpeg"):
+            return None
+        import io
+
+        from PIL import Image
+
+        try:
+            data = path.read_bytes()
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+        except Exception as error:  # noqa: BLE001 - PIL raises several types for a corrupt header
+            raise self.damaged(path, error) from None
+        return data, height, width
+
+    def damaged(self, path, error: BaseException) -> DamagedImageError:
+        """The error for ``path`` that failed to decode."""
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        return DamagedImageError(f"could not decode image {path}: {first} (--data.skip_corrupt true skips such files)")
+
     def sizes(self) -> set[tuple[int, int]]:
         """The distinct (width, height) of the images, read from the file headers only."""
         from PIL import Image
@@ -109,10 +133,7 @@ class ImageFiles(Dataset):
                 data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
                 image = decode_image(data, mode=ImageReadMode.RGB)
         except Exception as error:  # torchvision and PIL raise several types for corrupt files
-            first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-            raise DamagedImageError(
-                f"could not decode image {path}: {first} (--data.skip_corrupt true skips such files)"
-            ) from None
+            raise self.damaged(path, error) from None
         if self.image_size is not None and tuple(image.shape[1:]) != (self.image_size, self.image_size):
             image = TF.center_crop(TF.resize(image, self.image_size, antialias=True), self.image_size)
         return image

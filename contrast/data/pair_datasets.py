@@ -3,7 +3,10 @@
 Training batches are ``(images, texts, labels)``: images (B, C, H, W) uint8 or (B, Di) features;
 texts (B, L) word ids padded with 0 or (B, Dt) features; labels (B,) class ids (-1: none). Each epoch
 pairs every image with one of its captions, chosen from (seed, epoch, index), so a resumed run
-draws the pairs the uninterrupted one would have.
+draws the pairs the uninterrupted one would have. With a crop recipe (``PairedData(recipe=...)``)
+the training images take the split path's worker stage: each image's crop box and flip are drawn from
+(seed, epoch, index) and its stored size (a pack's index, a JPEG's header) before it is decoded, once,
+at a reduced DCT size where the box allows; its normalisation is the image tower's, on the device.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from contrast.data.files import DamagedImageError
 from contrast.data.pair_sources import PairedSplit
 from contrast.models.text import pad_ids
 from contrast.seeds import derive_seed
+from contrast.views import SplitViews
 
 
 class PairDataset(Dataset):
@@ -26,8 +30,15 @@ class PairDataset(Dataset):
     ``skip_corrupt``: an image that cannot be decoded gives the next pair instead (image and text),
     counted in a warning; otherwise it stops the run, named."""
 
-    def __init__(self, split: PairedSplit, tokens: list[list[int]] | None, seed: int, skip_corrupt: bool = False):
-        self.split, self.tokens, self.seed, self.skip_corrupt = split, tokens, seed, skip_corrupt
+    def __init__(
+        self,
+        split: PairedSplit,
+        tokens: list[list[int]] | None,
+        seed: int,
+        skip_corrupt: bool = False,
+        crop: SplitViews | None = None,
+    ):
+        self.split, self.tokens, self.seed, self.skip_corrupt, self.crop = split, tokens, seed, skip_corrupt, crop
         self.skipped: set[int] = set()
 
     def __len__(self) -> int:
@@ -52,7 +63,21 @@ class PairDataset(Dataset):
         choice = derive_seed(self.seed, "pair", index) % int(split.text_count[i])
         m = int(split.text_order[int(split.text_start[i]) + choice])
         text = torch.tensor(self.tokens[m]) if self.tokens is not None else split.text_features[m]
-        return split.image(i), text, int(split.labels[i])
+        return self._image(i, index), text, int(split.labels[i])
+
+    def _image(self, i: int, index: int) -> Tensor:
+        """Image i as sample ``index`` sees it: as stored, or its crop (see the module doc)."""
+        if self.crop is None:
+            return self.split.image(i)
+        images = self.split.images
+        encoded = images.jpeg(i) if hasattr(images, "jpeg") else None
+        if encoded is None:  # in memory, or not a JPEG: cut from the decoded image
+            return self.crop(self.split.image(i), index)[0][0]
+        data, height, width = encoded
+        try:
+            return self.crop.from_jpeg(data, height, width, index)[0][0]  # (C, s, s) uint8
+        except Exception as error:  # noqa: BLE001 - torchvision and PIL raise several types for corrupt data
+            raise images.damaged(i if hasattr(images, "location") else images.samples[i][0], error) from None
 
 
 class ImageDataset(Dataset):

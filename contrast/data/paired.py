@@ -6,6 +6,8 @@ Where the pairs come from is :mod:`contrast.data.pair_sources`; how the loaders 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import warnings
 
 import lightning as L
@@ -19,8 +21,37 @@ from contrast.data.sampler import loop_position, resume_position, training_sampl
 from contrast.models.hf import PretrainedTokenizer, hf_name
 from contrast.models.open_clip_towers import OpenCLIPTokenizer, open_clip_name
 from contrast.models.text import UNKNOWN, SubwordVocabulary, Vocabulary, vocabulary_of
+from contrast.views import SplitViews
+from contrast.views.recipes import RECIPES
 
 TOKENIZERS = ("words", "bpe", "hf/<name or folder>", "open_clip/<model name>")
+
+
+def pair_crop(recipe: str | None, image_size: int, seed: int) -> SplitViews | None:
+    """The worker stage of the split path for a pair's image: the recipe's crop at ``image_size``. Recipes
+    with colour operations or flips are refused: a caption names its image's colours, its left and right."""
+    if recipe is None:
+        return None
+    one_of("recipe", recipe, tuple(RECIPES))
+    r = RECIPES[recipe]
+    colour = [
+        name
+        for name, on in (
+            ("colour jitter", r.jitter_p > 0 and any(r.jitter)),
+            ("grayscale", r.grayscale_p > 0),
+            ("blur", r.blur_p > 0),
+            ("solarize", r.solarize_p > 0),
+            ("flips", r.flip_p > 0),
+        )
+        if on
+    ]
+    if colour:
+        raise ConfigError(
+            "recipe",
+            f"recipe {recipe!r} has {', '.join(colour)}, which change what a caption says of its image (its "
+            "colours, its left and right); pairs take a crop only (e.g. recipe clip)",
+        )
+    return SplitViews((r.with_(size=image_size, name=f"{recipe}@{image_size}"),), seed=seed)  # one view
 
 
 class PairedData(L.LightningDataModule):
@@ -54,6 +85,11 @@ class PairedData(L.LightningDataModule):
             open_clip's CSV columns and separator.
         skip_corrupt: leave out samples without a readable image or a caption, counted in a warning
             (default: stop, naming them).
+        recipe: a crop for the training images (``"clip"``: open_clip's, a random crop of 90-100% of the
+            image; any recipe of :data:`contrast.views.recipes.RECIPES` without colour operations or flips), cut at
+            ``image_size`` from the whole image by the split path's worker stage (boxes drawn from the
+            stored size before one decode, :mod:`contrast.data.pair_datasets`); None (the default): each
+            image resized and centre-cropped to ``image_size``, as the test images always are.
     """
 
     def __init__(
@@ -82,6 +118,7 @@ class PairedData(L.LightningDataModule):
         csv_caption_key: str = "title",
         csv_separator: str = "\t",
         skip_corrupt: bool = False,
+        recipe: str | None = None,
     ) -> None:
         super().__init__()
         if hf_name(tokenizer) is None and open_clip_name(tokenizer) is None:
@@ -106,6 +143,7 @@ class PairedData(L.LightningDataModule):
                 f"got {eval_captions_per_image!r}"
             )
         boolean("skip_corrupt", skip_corrupt)
+        self._crop = pair_crop(recipe, image_size, seed)
         self.save_hyperparameters()
         self.dataset, self.root, self.seed = dataset, root, seed
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
@@ -119,6 +157,10 @@ class PairedData(L.LightningDataModule):
         if train not in self._splits:
             hp = self.hparams
             split = PAIR_SOURCES[self.dataset](self.root, train, hp)
+            if train and self._crop is not None and hasattr(split.images, "image_size"):  # files, packs: whole
+                images = copy.copy(split.images)
+                images.image_size = None
+                split = dataclasses.replace(split, images=images)
             if not train and hp.eval_captions_per_image is not None and split.captions is not None:
                 split = first_captions(split, hp.eval_captions_per_image)
             self._splits[train] = split
@@ -207,7 +249,7 @@ class PairedData(L.LightningDataModule):
         sampler = training_sampler(len(split), self.batch_size, self.seed, self._resume, "pairs")
         self._resume = None
         return DataLoader(
-            PairDataset(split, self.tokens(True), self.seed, self.hparams.skip_corrupt),
+            PairDataset(split, self.tokens(True), self.seed, self.hparams.skip_corrupt, self._crop),
             batch_size=self.batch_size,
             sampler=sampler,
             drop_last=True,

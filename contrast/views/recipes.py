@@ -184,6 +184,21 @@ MULTICROP_IMAGENET_SMALL = SIMCLR_IMAGENET.with_(
 # The quickstart's small crops (Shapes-10, 32 px): 16-px crops of a tenth to a quarter of the image.
 QUICKSTART_SMALL = QUICKSTART.with_(size=16, crop_scale=(0.1, 0.25), name="quickstart_small")
 
+# open_clip's training crop of image–text pairs (``image_transform(is_train=True)``: RandomResizedCrop of
+# scale 0.9-1, no flip, no colour; bicubic there, antialiased bilinear here), OpenAI's normalisation. Pairs
+# (``PairedData(recipe="clip")``) cut it at their own image_size and normalise as their image tower does.
+CLIP = Recipe(
+    size=224,
+    crop_scale=(0.9, 1.0),
+    flip_p=0.0,
+    jitter=(0.0, 0.0, 0.0, 0.0),
+    jitter_p=0.0,
+    grayscale_p=0.0,
+    mean=(0.48145466, 0.4578275, 0.40821073),
+    std=(0.26862954, 0.26130258, 0.27577711),
+    name="clip",
+)
+
 # Name -> recipe, for configuration files.
 RECIPES: dict[str, Recipe] = {
     r.name: r
@@ -198,6 +213,7 @@ RECIPES: dict[str, Recipe] = {
         MOCO_V3_CIFAR10_K,
         QUICKSTART,
         MNIST,
+        CLIP,
         LINEAR_IMAGENET,
         LINEAR_CIFAR10,
         LINEAR_CIFAR10_MILD,

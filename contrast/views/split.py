@@ -106,7 +106,7 @@ class SplitViews:
             crop = image.resize((size, size), Image.Resampling.BILINEAR, box=box)
             if flip:
                 crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            crops.append(torch.from_numpy(np.asarray(crop)).permute(2, 0, 1).contiguous())  # (3, s, s) uint8
+            crops.append(torch.from_numpy(np.array(crop)).permute(2, 0, 1).contiguous())  # (3, s, s) uint8
         return tuple(crops), tuple(packed)
 
 

@@ -136,6 +136,11 @@ class PackedImages(Dataset):
             self._files[shard] = os.open(self.shards[shard], os.O_RDONLY)
         return os.pread(self._files[shard], size, offset)
 
+    def jpeg(self, i: int) -> tuple[bytes, int, int] | None:
+        """(bytes, height, width) of image i, its size from the index (None when every image is resized
+        to ``image_size``): the split path draws its boxes before decoding."""
+        return None if self.image_size is not None else (self.read(i), *self.size(i))
+
     def sizes(self) -> set[tuple[int, int]]:
         """The distinct (width, height) of the images, from the index."""
         return {(int(w), int(h)) for h, w in np.unique(np.asarray(self.index[:, _HEIGHT : _WIDTH + 1]), axis=0)}
