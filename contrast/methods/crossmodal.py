@@ -277,7 +277,16 @@ class CrossModal(TrainingBase):
             return sum(self.objectives[name] * value for name, value in terms.items())
 
         if self.hparams.accumulate_pairs > 1:  # GradCache: the towers run a micro-batch at a time
-            loss = grad_cache_loss(self._embed, objective, images, texts, self.hparams.accumulate_pairs)
+            image_parameters = [*self.backbone.parameters(), *self.image_head.parameters()]
+            loss = grad_cache_loss(
+                self.embed_images,
+                self.embed_texts,
+                objective,
+                images,
+                texts,
+                self.hparams.accumulate_pairs,
+                image_parameters,
+            )
         else:
             loss = objective(*self._embed(images, texts))
         batch_size = images.shape[0]
