@@ -98,11 +98,14 @@ class ImageFiles(Dataset):
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
         except Exception as error:  # noqa: BLE001 - PIL raises several types for a corrupt header
-            raise self.damaged(path, error) from None
+            raise self._damaged(path, error) from None
         return data, height, width
 
-    def damaged(self, path, error: BaseException) -> DamagedImageError:
-        """The error for ``path`` that failed to decode."""
+    def damaged(self, index: int, error: BaseException) -> DamagedImageError:
+        """The error for image ``index`` that failed to decode (its file named)."""
+        return self._damaged(self.samples[index][0], error)
+
+    def _damaged(self, path, error: BaseException) -> DamagedImageError:
         first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         return DamagedImageError(f"could not decode image {path}: {first} (--data.skip_corrupt true skips such files)")
 
@@ -133,7 +136,7 @@ class ImageFiles(Dataset):
                 data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
                 image = decode_image(data, mode=ImageReadMode.RGB)
         except Exception as error:  # torchvision and PIL raise several types for corrupt files
-            raise self.damaged(path, error) from None
+            raise self._damaged(path, error) from None
         if self.image_size is not None and tuple(image.shape[1:]) != (self.image_size, self.image_size):
             image = TF.center_crop(TF.resize(image, self.image_size, antialias=True), self.image_size)
         return image

@@ -4,7 +4,7 @@ Training batches are ``(images, texts, labels)``: images (B, C, H, W) uint8 or (
 texts (B, L) word ids padded with 0 or (B, Dt) features; labels (B,) class ids (-1: none). Each epoch
 pairs every image with one of its captions, chosen from (seed, epoch, index), so a resumed run
 draws the pairs the uninterrupted one would have. With a crop recipe (``PairedData(recipe=...)``)
-the training images take the split path's worker stage: each image's crop box and flip are drawn from
+the training images take the split path's worker stage: each image's crop box is drawn from
 (seed, epoch, index) and its stored size (a pack's index, a JPEG's header) before it is decoded, once,
 at a reduced DCT size where the box allows; its normalisation is the image tower's, on the device.
 """
@@ -76,8 +76,8 @@ class PairDataset(Dataset):
         data, height, width = encoded
         try:
             return self.crop.from_jpeg(data, height, width, index)[0][0]  # (C, s, s) uint8
-        except Exception as error:  # noqa: BLE001 - torchvision and PIL raise several types for corrupt data
-            raise images.damaged(i if hasattr(images, "location") else images.samples[i][0], error) from None
+        except (RuntimeError, OSError, ValueError) as error:  # torchvision's and PIL's errors on corrupt data
+            raise images.damaged(i, error) from None
 
 
 class ImageDataset(Dataset):

@@ -64,8 +64,7 @@ def pixel_normalization(model, mean, std) -> tuple[tuple[float, ...], tuple[floa
                 raise ConfigError(
                     name,
                     f"{name}: the image tower of {model.hparams.image_weights or model.hparams.backbone} was "
-                    f"pretrained on pixels "
-                    f"normalised with {recorded}; leave {name} unset",
+                    f"pretrained on pixels normalised with {recorded}; leave {name} unset",
                 )
         mean, std = recorded.mean, recorded.std
     mean = (0.5, 0.5, 0.5) if mean is None else mean

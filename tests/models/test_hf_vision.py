@@ -18,6 +18,7 @@ import torch
 transformers = pytest.importorskip("transformers", reason="the hf extra: pip install 'contrast[hf]'")
 
 from contrast.checks import ConfigError  # noqa: E402
+from contrast.cli import main  # noqa: E402
 from contrast.data import PairedData  # noqa: E402
 from contrast.methods import CrossModal  # noqa: E402
 from contrast.methods.pretrained import hf_dual_encoder_ready  # noqa: E402
@@ -144,13 +145,19 @@ def test_the_export_is_hfs_dual_encoder_and_transformers_reads_it_back(folders, 
         torch.testing.assert_close(again.embed_images(images), model.embed_images(images), rtol=0, atol=0)
 
 
-def test_only_a_pair_shaped_as_the_dual_encoder_is_exported_so(folders, tmp_path):
+def test_only_a_pair_shaped_as_the_dual_encoder_is_exported_so(folders, tmp_path, capsys):
     _, mlp_heads = _pair(folders, projection="mlp")
     assert "projection linear" in hf_dual_encoder_ready(mlp_heads)
     _, cls_pooled = _pair(folders, image_pooler="cls")
     assert "pooler_output" in hf_dual_encoder_ready(cls_pooled)
-    mlp_heads.save_pretrained(tmp_path / "export")
-    assert (tmp_path / "export/model.safetensors").is_file() and not (tmp_path / "export/hf").exists()
+    for name, model in (("mlp", mlp_heads), ("dual", _pair(folders)[1])):  # contrast export of each checkpoint
+        torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, tmp_path / "m.ckpt")
+        assert main(["export", "--ckpt", str(tmp_path / "m.ckpt"), "--out", str(tmp_path / name)]) == 0
+    said = capsys.readouterr().out
+    assert "not in HF's VisionTextDualEncoderModel layout: the dual encoder projects by one Linear" in said
+    assert f'VisionTextDualEncoderModel.from_pretrained("{tmp_path / "dual"}/hf")' in said
+    assert (tmp_path / "mlp/model.safetensors").is_file() and not (tmp_path / "mlp/hf").exists()
+    assert (tmp_path / "dual/hf/model.safetensors").is_file()
 
 
 def test_locking_and_checkpointing_a_vision_tower(folders):
