@@ -42,10 +42,28 @@ from contrast.data.pair_sources import PAIR_SOURCES, PairedSplit  # noqa: E402
 from contrast.data.sources import load_split  # noqa: E402
 from contrast.seeds import derive_seed  # noqa: E402
 
+IRREGULAR = {"puppy": "puppies", "pony": "ponies", "lorry": "lorries", "deer": "deer", "aircraft": "aircraft"}
 
-def synonym_captions(hold_out: bool):
-    """A pair source: CIFAR-10 with class captions; with ``hold_out``, the last synonym of each class
-    (``CIFAR_WORDS``) only in the test split's captions, the others only in the training split's."""
+
+def plural(words: str) -> str:
+    """The English plural of a class word (of a compound's last word)."""
+    *head, last = words.split(" ")
+    return " ".join([*head, IRREGULAR.get(last, last + "s")])
+
+
+def held_out_synonym(words: tuple[str, ...], train: bool) -> tuple[str, ...]:
+    """All a class's synonyms (``CIFAR_WORDS``) but the last in training, the last alone in the test."""
+    return words if len(words) == 1 else words[:-1] if train else words[-1:]
+
+
+def plurals(words: tuple[str, ...], train: bool) -> tuple[str, ...]:
+    """A class's words in the singular in training, in the plural in the test."""
+    return words if train else tuple(plural(w) for w in words)
+
+
+def class_captions(words_of):
+    """A pair source: CIFAR-10 with class captions (a template and one of the class's words, as
+    ``words_of(its words, train)`` gives them for the split); an image's key is its class."""
 
     def source(root, train: bool, s) -> PairedSplit:
         base = load_split("cifar10_jpeg", root, train, image_size=32)
@@ -57,9 +75,7 @@ def synonym_captions(hold_out: bool):
         g = torch.Generator().manual_seed(derive_seed(s.seed, "captions", train))
         captions = []
         for y in labels.tolist():
-            words = CIFAR_WORDS[classes[y]]
-            if hold_out and len(words) > 1:
-                words = words[:-1] if train else words[-1:]
+            words = words_of(CIFAR_WORDS[classes[y]], train)
             for _ in range(s.captions_per_image):
                 template = CIFAR_TEMPLATES[int(torch.randint(len(CIFAR_TEMPLATES), (1,), generator=g))]
                 captions.append(template.format(words[int(torch.randint(len(words), (1,), generator=g))]))
@@ -69,40 +85,9 @@ def synonym_captions(hold_out: bool):
     return source
 
 
-PAIR_SOURCES["cifar10_unseen_synonyms"] = synonym_captions(hold_out=True)
-PAIR_SOURCES["cifar10_class_captions"] = synonym_captions(hold_out=False)  # every word in both splits
-
-IRREGULAR = {"puppy": "puppies", "pony": "ponies", "lorry": "lorries", "deer": "deer", "aircraft": "aircraft"}
-
-
-def plural(words: str) -> str:
-    """The English plural of a class word (of a compound's last word)."""
-    *head, last = words.split(" ")
-    return " ".join([*head, IRREGULAR.get(last, last + "s")])
-
-
-def plural_captions(root, train: bool, s) -> PairedSplit:
-    """A pair source: CIFAR-10 with class captions, the class words singular in the training split,
-    plural in the test split (the same templates)."""
-    base = load_split("cifar10_jpeg", root, train, image_size=32)
-    subset = s.train_subset if train else s.eval_subset
-    if subset is not None and subset < len(base):
-        base = Subset(base, subset)
-    decoded = decode_all(base, 0, "cifar10")
-    classes, labels = list(decoded.classes), decoded.labels
-    g = torch.Generator().manual_seed(derive_seed(s.seed, "captions", train))
-    captions = []
-    for y in labels.tolist():
-        words = CIFAR_WORDS[classes[y]]
-        for _ in range(s.captions_per_image):
-            template = CIFAR_TEMPLATES[int(torch.randint(len(CIFAR_TEMPLATES), (1,), generator=g))]
-            word = words[int(torch.randint(len(words), (1,), generator=g))]
-            captions.append(template.format(word if train else plural(word)))
-    text_image = torch.arange(len(labels)).repeat_interleave(s.captions_per_image)
-    return PairedSplit(decoded.images, labels, text_image, captions, image_keys=labels.clone())
-
-
-PAIR_SOURCES["cifar10_unseen_plurals"] = plural_captions
+PAIR_SOURCES["cifar10_unseen_synonyms"] = class_captions(held_out_synonym)
+PAIR_SOURCES["cifar10_unseen_plurals"] = class_captions(plurals)
+PAIR_SOURCES["cifar10_class_captions"] = class_captions(lambda words, train: words)  # every word in both splits
 
 
 def train_and_score(args, seed: int, dataset: str, tokenizer: str, **model_args) -> dict:

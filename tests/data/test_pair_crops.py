@@ -7,8 +7,6 @@ and damaged images named. The shards are real tar files in img2dataset's layout.
 
 from __future__ import annotations
 
-import io
-import tarfile
 import warnings
 
 import pytest
@@ -26,6 +24,7 @@ from contrast.data import PairedData  # noqa: E402
 from contrast.data.shapes import generate_scenes  # noqa: E402
 from contrast.views import SplitViews  # noqa: E402
 from contrast.views.recipes import CLIP  # noqa: E402
+from tests.data.test_shards import write_tar  # noqa: E402
 
 CAPTIONS = [f"scene number {i}" for i in range(12)]
 
@@ -135,11 +134,8 @@ def test_bad_recipes_and_damaged_images_are_named(small):
         PairedData(recipe="linear_cifar10")
     with pytest.raises(ConfigError, match="recipe must be one of"):
         PairedData(recipe="clip_big")
-    with tarfile.open(root / "train/00009.tar", "w") as tar:  # a JPEG whose data is cut off after its header
-        for name, data in (("000090000.jpg", _jpegs(1, 40, 48)[0][:300]), ("000090000.txt", b"a damaged picture")):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    truncated = _jpegs(1, 40, 48)[0][:300]  # a JPEG whose data is cut off after its header
+    write_tar(root / "train/00009.tar", [("000090000.jpg", truncated), ("000090000.txt", b"a damaged picture")])
     data = PairedData(dataset="webdataset", root=str(root), batch_size=13, recipe="clip")
     with pytest.raises(RuntimeError, match=r"could not decode image .*00009.tar:000090000.jpg"):
         next(iter(data.train_dataloader()))

@@ -55,6 +55,15 @@ def write_shards(folder: Path, n: int, per_shard: int, seed: int = 0, fmt: str =
     return images, captions
 
 
+def write_tar(path: Path, members: list[tuple[str, bytes]]) -> None:
+    """A tar file of these (name, bytes) members, written by tarfile (for damaged shards)."""
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
 def test_shards_give_webdatasets_own_images_and_captions_through_a_cached_index(tmp_path):
     images, captions = write_shards(tmp_path / "train", 10, per_shard=4)
     ours_images, ours_captions = shard_pairs(str(tmp_path / "train"), image_size=32)
@@ -170,11 +179,9 @@ def test_open_clips_csv_layout(tmp_path):
 def test_an_undecodable_image_stops_naming_it_or_is_skipped_with_its_caption(tmp_path):
     write_shards(tmp_path / "train", 4, per_shard=4)
     write_shards(tmp_path / "test", 2, per_shard=2, seed=1)
-    with tarfile.open(tmp_path / "train/00001.tar", "w") as tar:  # a damaged image with a caption
-        for name, data in (("000010000.png", b"\x89PNG garbage"), ("000010000.txt", b"a damaged picture")):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    write_tar(  # a damaged image with a caption
+        tmp_path / "train/00001.tar", [("000010000.png", b"\x89PNG garbage"), ("000010000.txt", b"a damaged picture")]
+    )
     data = PairedData(dataset="webdataset", root=str(tmp_path), batch_size=5, tokenizer="words")
     with pytest.raises(RuntimeError, match=r"could not decode image .*00001.tar:000010000.png"):
         next(iter(data.train_dataloader()))
