@@ -13,7 +13,7 @@ images (``backbone: hf/<name or folder>`` of a CrossModal).
   open_clip's ``cls_pooler`` and HF's ``VisionTextDualEncoderModel`` take.
 * :class:`HFVisionTower`: ``AutoModel`` of a vision configuration (ViT, CLIP's vision model, DINOv2,
   …) over normalised pixels, pooled by ``pooler`` (``pooler_output``, as the dual encoder), ``cls``
-  or ``mean`` over the patch tokens; the pixel normalisation comes from the folder's
+  or ``mean`` over the tokens after the class token; the pixel normalisation comes from the folder's
   ``preprocessor_config.json`` where it has one.
 
 Loading reads a local ``save_pretrained`` folder, or a hub name where a network or a filled cache is
