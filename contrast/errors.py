@@ -15,14 +15,24 @@ import os
 import re
 import sys
 
+# The errors whose message names the file (module, class). An error can only be of a class whose module
+# is loaded, so they are looked up among the loaded modules: reporting imports nothing (an error of
+# `contrast index` does not load torch, and a lost rank is named within its timeout).
+NAMED = (
+    ("contrast.checkpoint", "CheckpointError"),
+    ("contrast.data.files", "DataNotFoundError"),
+    ("contrast.data.files", "DamagedImageError"),
+)
+
+
+def _loaded(classes: tuple[tuple[str, str], ...]) -> tuple[type, ...]:
+    """Those of ``classes`` whose module is loaded."""
+    return tuple(getattr(sys.modules[module], name) for module, name in classes if module in sys.modules)
+
 
 def report(error: BaseException, command: str, options: tuple[str, ...] = ()) -> int:
     """Print the useful line of a user error and return its exit code; re-raise anything else.
     ``options``: the command's own options (``knn``: k, temperature, ...)."""
-    from contrast.checkpoint import CheckpointError
-    from contrast.data import DataNotFoundError
-    from contrast.data.files import DamagedImageError
-
     if os.environ.get("CONTRAST_TRACEBACK"):
         raise error
     chain = _chain(error)
@@ -46,7 +56,7 @@ def report(error: BaseException, command: str, options: tuple[str, ...] = ()) ->
             file=sys.stderr,
         )
         return 1
-    named = [e for e in chain if isinstance(e, (CheckpointError, DataNotFoundError, DamagedImageError))]
+    named = [e for e in chain if isinstance(e, _loaded(NAMED))]
     values = [e for e in chain if isinstance(e, (ValueError, FileNotFoundError))]
     if named:
         message = _from_worker(str(named[0]))
@@ -86,10 +96,10 @@ _GLOO_LOST = re.compile(r"gloo.*(Timed out waiting \d+ms|Connection closed by pe
 
 
 def _is_distributed_error(error: BaseException) -> bool:
-    try:
-        from torch.distributed import DistError
-    except ImportError:
+    if "torch.distributed" not in sys.modules:  # no collective ran in this process
         return False
+    from torch.distributed import DistError
+
     return isinstance(error, DistError) or (type(error) is RuntimeError and bool(_GLOO_LOST.search(str(error))))
 
 
@@ -180,6 +190,8 @@ def _with_option(error: BaseException, options: tuple[str, ...]) -> str:
 def _raised_by(error: BaseException) -> str | None:
     """'model', 'data', a callback's class name, or None: the innermost object of those kinds whose
     method the error was raised in (read from the traceback, not from the message)."""
+    if "lightning" not in sys.modules:  # no model, data module or callback in this process
+        return None
     import lightning as L
 
     owner, frame = None, error.__traceback__

@@ -256,8 +256,10 @@ def test_contrast_index_runs_without_importing_torch(tmp_path):
     script = (
         "import sys; from contrast.cli import main; "
         f"assert main(['index', {str(tmp_path)!r}]) == 0; "
+        f"assert main(['index', {str(tmp_path / 'images')!r}]) == 2; "  # bad input: reported, no torch either
         "print('torch' in sys.modules, 'lightning' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.splitlines()[-1] == "False False", done.stdout + done.stderr
+    assert "contrast index: error: " in done.stderr and "no embed.json" in done.stderr
     assert json.loads((tmp_path / "index/images.json").read_text())["factory"] == "Flat"
