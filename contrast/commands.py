@@ -119,6 +119,7 @@ def _export(args: argparse.Namespace, overrides: list[str]) -> int:
     from contrast.export import export_backbone
     from contrast.methods.crossmodal import CrossModal, crossmodal_hparams
     from contrast.methods.pretrained import hf_dual_encoder_ready
+    from contrast.models.hf import hf_name
 
     checkpoint = read_checkpoint(args.ckpt)
     if crossmodal_hparams(checkpoint) is not None:  # both towers, the tokenizer, the normalisation
@@ -132,8 +133,8 @@ def _export(args: argparse.Namespace, overrides: list[str]) -> int:
             if (Path(args.out) / folder).exists():
                 print("also in its library's own layout: " + how.format(out=args.out))
         why = hf_dual_encoder_ready(model)
-        if why is not None and not why.startswith("its towers are not both"):  # HF towers of another shape
-            print(f"not in HF's VisionTextDualEncoderModel layout: {why}")
+        if why is not None and hf_name(model.hparams.backbone) and hf_name(model.hparams.text_encoder):
+            print(f"not in HF's VisionTextDualEncoderModel layout: {why}")  # HF towers of another shape
         return 0
 
     weights, meta = export_backbone(args.ckpt, args.out, recipe=args.recipe)
