@@ -95,12 +95,12 @@ def _autofaiss():
 def build_side(side: str, work: Path, budget: str, build_memory: str, max_ms: float) -> dict:
     """Build one side's index (in this process); its record."""
     start = time.perf_counter()
-    if side == "contrast":
+    if side in ("contrast", "matched"):
         from contrast.search.index import index
 
-        record = index(str(work), max_memory=budget, max_query_ms=max_ms, out=str(work / "contrast"))[0]
+        record = index(str(work), max_memory=budget, max_query_ms=max_ms, out=str(work / side))[0]
         setting = {"parameter": record["parameter"], "value": record["value"], "factory": record["factory"]}
-        path = work / "contrast/images.faiss"
+        path = work / side / "images.faiss"
     else:
         build_index = _autofaiss()
         (work / "autofaiss").mkdir(exist_ok=True)
@@ -116,7 +116,7 @@ def build_side(side: str, work: Path, budget: str, build_memory: str, max_ms: fl
             max_index_query_time_ms=max_ms,
             min_nearest_neighbors_to_retrieve=10,
             nb_cores=os.cpu_count(),
-            verbose=40,
+            verbose=20,  # its stages and their times, on stderr
         )
         setting = {"index_param": infos["index_param"], "factory": infos["index_key"]}
     build_s = time.perf_counter() - start
@@ -135,8 +135,8 @@ def query_side(side: str, work: Path, truth: np.ndarray) -> dict:
 
     setting = json.loads((work / f"{side}.setting.json").read_text())
     before = current_rss_bytes()
-    if side == "contrast":
-        index = faiss.read_index(str(work / "contrast/images.faiss"))
+    if side in ("contrast", "matched"):
+        index = faiss.read_index(str(work / side / "images.faiss"))
         if setting["parameter"]:
             faiss.ParameterSpace().set_index_parameter(index, setting["parameter"], setting["value"])
     else:
@@ -157,12 +157,12 @@ def query_side(side: str, work: Path, truth: np.ndarray) -> dict:
     }
 
 
-def run_side(side: str, phase: str, args) -> dict:
+def run_side(side: str, phase: str, args, budget: str) -> dict:
     command = [sys.executable, __file__, "--side", side, "--phase", phase, "--work", str(args.work)]
-    command += ["--budget", args.budget, "--build-memory", args.build_memory, "--max-query-ms", str(args.max_query_ms)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    command += ["--budget", budget, "--build-memory", args.build_memory, "--max-query-ms", str(args.max_query_ms)]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)  # stderr (progress) passes through
     if done.returncode:
-        raise SystemExit(f"{side} {phase} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise SystemExit(f"{side} {phase} failed (its stderr above):\n{done.stdout[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -175,9 +175,12 @@ def main() -> None:
     parser.add_argument("--build-memory", default="4GB")
     parser.add_argument("--max-query-ms", type=float, default=10.0)
     parser.add_argument("--work", type=Path, help="where the embeddings go (default: a temporary folder)")
-    parser.add_argument("--side", choices=["contrast", "autofaiss"], help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=["contrast", "autofaiss", "matched"], help=argparse.SUPPRESS)
     parser.add_argument("--phase", choices=["build", "query"], help=argparse.SUPPRESS)
     parser.add_argument("--sides", default="contrast,autofaiss", help="which sides to run (a comma list)")
+    parser.add_argument(
+        "--no-match", action="store_true", help="skip contrast's second build, within autofaiss's index size"
+    )
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     if args.side:  # one side's phase, in its own process
@@ -197,14 +200,20 @@ def main() -> None:
     print(f"embeddings: {args.n:,} × {args.dim} in {time.perf_counter() - start:.0f} s", flush=True)
     np.save(args.work / "truth.npy", exact_search(args.work / "images", np.load(args.work / "queries.npy"), 10))
     results = {}
-    for side in args.sides.split(","):
+    sides = {side: args.budget for side in args.sides.split(",")}
+    if not args.no_match and {"contrast", "autofaiss"} <= set(sides):
+        sides["matched"] = None  # contrast again, its budget autofaiss's index file: at ≤ its memory
+    for side, budget in sides.items():
+        budget = budget or str(results["autofaiss"]["file_bytes"])
         shutil.rmtree(args.work / side, ignore_errors=True)
-        results[side] = {**run_side(side, "build", args), **run_side(side, "query", args)}
+        results[side] = {**run_side(side, "build", args, budget), **run_side(side, "query", args, budget)}
         print(side, json.dumps(results[side]), flush=True)
+    theirs_mib = results.get("autofaiss", {}).get("file_bytes", 0) / 2**20
+    labels = {"matched": f"contrast within autofaiss's index size ({theirs_mib:,.0f} MiB)"}
     mb = 1 / 2**20
     rows = [
         [
-            side,
+            labels.get(side, side),
             f"`{r['factory']}`",
             f"{r['build_s']:.0f}",
             f"{r['build_peak_bytes'] * mb:,.0f}",
@@ -234,15 +243,19 @@ def main() -> None:
         f"query target {args.max_query_ms:g} ms, 1,000 held-out queries one at a time, recall@10 against exact "
         "search; each side's build and queries in processes of their own."
     )
-    if len(results) == 2:
-        ours, theirs = results["contrast"], results["autofaiss"]
-        notes += (
-            f" contrast/autofaiss: recall {ours['recall@10'] / theirs['recall@10']:.3f}×, "
-            f"build time {ours['build_s'] / theirs['build_s']:.2f}×, index file "
-            f"{ours['file_bytes'] / theirs['file_bytes']:.2f}×, build peak "
-            f"{ours['build_peak_bytes'] / theirs['build_peak_bytes']:.2f}×. contrast's setting: "
-            f"{ours['parameter']}={ours['value']}; autofaiss's: {theirs['index_param']}."
-        )
+    if "autofaiss" in results:
+        theirs = results["autofaiss"]
+        for side in [s for s in results if s != "autofaiss"]:
+            ours = results[side]
+            notes += (
+                f" {labels.get(side, side)}/autofaiss: recall {ours['recall@10'] / theirs['recall@10']:.3f}×, "
+                f"build time {ours['build_s'] / theirs['build_s']:.2f}×, index file "
+                f"{ours['file_bytes'] / theirs['file_bytes']:.2f}×, serving "
+                f"{ours['serve_bytes'] / theirs['serve_bytes']:.2f}×, build peak "
+                f"{ours['build_peak_bytes'] / theirs['build_peak_bytes']:.2f}×; its setting "
+                f"{ours['parameter']}={ours['value']}."
+            )
+        notes += f" autofaiss's setting: {theirs['index_param']}; its build memory {args.build_memory}."
     print(notes)
     if not args.no_append:
         append_results("FAISS index under a memory budget: contrast index vs autofaiss", "cpu", table, notes)

@@ -8,10 +8,14 @@ The choice starts from autofaiss's rules (``autofaiss/external/optimize.py``), o
 * fewer than 10,000: ``HNSW32`` over the vectors (where it fits);
 * fewer than 1,000,000 whose float32 vectors fit the budget: ``IVF<nlist>,Flat`` (nlist ≈ 4·√n, a
   power of two);
-* where a byte a dimension fits: ``IVF<nlist>,SQ8`` — a departure from autofaiss, which goes to
-  product quantisation as soon as float32 does not fit (for 1M × 512 in 1 GB its first choice is
-  ``OPQ256_768,IVF16384_HNSW32,PQ256x8``); an 8-bit scalar code keeps the cosine of normalised
-  embeddings almost exactly, needs no OPQ rotation to train, and is faster to train and to add;
+* where a byte a dimension fits: ``IVF<nlist>,SQ8``, else 6 bits a dimension, ``IVF<nlist>,SQ6`` — a
+  departure from autofaiss, which goes to product quantisation as soon as float32 does not fit (for
+  1M × 512 in 1 GB its first choice is ``OPQ256_768,IVF16384_HNSW32,PQ256x8``); a scalar code keeps
+  the cosine of normalised embeddings almost exactly, needs no OPQ rotation to train, and is faster to
+  train and to add;
+* where a byte for two dimensions fits: ``IVF<nlist>,PQ<d/2>x8``, product codes of two dimensions a
+  byte on the IVF residuals (autofaiss's code size, without its rotation: at two dimensions a
+  sub-quantiser a rotation buys little, and it is the slowest part of autofaiss's training);
 * otherwise ``OPQ<m>_<d>,IVF<nlist>_HNSW32,PQ<m>x8``, with the most bytes a vector (m) the budget allows.
 
 It is trained on a sample (``39 · nlist`` vectors, FAISS's advice, at most all, read from the
@@ -126,10 +130,13 @@ def choose(n: int, d: int, budget: int) -> tuple[str, str | None]:
         return "HNSW32", "efSearch"
     if n < 1_000_000 and flat * 1.1 + 4 * nlist * d <= budget:
         return f"IVF{nlist},Flat", "nprobe"
-    if n * (d + 8) * 1.1 + 4 * nlist * d <= budget:  # a byte a dimension, ids 8 bytes, 10% for the lists
-        return f"IVF{nlist},SQ8", "nprobe"
+    for bits in (8, 6):  # a byte (or 6 bits) a dimension, ids 8 bytes, 10% for the lists
+        if n * (math.ceil(d * bits / 8) + 8) * 1.1 + 4 * nlist * d <= budget:
+            return f"IVF{nlist},SQ{bits}", "nprobe"
+    if d % 2 == 0 and n * (d // 2 + 8) + 4 * nlist * d * 2 <= budget:  # a byte for two dimensions
+        return f"IVF{nlist},PQ{d // 2}x8", "nprobe"
     for m in (128, 64, 32, 16, 8):  # bytes a vector, the most that fit (ids: 8 bytes a vector more)
-        if m <= d and d % m == 0 and n * (m + 8) + 4 * nlist * d * 2 <= budget:
+        if m < d // 2 and d % m == 0 and n * (m + 8) + 4 * nlist * d * 2 <= budget:
             return f"OPQ{m}_{d},IVF{nlist}_HNSW32,PQ{m}x8", "nprobe"
     raise ValueError(
         f"--max_memory: {budget:,} bytes hold no index of {n:,} vectors of width {d} "

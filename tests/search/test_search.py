@@ -73,7 +73,9 @@ def test_the_index_recalls_exact_search_and_its_choice_follows_the_rules(collect
     assert choose(5000, 512, 2**30) == ("HNSW32", "efSearch")
     assert choose(200_000, 512, 2**30)[0].startswith("IVF") and choose(200_000, 512, 2**30)[0].endswith(",Flat")
     assert choose(1_000_000, 512, 2**30) == ("IVF4096,SQ8", "nprobe")  # 2 GB of float32 in 1 GB: a byte a dim
-    assert choose(1_000_000, 512, 3 * 10**8)[0] == "OPQ128_512,IVF4096_HNSW32,PQ128x8"  # less: product codes
+    assert choose(1_000_000, 512, 45 * 10**7) == ("IVF4096,SQ6", "nprobe")  # 384 + 8 bytes a vector, 10% lists
+    assert choose(1_000_000, 512, 3 * 10**8) == ("IVF4096,PQ256x8", "nprobe")  # less: a byte for two dims
+    assert choose(1_000_000, 512, 2 * 10**8)[0] == "OPQ128_512,IVF4096_HNSW32,PQ128x8"  # less: fewer bytes
     with pytest.raises(ValueError, match="hold no index of 1,000,000 vectors"):
         choose(1_000_000, 512, 10**6)
 
@@ -118,6 +120,12 @@ def test_an_ivf_index_is_tuned_to_its_recall(tmp_path):
     record = build(tmp_path, "images", 10**6, 50.0, "x", tmp_path / "sq8")  # float32 does not fit: 8-bit codes
     assert record["factory"] == "IVF512,SQ8" and record["recall@10"] >= 0.9
     assert record["file_bytes"] < 12_000 * 32 * 2  # smaller than the float16 vectors
+    smaller = record["file_bytes"]
+    for budget, factory, floor in [(5 * 10**5, "IVF512,SQ6", 0.8), (42 * 10**4, "IVF512,PQ16x8", 0.6)]:  # less
+        record = build(tmp_path, "images", budget, 50.0, "x", tmp_path / factory)  # 6 bits, then 4 bits a dim
+        assert record["factory"] == factory and record["recall@10"] >= floor, record  # 12,000 vectors: chance 0.001
+        assert record["file_bytes"] < smaller  # each a smaller code than the last
+        smaller = record["file_bytes"]
 
 
 def test_the_service_answers_text_image_and_bad_requests(collection):
