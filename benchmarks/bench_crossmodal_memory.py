@@ -2,8 +2,14 @@
 12-layer text tower (random weights, open_clip's own configuration) at batch 64, as it is, with
 ``grad_checkpointing``, and with ``accumulate_pairs: 8`` on a batch of 8 × 64 (GradCache: the loss over
 all 512 pairs). Each setting runs alone in a fresh process; the peak is the process's maximum resident
-memory over the step (forward, backward, AdamW's step), and the step's own share is that peak less the
-resident memory once the model, the optimizer and the batch are built.
+memory over the first step (forward, backward, AdamW's step), and the step's own share is that peak less
+the resident memory once the model, the optimizer and the batch are built.
+
+A second step is then measured as a GPU's allocator counts (``torch.cuda.max_memory_allocated``): the
+bytes of live tensors only (not the interpreter and its libraries), at steady state (AdamW's moments
+allocated by the first step, its gradients freed): the weights, the moments and the batch, plus the
+peak of what the step allocates, read from PyTorch's memory profiler (every allocation and free on the
+CPU, in order).
 
     python benchmarks/bench_crossmodal_memory.py
 """
@@ -55,7 +61,36 @@ def one_step(name: str) -> dict:
     optimizer.step()
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"built": built, "peak": peak, "seconds": seconds, "loss": float(loss)}
+    first = {"built": built, "peak": peak, "seconds": seconds, "loss": float(loss)}
+
+    optimizer.zero_grad(set_to_none=True)
+    del loss
+    live = [*model.parameters(), *model.buffers(), images, texts, labels]
+    live += [t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in live}
+    resident = sum(storages.values())  # weights, buffers, AdamW's moments, the batch (each storage once)
+    with (
+        torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True
+        ) as profiler,
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        model.training_step((images, texts, labels), 1).backward()
+        optimizer.step()
+    return {**first, "tensors": resident + allocated_peak(profiler), "resident_tensors": resident}
+
+
+def allocated_peak(profiler) -> int:
+    """The most bytes allocated at once, above what was live at the start, over the profiled region."""
+    from torch.profiler._memory_profiler import Action
+
+    change = {Action.CREATE: 1, Action.INCREMENT_VERSION: 0, Action.DESTROY: -1}
+    running = peak = 0
+    for _, action, _, size in sorted(profiler._memory_profile().timeline, key=lambda row: row[0]):
+        running += change.get(action, 0) * size
+        peak = max(peak, running)
+    return peak
 
 
 def main() -> None:
@@ -84,18 +119,33 @@ def main() -> None:
                 f"{step / 2**30:.2f}",
                 f"{r['peak'] / base['peak']:.0%}",
                 f"{step / (base['peak'] - base['built']):.0%}",
+                f"{r['tensors'] / 2**30:.2f}",
+                f"{r['tensors'] / base['tensors']:.0%}",
                 f"{r['seconds']:.1f}",
                 f"{r['loss']:.4f}",
             ]
         )
-    header = ["setting", "peak GiB", "step's own GiB", "peak vs batch 64", "step's own vs batch 64", "step s", "loss"]
+    header = [
+        "setting",
+        "peak GiB",
+        "step's own GiB",
+        "peak vs batch 64",
+        "step's own vs batch 64",
+        "2nd step, tensors GiB",
+        "tensors vs batch 64",
+        "step s",
+        "loss",
+    ]
     table = markdown_table(header, rows)
     print(table)
     if not args.no_append:
         notes = (
             f"open_clip/{MODEL} as both towers (random weights), AdamW, float32, CPU, one process per setting. "
-            "Peak: the process's maximum resident memory; the step's own: the peak less the resident memory "
-            "with the model, the optimizer and the batch built (weights 151 M parameters, 0.6 GB)."
+            "Peak: the process's maximum resident memory over the first step; the step's own: the peak less the "
+            "resident memory with the model, the optimizer and the batch built (weights 151 M parameters, 0.6 GB). "
+            "2nd step, tensors: the peak of live tensor bytes over a second step, as a GPU's allocator counts them "
+            f"(the weights, AdamW's moments and the batch, {base['resident_tensors'] / 2**30:.2f} GiB at batch 64, "
+            "plus the most the step allocates at once, from PyTorch's memory profiler)."
         )
         append_results("Memory of one two-tower step: grad_checkpointing and accumulate_pairs", "cpu", table, notes)
 
