@@ -85,7 +85,7 @@ def allocated_peak(profiler) -> int:
     """The most bytes allocated at once, above what was live at the start, over the profiled region."""
     from torch.profiler._memory_profiler import Action
 
-    change = {Action.CREATE: 1, Action.INCREMENT_VERSION: 0, Action.DESTROY: -1}
+    change = {Action.CREATE: 1, Action.DESTROY: -1}  # PREEXISTING and INCREMENT_VERSION allocate nothing
     running = peak = 0
     for _, action, _, size in sorted(profiler._memory_profile().timeline, key=lambda row: row[0]):
         running += change.get(action, 0) * size
